@@ -1,0 +1,3 @@
+// FledgeKit: the umbrella module; `import FledgeKit` brings every library module of Fledge.
+@_exported import FledgeModel
+@_exported import FledgeTensor

@@ -1,0 +1,228 @@
+// Backend: the kernels the model is written against (ARCHITECTURE.md, "Backends").
+// Two implementations live here: `CPUBackend` (CBLAS + parallel SIMD loops) and `ReferenceBackend`
+// (plain serial loops, the definition every fast kernel is tested against). A CUDA backend arrives later.
+//
+// Legend used in shape comments: B batch, T sequence length, C width, OC output features, NH query heads,
+// NKV key/value heads, HS head size, V vocabulary, F MLP width, N element count.
+// Conventions: weights are (OC, C) row-major as in PyTorch's nn.Linear; gradients of parameters are
+// accumulated (+=), so gradient accumulation and tied weights need no extra code.
+
+/// A mutable pointer to fp32 data.
+public typealias FloatPointer = UnsafeMutablePointer<Float>
+/// A read-only pointer to fp32 data.
+public typealias ConstFloatPointer = UnsafePointer<Float>
+
+/// An element-wise activation function.
+public enum ActivationFunction: String, Sendable, CaseIterable {
+    /// GELU, tanh approximation (GPT-2; PyTorch `gelu(approximate="tanh")`).
+    case gelu
+    case relu
+    /// SiLU / swish: x·σ(x).
+    case silu
+}
+
+/// Where the queries, keys, values and outputs of a causal attention live in memory.
+///
+/// Query `t` (0-based within this call) sits at absolute position `keyOffset + t` and attends to keys
+/// `0...keyOffset + t`. Training uses `keyOffset` 0 with keys from the same (B, T, 3C)-like buffer;
+/// KV-cache decoding uses the cache as keys and values.
+public struct AttentionShape: Sendable, Equatable {
+    public var batchSize: Int
+    /// Number of queries per row (Tq).
+    public var queryLength: Int
+    /// Absolute position of the first query; keys span `0..<keyOffset + queryLength`.
+    public var keyOffset: Int
+    public var heads: Int
+    public var kvHeads: Int
+    public var headSize: Int
+    /// Floats between consecutive query positions, and between batch rows.
+    public var queryRowStride: Int
+    public var queryBatchStride: Int
+    /// Floats between consecutive key/value positions, and between batch rows.
+    public var kvRowStride: Int
+    public var kvBatchStride: Int
+    /// Floats between consecutive output positions (the output is (B, Tq, NH·HS) with this row stride).
+    public var outputRowStride: Int
+    /// Floats between consecutive rows of one head's probability matrix (≥ keyOffset + queryLength).
+    public var probabilityRowStride: Int
+
+    public init(
+        batchSize: Int, queryLength: Int, keyOffset: Int, heads: Int, kvHeads: Int, headSize: Int,
+        queryRowStride: Int, queryBatchStride: Int, kvRowStride: Int, kvBatchStride: Int,
+        outputRowStride: Int, probabilityRowStride: Int
+    ) {
+        self.batchSize = batchSize
+        self.queryLength = queryLength
+        self.keyOffset = keyOffset
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.headSize = headSize
+        self.queryRowStride = queryRowStride
+        self.queryBatchStride = queryBatchStride
+        self.kvRowStride = kvRowStride
+        self.kvBatchStride = kvBatchStride
+        self.outputRowStride = outputRowStride
+        self.probabilityRowStride = probabilityRowStride
+    }
+
+    /// Number of keys (and values) visible to the last query.
+    public var keyLength: Int { keyOffset + queryLength }
+    /// Floats in the probability buffer: (B, NH, Tq, probabilityRowStride).
+    public var probabilityCount: Int { batchSize * heads * queryLength * probabilityRowStride }
+}
+
+/// The kernels of a GPT forward/backward pass and its optimizer. All pointers are caller-owned; no kernel
+/// allocates on its hot path. See the file header for the shape legend and conventions.
+public protocol Backend: AnyObject, Sendable {
+    /// A short name for logs ("cpu", "reference").
+    var name: String { get }
+
+    /// General matrix multiply on row-major matrices: C = alpha·op(A)·op(B) + beta·C, with op(A) (M, K)
+    /// and op(B) (K, N); `transposeA`/`transposeB` select op = transpose.
+    func gemm(
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+        a: ConstFloatPointer, lda: Int, b: ConstFloatPointer, ldb: Int, beta: Float, c: FloatPointer, ldc: Int)
+
+    /// out (rows, OC) = input (rows, C) · weightᵀ (OC, C) + bias (OC).
+    func linear(
+        output: FloatPointer, input: ConstFloatPointer, weight: ConstFloatPointer, bias: ConstFloatPointer?,
+        rows: Int, inFeatures: Int, outFeatures: Int)
+
+    /// Backward of `linear`: dInput (rows, C) = dOut · weight (overwritten, or added when
+    /// `accumulateInput`); dWeight (OC, C) += dOutᵀ · input; dBias (OC) += Σ_rows dOut.
+    func linearBackward(
+        dInput: FloatPointer?, accumulateInput: Bool, dWeight: FloatPointer, dBias: FloatPointer?,
+        dOutput: ConstFloatPointer, input: ConstFloatPointer, weight: ConstFloatPointer,
+        rows: Int, inFeatures: Int, outFeatures: Int)
+
+    /// out (B·T, C) = tokenTable[tokens] + positionTable[positionOffset + t] (positionTable may be nil).
+    func embedding(
+        output: FloatPointer, tokens: UnsafePointer<Int32>, tokenTable: ConstFloatPointer,
+        positionTable: ConstFloatPointer?, batchSize: Int, sequenceLength: Int, width: Int, positionOffset: Int)
+
+    /// dTokenTable[tokens] += dOut; dPositionTable[t] += Σ_b dOut (when given).
+    func embeddingBackward(
+        dTokenTable: FloatPointer, dPositionTable: FloatPointer?, dOutput: ConstFloatPointer,
+        tokens: UnsafePointer<Int32>, batchSize: Int, sequenceLength: Int, width: Int)
+
+    /// LayerNorm over the last axis: out = (x − mean)·rstd·weight + bias; saves mean and rstd (rows).
+    func layerNorm(
+        output: FloatPointer, mean: FloatPointer, rstd: FloatPointer, input: ConstFloatPointer,
+        weight: ConstFloatPointer, bias: ConstFloatPointer?, rows: Int, width: Int, epsilon: Float)
+
+    /// Backward of `layerNorm`: dInput (overwritten, or added when `accumulate`); dWeight, dBias +=.
+    func layerNormBackward(
+        dInput: FloatPointer, accumulate: Bool, dWeight: FloatPointer, dBias: FloatPointer?,
+        dOutput: ConstFloatPointer, input: ConstFloatPointer, weight: ConstFloatPointer,
+        mean: ConstFloatPointer, rstd: ConstFloatPointer, rows: Int, width: Int)
+
+    /// RMSNorm over the last axis: out = x·rstd·weight with rstd = 1/sqrt(mean(x²) + ε); saves rstd.
+    func rmsNorm(
+        output: FloatPointer, rstd: FloatPointer, input: ConstFloatPointer, weight: ConstFloatPointer,
+        rows: Int, width: Int, epsilon: Float)
+
+    /// Backward of `rmsNorm`: dInput (overwritten, or added when `accumulate`); dWeight +=.
+    func rmsNormBackward(
+        dInput: FloatPointer, accumulate: Bool, dWeight: FloatPointer, dOutput: ConstFloatPointer,
+        input: ConstFloatPointer, weight: ConstFloatPointer, rstd: ConstFloatPointer, rows: Int, width: Int)
+
+    /// Rotary position embedding, in place, on `heads` heads of size HS starting at `data` in each of the
+    /// B·T rows (`rowStride` floats apart). Pairs (i, i + HS/2) rotate by angle pos·θᵢ, with the tables
+    /// cos/sin (maxT, HS/2). `inverse` rotates by −angle (the backward pass).
+    func rotary(
+        data: FloatPointer, cos: ConstFloatPointer, sin: ConstFloatPointer, batchSize: Int, sequenceLength: Int,
+        heads: Int, headSize: Int, rowStride: Int, batchStride: Int, positionOffset: Int, inverse: Bool)
+
+    /// Causal scaled-dot-product attention (grouped-query: query head h reads key/value head
+    /// h / (NH/NKV)). Writes out (B, Tq, NH·HS) and the softmax probabilities (B, NH, Tq, Tk).
+    func attention(
+        output: FloatPointer, probabilities: FloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
+        value: ConstFloatPointer, shape: AttentionShape)
+
+    /// Backward of `attention`: dQuery, dKey, dValue are overwritten (same strides as query, key, value;
+    /// the entries between heads are left untouched). `scratch` holds `shape.probabilityCount` floats.
+    func attentionBackward(
+        dQuery: FloatPointer, dKey: FloatPointer, dValue: FloatPointer, dOutput: ConstFloatPointer,
+        probabilities: ConstFloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
+        value: ConstFloatPointer, scratch: FloatPointer, shape: AttentionShape)
+
+    /// out (N) = f(input (N)).
+    func activation(_ function: ActivationFunction, output: FloatPointer, input: ConstFloatPointer, count: Int)
+
+    /// dInput (N) = f′(input) · dOut.
+    func activationBackward(
+        _ function: ActivationFunction, dInput: FloatPointer, input: ConstFloatPointer,
+        dOutput: ConstFloatPointer, count: Int)
+
+    /// SwiGLU: out (rows, F) = silu(gate) · up, where input rows are [gate (F), up (F)].
+    func swiglu(output: FloatPointer, input: ConstFloatPointer, rows: Int, width: Int)
+
+    /// Backward of `swiglu`: dInput (rows, 2F) overwritten.
+    func swigluBackward(dInput: FloatPointer, input: ConstFloatPointer, dOutput: ConstFloatPointer, rows: Int, width: Int)
+
+    /// out (N) = a + b (out may alias a or b).
+    func add(output: FloatPointer, _ a: ConstFloatPointer, _ b: ConstFloatPointer, count: Int)
+
+    /// Cross-entropy of logits (rows, V) against targets; rows whose target is `ignoreIndex` get loss 0.
+    /// Writes per-row losses and log-sum-exps (both (rows)).
+    func crossEntropy(
+        losses: FloatPointer, logSumExp: FloatPointer, logits: ConstFloatPointer, targets: UnsafePointer<Int32>,
+        rows: Int, vocabularySize: Int, ignoreIndex: Int32)
+
+    /// dLogits = scale · (softmax(logits) − onehot(target)); zero for ignored rows. May run in place.
+    func crossEntropyBackward(
+        dLogits: FloatPointer, logits: ConstFloatPointer, logSumExp: ConstFloatPointer,
+        targets: UnsafePointer<Int32>, rows: Int, vocabularySize: Int, ignoreIndex: Int32, scale: Float)
+
+    /// Inverted dropout in place: each element is kept with probability 1 − p and scaled by 1/(1 − p).
+    /// The mask is a pure function of (seed, index), so forward and backward apply the same mask.
+    func dropout(_ data: FloatPointer, count: Int, probability: Float, seed: UInt64)
+
+    /// One AdamW step over N elements (PyTorch `torch.optim.AdamW` semantics, `step` counted from 1).
+    func adamW(
+        parameters: FloatPointer, gradients: ConstFloatPointer, firstMoment: FloatPointer,
+        secondMoment: FloatPointer, count: Int, hyper: AdamWStep)
+
+    /// Σ x² over N elements, accumulated in double precision.
+    func sumOfSquares(_ data: ConstFloatPointer, count: Int) -> Double
+
+    /// x (N) *= factor.
+    func scale(_ data: FloatPointer, count: Int, by factor: Float)
+}
+
+/// The scalars of one AdamW update.
+public struct AdamWStep: Sendable, Equatable {
+    public var learningRate: Float
+    public var beta1: Float
+    public var beta2: Float
+    public var epsilon: Float
+    public var weightDecay: Float
+    /// 1-based step number, for bias correction.
+    public var step: Int
+
+    public init(learningRate: Float, beta1: Float, beta2: Float, epsilon: Float, weightDecay: Float, step: Int) {
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.weightDecay = weightDecay
+        self.step = step
+    }
+}
+
+/// The dropout keep/drop decision for element `index`: a counter-based hash (SplitMix64 finaliser), so
+/// masks need no stored state and are identical in forward, backward and after a resume.
+@inlinable @inline(__always)
+public func dropoutKeeps(seed: UInt64, index: Int, threshold: UInt32) -> Bool {
+    var z = seed &+ UInt64(truncatingIfNeeded: index) &* 0x9E37_79B9_7F4A_7C15
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    z = z ^ (z >> 31)
+    return UInt32(truncatingIfNeeded: z >> 32) >= threshold
+}
+
+/// The 32-bit threshold below which an element is dropped, for probability p.
+@inlinable
+public func dropoutThreshold(_ probability: Float) -> UInt32 {
+    UInt32(min(Double(UInt32.max), (Double(probability) * 4_294_967_296.0).rounded()))
+}

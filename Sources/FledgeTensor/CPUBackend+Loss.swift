@@ -1,0 +1,62 @@
+// CPUBackend+Loss: fused softmax cross-entropy with an ignore index, parallel over rows.
+// Forward saves log-sum-exp per row so the backward needs one pass: dlogit = e^{x − lse} − 1[target].
+
+extension CPUBackend {
+    public func crossEntropy(
+        losses: FloatPointer, logSumExp: FloatPointer, logits: ConstFloatPointer, targets: UnsafePointer<Int32>,
+        rows: Int, vocabularySize: Int, ignoreIndex: Int32
+    ) {
+        let v = vocabularySize
+        pool.parallelFor(rows) { block in
+            for r in block {
+                let x = logits + r * v
+                var maxV = Vec16(repeating: -.infinity)
+                forEachChunk16(0..<v) { i, lanes in maxV = pointwiseMax(maxV, loadLanes(x + i, lanes, fill: -.infinity)) }
+                let m = maxV.max()
+                // Subtract the row max for numerical stability.
+                var sum = Vec16()
+                forEachChunk16(0..<v) { i, lanes in
+                    let e = exp16(loadLanes(x + i, lanes) - m)
+                    sum += lanes == 16 ? e : e.replacing(with: 0, where: Self.laneMask(lanes))
+                }
+                let lse = m + Float.log(sum.sum())
+                logSumExp[r] = lse
+                losses[r] = targets[r] == ignoreIndex ? 0 : lse - x[Int(targets[r])]
+            }
+        }
+    }
+
+    public func crossEntropyBackward(
+        dLogits: FloatPointer, logits: ConstFloatPointer, logSumExp: ConstFloatPointer,
+        targets: UnsafePointer<Int32>, rows: Int, vocabularySize: Int, ignoreIndex: Int32, scale: Float
+    ) {
+        let v = vocabularySize
+        pool.parallelFor(rows) { block in
+            for r in block {
+                let x = logits + r * v
+                let dx = dLogits + r * v
+                if targets[r] == ignoreIndex {
+                    dx.update(repeating: 0, count: v)
+                    continue
+                }
+                let lse = logSumExp[r]
+                forEachChunk16(0..<v) { i, lanes in
+                    storeLanes(exp16(loadLanes(x + i, lanes) - lse) * scale, dx + i, lanes)
+                }
+                dx[Int(targets[r])] -= scale
+            }
+        }
+    }
+
+    /// Lanes at or beyond `lanes` (the invalid tail of a partial chunk).
+    @inline(__always)
+    static func laneMask(_ lanes: Int) -> SIMDMask<SIMD16<Int32>> {
+        SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) .>= Int32(lanes)
+    }
+}
+
+extension Float {
+    @inline(__always) static func log(_ x: Float) -> Float { Float(Foundation.log(Double(x))) }
+}
+
+import Foundation

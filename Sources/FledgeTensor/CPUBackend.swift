@@ -1,0 +1,110 @@
+// CPUBackend: the fast CPU kernels. GEMMs go to CBLAS (single-threaded, split over Fledge's ThreadPool);
+// everything else is a parallel SIMD loop over unsafe pointers. Each kernel is tested against
+// ReferenceBackend. Kernel families live in CPUBackend+<Family>.swift; this file has GEMM and linear.
+
+import COpenBLAS
+
+/// Fast CPU kernels: CBLAS for matrix products, SIMD loops on a persistent thread pool for the rest.
+public final class CPUBackend: Backend, @unchecked Sendable {
+    public let name = "cpu"
+    /// The pool every kernel runs on.
+    public let pool: ThreadPool
+    /// Per-thread partial sums for reductions (padded to a cache line per thread).
+    let partials: Storage<Double>
+
+    /// Creates the backend with `threadCount` threads (default: the core count); BLAS is set to one thread.
+    public init(threadCount: Int = ThreadPool.coreCount) {
+        pool = ThreadPool(threadCount: threadCount)
+        partials = try! Storage<Double>(count: max(1, threadCount) * 8)
+        BLAS.setThreadCount(1)
+    }
+
+    /// Threads used by every kernel.
+    public var threadCount: Int { pool.threadCount }
+
+    // MARK: GEMM
+
+    /// One CBLAS call on the calling thread.
+    @inline(__always)
+    static func sgemm(
+        _ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+        _ a: ConstFloatPointer, _ lda: Int, _ b: ConstFloatPointer, _ ldb: Int, _ beta: Float,
+        _ c: FloatPointer, _ ldc: Int
+    ) {
+        guard m > 0, n > 0 else { return }
+        cblas_sgemm(
+            CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    public func gemm(
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+        a: ConstFloatPointer, lda: Int, b: ConstFloatPointer, ldb: Int, beta: Float, c: FloatPointer, ldc: Int
+    ) {
+        // Split the larger of M and N into one block per thread; each block is an independent GEMM.
+        let work = m * n * k
+        if pool.threadCount == 1 || work < 1 << 18 {
+            Self.sgemm(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
+        if m >= n {
+            pool.parallelFor(m, alignment: 16) { rows in
+                let aBlock = transposeA ? a + rows.lowerBound : a + rows.lowerBound * lda
+                Self.sgemm(
+                    transposeA, transposeB, rows.count, n, k, alpha, aBlock, lda, b, ldb, beta,
+                    c + rows.lowerBound * ldc, ldc)
+            }
+        } else {
+            pool.parallelFor(n, alignment: 16) { cols in
+                let bBlock = transposeB ? b + cols.lowerBound * ldb : b + cols.lowerBound
+                Self.sgemm(
+                    transposeA, transposeB, m, cols.count, k, alpha, a, lda, bBlock, ldb, beta,
+                    c + cols.lowerBound, ldc)
+            }
+        }
+    }
+
+    // MARK: Linear
+
+    public func linear(
+        output: FloatPointer, input: ConstFloatPointer, weight: ConstFloatPointer, bias: ConstFloatPointer?,
+        rows: Int, inFeatures: Int, outFeatures: Int
+    ) {
+        let (c, oc) = (inFeatures, outFeatures)
+        pool.parallelFor(rows, alignment: 8) { block in
+            let out = output + block.lowerBound * oc
+            if let bias {
+                for r in 0..<block.count { (out + r * oc).update(from: bias, count: oc) }
+            }
+            Self.sgemm(false, true, block.count, oc, c, 1, input + block.lowerBound * c, c, weight, c, bias == nil ? 0 : 1, out, oc)
+        }
+    }
+
+    public func linearBackward(
+        dInput: FloatPointer?, accumulateInput: Bool, dWeight: FloatPointer, dBias: FloatPointer?,
+        dOutput: ConstFloatPointer, input: ConstFloatPointer, weight: ConstFloatPointer,
+        rows: Int, inFeatures: Int, outFeatures: Int
+    ) {
+        let (c, oc) = (inFeatures, outFeatures)
+        if let dInput {
+            // dInput (rows, C) = dOut (rows, OC) · W (OC, C)
+            gemm(
+                transposeA: false, transposeB: false, m: rows, n: c, k: oc, alpha: 1, a: dOutput, lda: oc,
+                b: weight, ldb: c, beta: accumulateInput ? 1 : 0, c: dInput, ldc: c)
+        }
+        // dW (OC, C) += dOutᵀ (OC, rows) · input (rows, C)
+        gemm(
+            transposeA: true, transposeB: false, m: oc, n: c, k: rows, alpha: 1, a: dOutput, lda: oc,
+            b: input, ldb: c, beta: 1, c: dWeight, ldc: c)
+        if let dBias {
+            // Column sums of dOut, each thread owning a range of columns (deterministic, no races).
+            pool.parallelFor(oc, alignment: 16, minimumPerThread: 64) { cols in
+                forEachChunk16(cols) { j, lanes in
+                    var acc = Vec16()
+                    for r in 0..<rows { acc += loadLanes(dOutput + r * oc + j, lanes) }
+                    storeLanes(loadLanes(dBias + j, lanes) + acc, dBias + j, lanes)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,18 @@
+// Errors of the tensor layer. Every message ends with a hint for the user (ARCHITECTURE.md, "Modules").
+
+/// An error raised by FledgeTensor.
+public enum TensorError: Error, CustomStringConvertible, Equatable {
+    case outOfMemory(bytes: Int)
+    case invalidArgument(String)
+
+    public var description: String {
+        switch self {
+        case .outOfMemory(let bytes):
+            let gib = Double(bytes) / 1_073_741_824
+            return "could not allocate \(bytes) bytes (\(String(format: "%.2f", gib)) GiB). "
+                + "Hint: use a smaller batch size or sequence length, or a smaller model."
+        case .invalidArgument(let message):
+            return message
+        }
+    }
+}

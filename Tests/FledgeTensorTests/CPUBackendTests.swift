@@ -1,0 +1,294 @@
+// Every fast CPU kernel against its reference on random inputs of several shapes, including shapes that
+// are not multiples of the 16-lane SIMD width. Tolerances are fp32 tolerances: the reference reduces in
+// Double, the fast kernels in fp32 lanes, so differences of ~1e-6 relative are expected.
+
+import FledgeTensor
+import Testing
+
+struct CPUBackendTests {
+    @Test(arguments: [
+        (false, false, 5, 7, 3), (false, true, 33, 17, 19), (true, false, 64, 40, 48), (true, true, 70, 90, 31),
+        (false, true, 130, 257, 65),
+    ])
+    func gemmMatchesReference(transA: Bool, transB: Bool, m: Int, n: Int, k: Int) {
+        let a = Buffer(m * k, seed: 1)
+        let b = Buffer(k * n, seed: 2)
+        let c1 = Buffer(m * n, seed: 3)
+        let c2 = Buffer(copy: c1)
+        let lda = transA ? m : k
+        let ldb = transB ? k : n
+        for backend in [fast as Backend, reference] {
+            let c = backend === fast ? c1 : c2
+            backend.gemm(
+                transposeA: transA, transposeB: transB, m: m, n: n, k: k, alpha: 0.5, a: a.pointer, lda: lda,
+                b: b.pointer, ldb: ldb, beta: 0.25, c: c.pointer, ldc: n)
+        }
+        expectClose(c1.array, c2.array, "gemm \(transA) \(transB) \(m)x\(n)x\(k)")
+    }
+
+    @Test(arguments: [(1, 3, 5), (37, 24, 40), (65, 33, 129)])
+    func linearForwardAndBackwardMatchReference(rows: Int, inFeatures: Int, outFeatures: Int) {
+        let x = Buffer(rows * inFeatures, seed: 4)
+        let w = Buffer(outFeatures * inFeatures, seed: 5)
+        let bias = Buffer(outFeatures, seed: 6)
+        let dOut = Buffer(rows * outFeatures, seed: 7)
+        var results: [[Float]] = []
+        for backend in [fast as Backend, reference] {
+            let out = Buffer(zeros: rows * outFeatures)
+            let dx = Buffer(rows * inFeatures, seed: 8)
+            let dw = Buffer(outFeatures * inFeatures, seed: 9)
+            let db = Buffer(outFeatures, seed: 10)
+            backend.linear(
+                output: out.pointer, input: x.pointer, weight: w.pointer, bias: bias.pointer, rows: rows,
+                inFeatures: inFeatures, outFeatures: outFeatures)
+            backend.linearBackward(
+                dInput: dx.pointer, accumulateInput: true, dWeight: dw.pointer, dBias: db.pointer,
+                dOutput: dOut.pointer, input: x.pointer, weight: w.pointer, rows: rows, inFeatures: inFeatures,
+                outFeatures: outFeatures)
+            results += [out.array, dx.array, dw.array, db.array]
+        }
+        for (i, name) in ["output", "dInput", "dWeight", "dBias"].enumerated() {
+            expectClose(results[i], results[i + 4], name)
+        }
+    }
+
+    @Test(arguments: [(2, 3, 8, true), (3, 5, 19, false), (1, 17, 64, true)])
+    func embeddingMatchesReference(batch: Int, seq: Int, width: Int, positions: Bool) {
+        let vocab = 11
+        let tokens = (0..<batch * seq).map { Int32(($0 * 7) % vocab) }
+        let wte = Buffer(vocab * width, seed: 11)
+        let wpe = Buffer((seq + 2) * width, seed: 12)
+        let dOut = Buffer(batch * seq * width, seed: 13)
+        var results: [[Float]] = []
+        for backend in [fast as Backend, reference] {
+            let out = Buffer(zeros: batch * seq * width)
+            let dwte = Buffer(vocab * width, seed: 14)
+            let dwpe = Buffer((seq + 2) * width, seed: 15)
+            tokens.withUnsafeBufferPointer { t in
+                backend.embedding(
+                    output: out.pointer, tokens: t.baseAddress!, tokenTable: wte.pointer,
+                    positionTable: positions ? wpe.pointer : nil, batchSize: batch, sequenceLength: seq, width: width,
+                    positionOffset: positions ? 2 : 0)
+                backend.embeddingBackward(
+                    dTokenTable: dwte.pointer, dPositionTable: positions ? dwpe.pointer : nil, dOutput: dOut.pointer,
+                    tokens: t.baseAddress!, batchSize: batch, sequenceLength: seq, width: width)
+            }
+            results += [out.array, dwte.array, dwpe.array]
+        }
+        for (i, name) in ["output", "dTokenTable", "dPositionTable"].enumerated() {
+            expectClose(results[i], results[i + 3], name)
+        }
+    }
+
+    @Test(arguments: [(1, 8), (5, 19), (33, 64), (7, 385)])
+    func normsMatchReference(rows: Int, width: Int) {
+        let x = Buffer(rows * width, seed: 16, low: -2, high: 3)
+        let w = Buffer(width, seed: 17)
+        let bias = Buffer(width, seed: 18)
+        let dOut = Buffer(rows * width, seed: 19)
+        var results: [[Float]] = []
+        for backend in [fast as Backend, reference] {
+            let out = Buffer(zeros: rows * width)
+            let mean = Buffer(zeros: rows)
+            let rstd = Buffer(zeros: rows)
+            let dx = Buffer(rows * width, seed: 20)
+            let dw = Buffer(width, seed: 21)
+            let db = Buffer(width, seed: 22)
+            backend.layerNorm(
+                output: out.pointer, mean: mean.pointer, rstd: rstd.pointer, input: x.pointer, weight: w.pointer,
+                bias: bias.pointer, rows: rows, width: width, epsilon: 1e-5)
+            backend.layerNormBackward(
+                dInput: dx.pointer, accumulate: true, dWeight: dw.pointer, dBias: db.pointer, dOutput: dOut.pointer,
+                input: x.pointer, weight: w.pointer, mean: mean.pointer, rstd: rstd.pointer, rows: rows, width: width)
+            let rmsOut = Buffer(zeros: rows * width)
+            let rmsRstd = Buffer(zeros: rows)
+            let rmsDx = Buffer(zeros: rows * width)
+            let rmsDw = Buffer(zeros: width)
+            backend.rmsNorm(
+                output: rmsOut.pointer, rstd: rmsRstd.pointer, input: x.pointer, weight: w.pointer, rows: rows,
+                width: width, epsilon: 1e-5)
+            backend.rmsNormBackward(
+                dInput: rmsDx.pointer, accumulate: false, dWeight: rmsDw.pointer, dOutput: dOut.pointer,
+                input: x.pointer, weight: w.pointer, rstd: rmsRstd.pointer, rows: rows, width: width)
+            results += [out.array, dx.array, dw.array, db.array, rmsOut.array, rmsDx.array, rmsDw.array]
+        }
+        let names = ["layerNorm", "layerNorm dInput", "dWeight", "dBias", "rmsNorm", "rmsNorm dInput", "rms dWeight"]
+        for (i, name) in names.enumerated() { expectClose(results[i], results[i + 7], name) }
+    }
+
+    @Test(arguments: [(2, 5, 3, 8, false), (1, 9, 2, 36, true), (3, 4, 1, 64, false)])
+    func rotaryMatchesReferenceAndInverts(batch: Int, seq: Int, heads: Int, headSize: Int, inverse: Bool) {
+        let half = headSize / 2
+        let maxT = seq + 3
+        let cos = Buffer(maxT * half, seed: 23)
+        let sin = Buffer(maxT * half, seed: 24)
+        let rowStride = heads * headSize + 5
+        let x1 = Buffer(batch * seq * rowStride, seed: 25)
+        let x2 = Buffer(copy: x1)
+        for (backend, x) in [(fast as Backend, x1), (reference, x2)] {
+            backend.rotary(
+                data: x.pointer, cos: cos.pointer, sin: sin.pointer, batchSize: batch, sequenceLength: seq,
+                heads: heads, headSize: headSize, rowStride: rowStride, batchStride: seq * rowStride,
+                positionOffset: 3, inverse: inverse)
+        }
+        expectClose(x1.array, x2.array, "rotary")
+        // Rotating back by the same angles restores the input.
+        let original = Buffer(copy: x2)
+        let x3 = Buffer(copy: x1)
+        fast.rotary(
+            data: x3.pointer, cos: cos.pointer, sin: sin.pointer, batchSize: batch, sequenceLength: seq, heads: heads,
+            headSize: headSize, rowStride: rowStride, batchStride: seq * rowStride, positionOffset: 3, inverse: !inverse)
+        fast.rotary(
+            data: x3.pointer, cos: cos.pointer, sin: sin.pointer, batchSize: batch, sequenceLength: seq, heads: heads,
+            headSize: headSize, rowStride: rowStride, batchStride: seq * rowStride, positionOffset: 3, inverse: inverse)
+        expectClose(x3.array, original.array, tolerance: 1e-5, "rotary, inverse then forward")
+    }
+
+    @Test(arguments: [
+        (2, 7, 0, 4, 2, 8), (1, 70, 0, 3, 3, 16), (2, 1, 9, 4, 1, 32), (3, 130, 0, 2, 1, 24), (2, 5, 6, 6, 3, 20),
+    ])
+    func attentionMatchesReference(batch: Int, tq: Int, offset: Int, heads: Int, kvHeads: Int, headSize: Int) {
+        let tk = offset + tq
+        let qkvRow = (heads + 2 * kvHeads) * headSize
+        let q = Buffer(batch * tq * qkvRow, seed: 26, low: -2, high: 2)
+        let kv = Buffer(batch * tk * qkvRow, seed: 27, low: -2, high: 2)
+        let shape = AttentionShape(
+            batchSize: batch, queryLength: tq, keyOffset: offset, heads: heads, kvHeads: kvHeads,
+            headSize: headSize, queryRowStride: qkvRow, queryBatchStride: tq * qkvRow, kvRowStride: qkvRow,
+            kvBatchStride: tk * qkvRow, outputRowStride: heads * headSize, probabilityRowStride: tk)
+        let dOut = Buffer(batch * tq * heads * headSize, seed: 28)
+        var results: [[Float]] = []
+        for backend in [fast as Backend, reference] {
+            let out = Buffer(zeros: batch * tq * heads * headSize)
+            let probs = Buffer(zeros: shape.probabilityCount)
+            let scratch = Buffer(zeros: shape.probabilityCount)
+            let dq = Buffer(zeros: batch * tq * qkvRow)
+            let dkv = Buffer(zeros: batch * tk * qkvRow)
+            let kPointer = kv.pointer + heads * headSize
+            let vPointer = kv.pointer + (heads + kvHeads) * headSize
+            backend.attention(
+                output: out.pointer, probabilities: probs.pointer, query: q.pointer, key: kPointer, value: vPointer,
+                shape: shape)
+            backend.attentionBackward(
+                dQuery: dq.pointer, dKey: dkv.pointer + heads * headSize,
+                dValue: dkv.pointer + (heads + kvHeads) * headSize, dOutput: dOut.pointer,
+                probabilities: probs.pointer, query: q.pointer, key: kPointer, value: vPointer,
+                scratch: scratch.pointer, shape: shape)
+            results += [out.array, probs.array, dq.array, dkv.array]
+        }
+        for (i, name) in ["output", "probabilities", "dQuery", "dKey/dValue"].enumerated() {
+            expectClose(results[i], results[i + 4], tolerance: 2e-4, name)
+        }
+    }
+
+    @Test(arguments: ActivationFunction.allCases)
+    func activationsMatchReference(function: ActivationFunction) {
+        for count in [1, 15, 16, 17, 100, 20_001] {
+            let x = Buffer(count, seed: 29, low: -6, high: 6)
+            let dOut = Buffer(count, seed: 30)
+            var results: [[Float]] = []
+            for backend in [fast as Backend, reference] {
+                let out = Buffer(zeros: count)
+                let dx = Buffer(zeros: count)
+                backend.activation(function, output: out.pointer, input: x.pointer, count: count)
+                backend.activationBackward(function, dInput: dx.pointer, input: x.pointer, dOutput: dOut.pointer, count: count)
+                results += [out.array, dx.array]
+            }
+            expectClose(results[0], results[2], tolerance: 2e-5, "\(function) forward, n=\(count)")
+            expectClose(results[1], results[3], tolerance: 2e-5, "\(function) backward, n=\(count)")
+        }
+    }
+
+    @Test(arguments: [(1, 5), (9, 16), (4, 43)])
+    func swigluMatchesReference(rows: Int, width: Int) {
+        let x = Buffer(rows * 2 * width, seed: 31, low: -5, high: 5)
+        let dOut = Buffer(rows * width, seed: 32)
+        var results: [[Float]] = []
+        for backend in [fast as Backend, reference] {
+            let out = Buffer(zeros: rows * width)
+            let dx = Buffer(zeros: rows * 2 * width)
+            backend.swiglu(output: out.pointer, input: x.pointer, rows: rows, width: width)
+            backend.swigluBackward(dInput: dx.pointer, input: x.pointer, dOutput: dOut.pointer, rows: rows, width: width)
+            results += [out.array, dx.array]
+        }
+        expectClose(results[0], results[2], tolerance: 2e-5, "swiglu")
+        expectClose(results[1], results[3], tolerance: 2e-5, "swiglu backward")
+    }
+
+    @Test(arguments: [(1, 7), (5, 64), (33, 1000)])
+    func crossEntropyMatchesReference(rows: Int, vocab: Int) {
+        let logits = Buffer(rows * vocab, seed: 33, low: -8, high: 8)
+        let targets = (0..<rows).map { Int32($0 % 4 == 1 ? -100 : ($0 * 13) % vocab) }
+        var results: [[Float]] = []
+        for backend in [fast as Backend, reference] {
+            let losses = Buffer(zeros: rows)
+            let lse = Buffer(zeros: rows)
+            let d = Buffer(copy: logits)
+            targets.withUnsafeBufferPointer { t in
+                backend.crossEntropy(
+                    losses: losses.pointer, logSumExp: lse.pointer, logits: logits.pointer, targets: t.baseAddress!,
+                    rows: rows, vocabularySize: vocab, ignoreIndex: -100)
+                // In place, as the model uses it.
+                backend.crossEntropyBackward(
+                    dLogits: d.pointer, logits: d.pointer, logSumExp: lse.pointer, targets: t.baseAddress!, rows: rows,
+                    vocabularySize: vocab, ignoreIndex: -100, scale: 0.5)
+            }
+            results += [losses.array, d.array]
+        }
+        expectClose(results[0], results[2], tolerance: 1e-5, "losses")
+        expectClose(results[1], results[3], tolerance: 1e-5, "dLogits")
+        if rows > 1 { #expect(results[0][1] == 0, "ignored row has zero loss") }
+    }
+
+    @Test func elementwiseAndOptimizerMatchReference() {
+        for count in [3, 16, 1000, 70_001] {
+            let a = Buffer(count, seed: 34)
+            let b = Buffer(count, seed: 35)
+            let g = Buffer(count, seed: 36)
+            var results: [[Float]] = []
+            var sums: [Double] = []
+            for backend in [fast as Backend, reference] {
+                let out = Buffer(zeros: count)
+                backend.add(output: out.pointer, a.pointer, b.pointer, count: count)
+                let dropped = Buffer(copy: a)
+                backend.dropout(dropped.pointer, count: count, probability: 0.3, seed: 99)
+                let scaled = Buffer(copy: a)
+                backend.scale(scaled.pointer, count: count, by: 0.7)
+                let p = Buffer(copy: a)
+                let m = Buffer(count, seed: 37, low: -0.1, high: 0.1)
+                let v = Buffer(count, seed: 38, low: 0, high: 0.1)
+                backend.adamW(
+                    parameters: p.pointer, gradients: g.pointer, firstMoment: m.pointer, secondMoment: v.pointer,
+                    count: count,
+                    hyper: AdamWStep(learningRate: 1e-2, beta1: 0.9, beta2: 0.95, epsilon: 1e-8, weightDecay: 0.1, step: 3))
+                results += [out.array, dropped.array, scaled.array, p.array, m.array, v.array]
+                sums.append(backend.sumOfSquares(g.pointer, count: count))
+            }
+            for (i, name) in ["add", "dropout", "scale", "adamW p", "adamW m", "adamW v"].enumerated() {
+                expectClose(results[i], results[i + 6], tolerance: 1e-5, "\(name) n=\(count)")
+            }
+            #expect(abs(sums[0] - sums[1]) <= 1e-5 * sums[1], "sumOfSquares \(sums)")
+        }
+    }
+
+    @Test func dropoutKeepsTheExpectedFraction() {
+        let count = 100_000
+        let ones = Buffer(zeros: count)
+        ones.pointer.update(repeating: 1, count: count)
+        fast.dropout(ones.pointer, count: count, probability: 0.25, seed: 7)
+        let kept = ones.array.filter { $0 != 0 }
+        #expect(abs(Double(kept.count) / Double(count) - 0.75) < 0.01)
+        #expect(kept.allSatisfy { abs($0 - 1 / 0.75) < 1e-6 })
+    }
+
+    @Test(arguments: [1, 2, 3])
+    func threadPoolCoversEveryIndexOnce(threads: Int) {
+        let pool = ThreadPool(threadCount: threads)
+        for count in [1, 5, 16, 1000] {
+            let hits = Buffer(zeros: count)
+            let p = hits.pointer
+            pool.parallelFor(count, alignment: 4) { range in for i in range { p[i] += 1 } }
+            #expect(hits.array.allSatisfy { $0 == 1 }, "count \(count)")
+        }
+    }
+}
