@@ -1,0 +1,163 @@
+// Activations: the activation arena of one (batch, sequence length) shape, planned once and reused by
+// every step (llm.c's `ActivationTensors`). Forward writes what backward reads; backward's own scratch
+// (gradients of activations) lives in the same arena. Nothing here allocates after `init`.
+//
+// Shape legend: B batch, T sequence length, C width, NH heads, QKV fused q/k/v width, F MLP width,
+// F2 first-MLP-projection width (2F for SwiGLU), V vocabulary, K key capacity (T, or a KV cache's length).
+
+import FledgeTensor
+
+/// Offsets of one block's saved activations.
+struct BlockActivations {
+    var norm1Out = 0, norm1Mean = 0, norm1Rstd = 0  // (B,T,C), (B,T), (B,T)
+    var qkv = 0  // (B,T,QKV), q and k rotated when positions are rotary
+    var probabilities = 0  // (B,NH,T,K)
+    var attentionOut = 0  // (B,T,C) before the output projection
+    var residual1 = 0  // (B,T,C) x + attention branch
+    var norm2Out = 0, norm2Mean = 0, norm2Rstd = 0  // (B,T,C), (B,T), (B,T)
+    var fc = 0  // (B,T,F2)
+    var activated = 0  // (B,T,F)
+    var residual2 = 0  // (B,T,C) residual1 + MLP branch
+}
+
+/// Planned activation memory for a model at a fixed (batch, sequence length).
+public final class Activations: @unchecked Sendable {
+    public let batchSize: Int
+    public let sequenceLength: Int
+    /// Floats between rows of an attention probability matrix (T for training, a cache's capacity for decoding).
+    public let keyCapacity: Int
+    /// Whether the gradient scratch is planned (false for inference-only plans).
+    public let forTraining: Bool
+    let storage: Storage<Float>
+    let tokens: Storage<Int32>
+    let targets: Storage<Int32>
+
+    var encoded = 0  // (B,T,C)
+    var blocks: [BlockActivations] = []
+    var finalNormOut = 0, finalNormMean = 0, finalNormRstd = 0  // (B,T,C), (B,T), (B,T)
+    var logits = 0  // (B,T,V); holds dLogits after backward
+    var losses = 0, logSumExp = 0  // (B,T)
+    // Gradient scratch, shared by all layers.
+    var dResidual = 0, dNorm = 0, dBranch = 0, dAttention = 0  // (B,T,C) each
+    var dQKV = 0  // (B,T,QKV)
+    var dFC = 0  // (B,T,F2)
+    var dActivated = 0  // (B,T,F)
+    var dProbabilities = 0  // (B,NH,T,K)
+    /// Floats in the arena.
+    public let count: Int
+    /// Targets that count toward the loss in the last forward pass.
+    var targetCount = 0
+    /// Whether the last forward pass had targets (a loss), so that `backward` may run.
+    var hasLoss = false
+    /// Dropout seed of the last forward pass.
+    var dropoutSeed: UInt64 = 0
+
+    /// Estimates the bytes of a plan without allocating it (for "does this batch fit in memory?").
+    public static func estimatedBytes(
+        config: ModelConfig, batchSize: Int, sequenceLength: Int, forTraining: Bool = true
+    ) -> Int {
+        var plan = Planner()
+        _ = plan.layout(config, batchSize, sequenceLength, sequenceLength, forTraining)
+        return plan.total * 4
+    }
+
+    /// Plans and allocates activation memory; throws with the size when it cannot be had.
+    public init(
+        config: ModelConfig, batchSize: Int, sequenceLength: Int, keyCapacity: Int? = nil, forTraining: Bool = true
+    ) throws {
+        guard batchSize >= 1, sequenceLength >= 1, sequenceLength <= config.contextLength else {
+            throw ModelError(
+                "batch size \(batchSize) × sequence length \(sequenceLength) is not a valid shape for this model",
+                hint: "use a batch size ≥ 1 and a sequence length between 1 and the context length \(config.contextLength).")
+        }
+        self.batchSize = batchSize
+        self.sequenceLength = sequenceLength
+        self.keyCapacity = keyCapacity ?? sequenceLength
+        self.forTraining = forTraining
+        var planner = Planner()
+        let offsets = planner.layout(config, batchSize, sequenceLength, self.keyCapacity, forTraining)
+        count = planner.total
+        do {
+            storage = try Storage<Float>(count: count)
+            tokens = try Storage<Int32>(count: batchSize * sequenceLength)
+            targets = try Storage<Int32>(count: batchSize * sequenceLength)
+        } catch {
+            throw ModelError(
+                "activations for batch \(batchSize) × sequence \(sequenceLength) need \(count * 4 / 1_048_576) MiB, which could not be allocated",
+                hint: "lower the batch size or the sequence length (or use gradient accumulation).")
+        }
+        (encoded, blocks, finalNormOut, finalNormMean, finalNormRstd, logits, losses, logSumExp) =
+            (offsets.encoded, offsets.blocks, offsets.finalNormOut, offsets.finalNormMean, offsets.finalNormRstd,
+             offsets.logits, offsets.losses, offsets.logSumExp)
+        (dResidual, dNorm, dBranch, dAttention, dQKV, dFC, dActivated, dProbabilities) =
+            (offsets.dResidual, offsets.dNorm, offsets.dBranch, offsets.dAttention, offsets.dQKV, offsets.dFC,
+             offsets.dActivated, offsets.dProbabilities)
+    }
+
+    /// The logits (B, T, V) of the last forward pass (valid until `backward` overwrites them).
+    public func withLogits<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R, vocabularySize: Int) rethrows -> R {
+        try storage.withUnsafeBufferPointer { all in
+            try body(UnsafeBufferPointer(rebasing: all[logits..<logits + batchSize * sequenceLength * vocabularySize]))
+        }
+    }
+}
+
+/// Hands out consecutive ranges of the arena.
+private struct Planner {
+    var total = 0
+
+    struct Offsets {
+        var encoded = 0, finalNormOut = 0, finalNormMean = 0, finalNormRstd = 0, logits = 0, losses = 0, logSumExp = 0
+        var dResidual = 0, dNorm = 0, dBranch = 0, dAttention = 0, dQKV = 0, dFC = 0, dActivated = 0
+        var dProbabilities = 0
+        var blocks: [BlockActivations] = []
+    }
+
+    mutating func take(_ n: Int) -> Int {
+        defer { total += (n + 15) / 16 * 16 }  // keep every buffer 64-byte aligned
+        return total
+    }
+
+    mutating func layout(_ c: ModelConfig, _ b: Int, _ t: Int, _ k: Int, _ training: Bool) -> Offsets {
+        let bt = b * t
+        var o = Offsets()
+        o.encoded = take(bt * c.width)
+        // Inference needs no saved activations, so all layers share one block's buffers.
+        for _ in 0..<(training ? c.layers : 1) {
+            var a = BlockActivations()
+            a.norm1Out = take(bt * c.width)
+            a.norm1Mean = take(bt)
+            a.norm1Rstd = take(bt)
+            a.qkv = take(bt * c.qkvWidth)
+            a.probabilities = take(b * c.heads * t * k)
+            a.attentionOut = take(bt * c.width)
+            a.residual1 = take(bt * c.width)
+            if !c.parallelBlock {
+                a.norm2Out = take(bt * c.width)
+                a.norm2Mean = take(bt)
+                a.norm2Rstd = take(bt)
+            }
+            a.fc = take(bt * c.mlpInnerWidth)
+            a.activated = take(bt * c.mlpWidth)
+            a.residual2 = take(bt * c.width)
+            o.blocks.append(a)
+        }
+        o.finalNormOut = take(bt * c.width)
+        o.finalNormMean = take(bt)
+        o.finalNormRstd = take(bt)
+        o.logits = take(bt * c.vocabularySize)
+        o.losses = take(bt)
+        o.logSumExp = take(bt)
+        if training {
+            o.dResidual = take(bt * c.width)
+            o.dNorm = take(bt * c.width)
+            o.dBranch = take(bt * c.width)
+            o.dAttention = take(bt * c.width)
+            o.dQKV = take(bt * c.qkvWidth)
+            o.dFC = take(bt * c.mlpInnerWidth)
+            o.dActivated = take(bt * c.mlpWidth)
+            o.dProbabilities = take(b * c.heads * t * k)
+        }
+        return o
+    }
+}

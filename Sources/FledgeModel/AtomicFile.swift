@@ -1,0 +1,48 @@
+// AtomicFile: write a file through a temporary sibling and rename it into place (ARCHITECTURE.md, "File
+// formats"), so a crash or a full disk never leaves a half-written file where a good one stood.
+
+import Foundation
+
+/// Atomic file writes.
+public enum AtomicFile {
+    /// Writes the file at `url` by calling `body` with a handle to a temporary file in the same folder,
+    /// syncing it and renaming it over `url`. On any error the temporary file is removed and `url` is untouched.
+    public static func write(to url: URL, _ body: (FileHandle) throws -> Void) throws {
+        let folder = url.deletingLastPathComponent()
+        let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
+            throw ModelError(
+                "cannot create a file in \(folder.path)",
+                hint: "check that the folder exists and is writable.")
+        }
+        do {
+            let handle = try FileHandle(forWritingTo: temporary)
+            do {
+                try body(handle)
+                try handle.synchronize()
+                try handle.close()
+            } catch {
+                try? handle.close()
+                throw error
+            }
+            if rename(temporary.path, url.path) != 0 {
+                throw ModelError(
+                    "cannot move the new \(url.lastPathComponent) into place: \(String(cString: strerror(errno)))",
+                    hint: "check permissions of \(folder.path); the previous file is untouched.")
+            }
+        } catch let error as ModelError {
+            try? FileManager.default.removeItem(at: temporary)
+            throw error
+        } catch {
+            try? FileManager.default.removeItem(at: temporary)
+            throw ModelError(
+                "writing \(url.path) failed: \(error.localizedDescription)",
+                hint: "check free disk space and permissions; the previous file, if any, is untouched.")
+        }
+    }
+
+    /// Writes `data` to `url` atomically.
+    public static func write(_ data: Data, to url: URL) throws {
+        try write(to: url) { try $0.write(contentsOf: data) }
+    }
+}

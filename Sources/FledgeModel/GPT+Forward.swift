@@ -1,0 +1,295 @@
+// GPT+Forward: the forward pass, to logits and to the mean cross-entropy loss (nanoGPT's `GPT.forward`,
+// llm.c's `gpt2_forward`). One block, in each of the four arrangements:
+//   pre,  sequential: x1 = x + drop(attn(n1(x)));  out = x1 + drop(mlp(n2(x1)))          (GPT-2, Llama)
+//   pre,  parallel:   h = n1(x);  out = x + drop(attn(h)) + drop(mlp(h))                  (PaLM, GPT-J)
+//   post, sequential: x1 = n1(x + drop(attn(x)));  out = n2(x1 + drop(mlp(x1)))          (original Transformer)
+//   post, parallel:   out = n1(x + drop(attn(x)) + drop(mlp(x)))
+// Pre-norm models end with a final norm (ln_f) before the output head; post-norm models do not.
+
+import FledgeTensor
+
+/// Raw pointers to a model's and a plan's memory, valid only inside `GPT.withBuffers`.
+struct Buffers {
+    let parameters: FloatPointer
+    let gradients: FloatPointer
+    let activations: FloatPointer
+    let tables: FloatPointer
+    let tokens: UnsafeMutablePointer<Int32>
+    let targets: UnsafeMutablePointer<Int32>
+}
+
+/// Where a cached forward pass keeps keys and values: (layers, B, capacity, NKV·HS) each.
+struct CacheBuffers {
+    let keys: FloatPointer
+    let values: FloatPointer
+    let capacity: Int
+}
+
+extension GPT {
+    /// Runs `tokens` (B, T) through the model. With `targets` (B, T; `GPT.ignoreIndex` marks positions
+    /// without loss) returns the mean cross-entropy over the counted targets, else nil. `dropoutSeed` picks
+    /// the dropout masks (used only when the config's dropout is > 0 and `training` is true).
+    @discardableResult
+    public func forward(
+        tokens: UnsafeBufferPointer<Int32>, targets: UnsafeBufferPointer<Int32>?, activations acts: Activations,
+        training: Bool = true, dropoutSeed: UInt64 = 0
+    ) throws -> Float? {
+        let bt = acts.batchSize * acts.sequenceLength
+        guard tokens.count == bt, targets.map({ $0.count == bt }) ?? true else {
+            throw ModelError(
+                "got \(tokens.count) tokens and \(targets?.count ?? 0) targets for a plan of batch \(acts.batchSize) × sequence \(acts.sequenceLength)",
+                hint: "pass exactly batch × sequence tokens (and as many targets), or plan activations for this shape.")
+        }
+        try checkTokens(tokens, targets: targets)
+        acts.tokens.withUnsafeMutableBufferPointer { dst in _ = dst.update(fromContentsOf: tokens) }
+        if let targets { acts.targets.withUnsafeMutableBufferPointer { dst in _ = dst.update(fromContentsOf: targets) } }
+        acts.dropoutSeed = dropoutSeed
+        acts.hasLoss = false
+        return withBuffers(acts) { m in
+            runForward(m, acts, batchSize: acts.batchSize, length: acts.sequenceLength, positionOffset: 0, cache: nil,
+                       training: training && acts.forTraining)
+            guard targets != nil else { return nil }
+            return computeLoss(m, acts, rows: bt)
+        }
+    }
+
+    /// Array convenience for `forward(tokens:targets:activations:training:dropoutSeed:)`.
+    @discardableResult
+    public func forward(
+        tokens: [Int32], targets: [Int32]?, activations: Activations, training: Bool = true, dropoutSeed: UInt64 = 0
+    ) throws -> Float? {
+        try tokens.withUnsafeBufferPointer { t in
+            if let targets {
+                return try targets.withUnsafeBufferPointer { y in
+                    try forward(tokens: t, targets: y, activations: activations, training: training, dropoutSeed: dropoutSeed)
+                }
+            }
+            return try forward(tokens: t, targets: nil, activations: activations, training: training, dropoutSeed: dropoutSeed)
+        }
+    }
+
+    /// Calls `body` with raw pointers to the model's and the plan's memory.
+    func withBuffers<R>(_ acts: Activations, _ body: (Buffers) throws -> R) rethrows -> R {
+        try parameters.withUnsafeMutableBufferPointer { p in
+            try gradients.withUnsafeMutableBufferPointer { g in
+                try acts.storage.withUnsafeMutableBufferPointer { a in
+                    try positionTables.withUnsafeMutableBufferPointer { tables in
+                        try acts.tokens.withUnsafeMutableBufferPointer { tokens in
+                            try acts.targets.withUnsafeMutableBufferPointer { targets in
+                                try body(
+                                    Buffers(
+                                        parameters: p.baseAddress!, gradients: g.baseAddress!, activations: a.baseAddress!,
+                                        tables: tables.baseAddress ?? p.baseAddress!, tokens: tokens.baseAddress!,
+                                        targets: targets.baseAddress!))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Mean cross-entropy over the targets that are not ignored (0 when every target is ignored).
+    func computeLoss(_ m: Buffers, _ acts: Activations, rows: Int) -> Float {
+        let a = m.activations
+        backend.crossEntropy(
+            losses: a + acts.losses, logSumExp: a + acts.logSumExp, logits: a + acts.logits, targets: m.targets,
+            rows: rows, vocabularySize: config.vocabularySize, ignoreIndex: Self.ignoreIndex)
+        var sum = 0.0
+        var counted = 0
+        for r in 0..<rows where m.targets[r] != Self.ignoreIndex {
+            sum += Double(a[acts.losses + r])
+            counted += 1
+        }
+        acts.targetCount = counted
+        acts.hasLoss = true
+        return counted == 0 ? 0 : Float(sum / Double(counted))
+    }
+
+    /// The forward pass over (B, T) tokens at absolute positions positionOffset..<positionOffset+T.
+    /// With `cache`, keys and values are appended to it and attention reads the whole cache.
+    func runForward(
+        _ m: Buffers, _ acts: Activations, batchSize b: Int, length t: Int, positionOffset: Int,
+        cache: CacheBuffers?, training: Bool
+    ) {
+        let c = config
+        let (p, a) = (m.parameters, m.activations)
+        let bt = b * t
+        let dropout = training ? c.dropout : 0
+        let x0 = a + acts.encoded
+        backend.embedding(
+            output: x0, tokens: m.tokens, tokenTable: p + tokenEmbedding, positionTable: positionTable(m),
+            batchSize: b, sequenceLength: t, width: c.width, positionOffset: positionOffset)
+        if dropout > 0 { backend.dropout(x0, count: bt * c.width, probability: dropout, seed: dropoutSeed(acts, c.layers, 0)) }
+        var x = ConstFloatPointer(x0)
+        for l in 0..<c.layers {
+            let w = blocks[l]
+            let s = acts.blocks[acts.forTraining ? l : 0]
+            // Attention branch: residual1 = x + drop(attn(input)).
+            let attentionInput: ConstFloatPointer
+            if c.normPlacement == .pre {
+                normForward(m, out: a + s.norm1Out, mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, input: x,
+                            weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
+                attentionInput = ConstFloatPointer(a + s.norm1Out)
+            } else {
+                attentionInput = x
+            }
+            attentionForward(m, acts, layer: l, s, input: attentionInput, batchSize: b, length: t,
+                             positionOffset: positionOffset, cache: cache)
+            let r1 = a + s.residual1
+            backend.linear(output: r1, input: a + s.attentionOut, weight: p + w.projWeight, bias: w.projBias.map { p + $0 },
+                           rows: bt, inFeatures: c.width, outFeatures: c.width)
+            if dropout > 0 { backend.dropout(r1, count: bt * c.width, probability: dropout, seed: dropoutSeed(acts, l, 1)) }
+            backend.add(output: r1, r1, x, count: bt * c.width)
+            // MLP branch: residual2 = base + drop(mlp(input)).
+            let mlpInput: ConstFloatPointer
+            let base: ConstFloatPointer
+            switch (c.normPlacement, c.parallelBlock) {
+            case (.pre, false):
+                normForward(m, out: a + s.norm2Out, mean: a + s.norm2Mean, rstd: a + s.norm2Rstd, input: r1,
+                            weight: w.norm2Weight!, bias: w.norm2Bias, rows: bt)
+                (mlpInput, base) = (ConstFloatPointer(a + s.norm2Out), ConstFloatPointer(r1))
+            case (.pre, true):
+                (mlpInput, base) = (ConstFloatPointer(a + s.norm1Out), ConstFloatPointer(r1))
+            case (.post, false):
+                normForward(m, out: a + s.norm1Out, mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, input: r1,
+                            weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
+                (mlpInput, base) = (ConstFloatPointer(a + s.norm1Out), ConstFloatPointer(a + s.norm1Out))
+            case (.post, true):
+                (mlpInput, base) = (x, ConstFloatPointer(r1))
+            }
+            let r2 = a + s.residual2
+            mlpForward(m, layer: l, s, input: mlpInput, output: r2, rows: bt)
+            if dropout > 0 { backend.dropout(r2, count: bt * c.width, probability: dropout, seed: dropoutSeed(acts, l, 2)) }
+            backend.add(output: r2, r2, base, count: bt * c.width)
+            // Post-norm: the block's output is normalised.
+            switch (c.normPlacement, c.parallelBlock) {
+            case (.pre, _):
+                x = ConstFloatPointer(r2)
+            case (.post, false):
+                normForward(m, out: a + s.norm2Out, mean: a + s.norm2Mean, rstd: a + s.norm2Rstd, input: r2,
+                            weight: w.norm2Weight!, bias: w.norm2Bias, rows: bt)
+                x = ConstFloatPointer(a + s.norm2Out)
+            case (.post, true):
+                normForward(m, out: a + s.norm1Out, mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, input: r2,
+                            weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
+                x = ConstFloatPointer(a + s.norm1Out)
+            }
+        }
+        if let finalNormWeight {
+            normForward(m, out: a + acts.finalNormOut, mean: a + acts.finalNormMean, rstd: a + acts.finalNormRstd,
+                        input: x, weight: finalNormWeight, bias: finalNormBias, rows: bt)
+            x = ConstFloatPointer(a + acts.finalNormOut)
+        }
+        backend.linear(output: a + acts.logits, input: x, weight: p + headWeight, bias: nil, rows: bt,
+                       inFeatures: c.width, outFeatures: c.vocabularySize)
+    }
+
+    /// qkv = input·Wqkvᵀ (+b); rotary on q and k; causal attention into `attentionOut`.
+    private func attentionForward(
+        _ m: Buffers, _ acts: Activations, layer l: Int, _ s: BlockActivations, input: ConstFloatPointer,
+        batchSize b: Int, length t: Int, positionOffset: Int, cache: CacheBuffers?
+    ) {
+        let c = config
+        let (p, a) = (m.parameters, m.activations)
+        let w = blocks[l]
+        let qkv = a + s.qkv
+        let (hs, qkvWidth, kvWidth) = (c.headSize, c.qkvWidth, c.kvHeads * c.headSize)
+        backend.linear(output: qkv, input: input, weight: p + w.qkvWeight, bias: w.qkvBias.map { p + $0 }, rows: b * t,
+                       inFeatures: c.width, outFeatures: qkvWidth)
+        if c.positions == .rotary {
+            rotate(m, qkv, heads: c.heads, batchSize: b, length: t, positionOffset: positionOffset, inverse: false)
+            rotate(m, qkv + c.heads * hs, heads: c.kvHeads, batchSize: b, length: t, positionOffset: positionOffset,
+                   inverse: false)
+        }
+        var shape = AttentionShape(
+            batchSize: b, queryLength: t, keyOffset: 0, heads: c.heads, kvHeads: c.kvHeads, headSize: hs,
+            queryRowStride: qkvWidth, queryBatchStride: t * qkvWidth, kvRowStride: qkvWidth,
+            kvBatchStride: t * qkvWidth, outputRowStride: c.width, probabilityRowStride: acts.keyCapacity)
+        var keys = ConstFloatPointer(qkv + c.heads * hs)
+        var values = ConstFloatPointer(qkv + (c.heads + c.kvHeads) * hs)
+        if let cache {
+            // Append this chunk's keys and values, then attend over everything cached so far.
+            let layerBase = l * b * cache.capacity * kvWidth
+            for row in 0..<b {
+                for i in 0..<t {
+                    let dst = layerBase + (row * cache.capacity + positionOffset + i) * kvWidth
+                    let src = qkv + (row * t + i) * qkvWidth
+                    (cache.keys + dst).update(from: src + c.heads * hs, count: kvWidth)
+                    (cache.values + dst).update(from: src + (c.heads + c.kvHeads) * hs, count: kvWidth)
+                }
+            }
+            keys = ConstFloatPointer(cache.keys + layerBase)
+            values = ConstFloatPointer(cache.values + layerBase)
+            shape.keyOffset = positionOffset
+            shape.kvRowStride = kvWidth
+            shape.kvBatchStride = cache.capacity * kvWidth
+        }
+        backend.attention(output: a + s.attentionOut, probabilities: a + s.probabilities, query: qkv, key: keys,
+                          value: values, shape: shape)
+    }
+
+    /// output = fc₂(act(fc₁(input))), without the residual add.
+    private func mlpForward(
+        _ m: Buffers, layer l: Int, _ s: BlockActivations, input: ConstFloatPointer, output: FloatPointer, rows: Int
+    ) {
+        let c = config
+        let (p, a) = (m.parameters, m.activations)
+        let w = blocks[l]
+        backend.linear(output: a + s.fc, input: input, weight: p + w.fcWeight, bias: w.fcBias.map { p + $0 }, rows: rows,
+                       inFeatures: c.width, outFeatures: c.mlpInnerWidth)
+        switch c.activation {
+        case .swiglu: backend.swiglu(output: a + s.activated, input: a + s.fc, rows: rows, width: c.mlpWidth)
+        case .gelu: backend.activation(.gelu, output: a + s.activated, input: a + s.fc, count: rows * c.mlpWidth)
+        case .relu: backend.activation(.relu, output: a + s.activated, input: a + s.fc, count: rows * c.mlpWidth)
+        case .silu: backend.activation(.silu, output: a + s.activated, input: a + s.fc, count: rows * c.mlpWidth)
+        }
+        backend.linear(output: output, input: a + s.activated, weight: p + w.mlpProjWeight,
+                       bias: w.mlpProjBias.map { p + $0 }, rows: rows, inFeatures: c.mlpWidth, outFeatures: c.width)
+    }
+
+    /// LayerNorm or RMSNorm, as configured (RMSNorm leaves `mean` untouched).
+    func normForward(
+        _ m: Buffers, out: FloatPointer, mean: FloatPointer, rstd: FloatPointer, input: ConstFloatPointer,
+        weight: Int, bias: Int?, rows: Int
+    ) {
+        let p = m.parameters
+        switch config.norm {
+        case .layerNorm:
+            backend.layerNorm(output: out, mean: mean, rstd: rstd, input: input, weight: p + weight,
+                              bias: bias.map { p + $0 }, rows: rows, width: config.width, epsilon: config.normEpsilon)
+        case .rmsNorm:
+            backend.rmsNorm(output: out, rstd: rstd, input: input, weight: p + weight, rows: rows, width: config.width,
+                            epsilon: config.normEpsilon)
+        }
+    }
+
+    /// Rotary embedding on `heads` heads starting at `data` in each (B, T, QKV) row.
+    func rotate(
+        _ m: Buffers, _ data: FloatPointer, heads: Int, batchSize: Int, length: Int, positionOffset: Int, inverse: Bool
+    ) {
+        let half = config.headSize / 2
+        backend.rotary(
+            data: data, cos: m.tables, sin: m.tables + config.contextLength * half, batchSize: batchSize,
+            sequenceLength: length, heads: heads, headSize: config.headSize, rowStride: config.qkvWidth,
+            batchStride: length * config.qkvWidth, positionOffset: positionOffset, inverse: inverse)
+    }
+
+    /// The table added to token embeddings: learned `wpe`, the sinusoidal table, or none (rotary).
+    func positionTable(_ m: Buffers) -> ConstFloatPointer? {
+        switch config.positions {
+        case .learned: ConstFloatPointer(m.parameters + positionEmbedding!)
+        case .sinusoidal: ConstFloatPointer(m.tables)
+        case .rotary: nil
+        }
+    }
+
+    /// The dropout seed of one site of one step (site 0 the embeddings, with layer = layers; 1 the attention
+    /// branch; 2 the MLP branch): the step's seed hashed with the site, so different sites get independent masks.
+    func dropoutSeed(_ acts: Activations, _ layer: Int, _ site: Int) -> UInt64 {
+        var z = acts.dropoutSeed ^ (UInt64(layer * 3 + site + 1) &* 0xD1B5_4A32_D192_ED03)
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
