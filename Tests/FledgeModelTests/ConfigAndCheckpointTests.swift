@@ -1,0 +1,212 @@
+// ModelConfig validation messages, preset sizes, initialisation, and checkpoint I/O including bad files.
+
+import FledgeModel
+import FledgeTensor
+import Foundation
+import Testing
+
+struct ConfigTests {
+    func message(_ config: ModelConfig) -> String {
+        do {
+            try config.validate()
+            return ""
+        } catch {
+            return error.description
+        }
+    }
+
+    @Test func impossibleCombinationsSayWhatToChange() {
+        let base = ModelConfig(vocabularySize: 100, contextLength: 32, layers: 2, width: 64, heads: 4)
+        #expect(message(base) == "")
+        var c = base
+        c.heads = 5
+        c.kvHeads = 5
+        #expect(message(c).contains("width 64 is not divisible by n_head 5") && message(c).contains("n_head 4"))
+        c = base
+        c.kvHeads = 3
+        #expect(message(c).contains("not divisible by n_kv_head 3") && message(c).contains("1, 2, 4"))
+        c = base
+        c.positions = .rotary
+        c.width = 60
+        c.heads = 4  // head size 15
+        #expect(message(c).contains("even head size"))
+        c = base
+        c.dropout = 1
+        #expect(message(c).contains("dropout"))
+        c = base
+        c.layers = 0
+        #expect(message(c).contains("n_layer is 0"))
+        #expect(throws: ModelError.self) { try GPT(config: c, backend: ReferenceBackend()) }
+    }
+
+    @Test func presetsHaveTheDocumentedShapesAndSizes() {
+        let expected: [(ModelPreset, Int, Int, Int, Int, ClosedRange<Int>)] = [
+            (.tiny, 4, 128, 4, 512, 900_000...1_300_000),
+            (.m20, 10, 384, 6, 1536, 18_000_000...23_000_000),
+            (.m50, 12, 512, 8, 2048, 40_000_000...55_000_000),
+            (.m100, 16, 640, 10, 2560, 90_000_000...110_000_000),
+        ]
+        for (preset, layers, width, heads, mlp, range) in expected {
+            let c = preset.config()
+            #expect(c.layers == layers && c.width == width && c.heads == heads && c.mlpWidth == mlp)
+            #expect(range.contains(c.parameterCount), "\(preset.rawValue): \(c.parameterCount)")
+            #expect((try? c.validate()) != nil)
+            // The rule of thumb ignores biases, norms and positions: within 10% here.
+            let ratio = Double(c.estimatedParameterCount) / Double(c.parameterCount)
+            #expect(ratio > 0.9 && ratio < 1.1, "\(preset.rawValue) estimate ratio \(ratio)")
+        }
+    }
+
+    @Test func exactParameterCountOfGPT2Style() {
+        // wte V·C + wpe T·C + L·(2 LN 4C + qkv 3C²+3C + proj C²+C + fc 4C²+4C + proj 4C²+C) + ln_f 2C
+        let c = ModelConfig(vocabularySize: 8000, contextLength: 128, layers: 6, width: 128, heads: 4)
+        let perLayer = 4 * 128 + (3 * 128 * 128 + 3 * 128) + (128 * 128 + 128) + (4 * 128 * 128 + 4 * 128) + (4 * 128 * 128 + 128)
+        #expect(c.parameterCount == 8000 * 128 + 128 * 128 + 6 * perLayer + 2 * 128)
+    }
+
+    @Test func initialisationIsSeededAndScaled() throws {
+        let c = ModelConfig(vocabularySize: 512, contextLength: 64, layers: 4, width: 128, heads: 4)
+        let a = try GPT(config: c, backend: ReferenceBackend(), seed: 7)
+        let b = try GPT(config: c, backend: ReferenceBackend(), seed: 7)
+        let d = try GPT(config: c, backend: ReferenceBackend(), seed: 8)
+        #expect(a.parameters.array == b.parameters.array)
+        #expect(a.parameters.array != d.parameters.array)
+        let p = a.parameters.array
+        func std(_ name: String) -> Double {
+            let e = a.layout[name]!
+            let values = p[e.range].map(Double.init)
+            let mean = values.reduce(0, +) / Double(values.count)
+            return (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count)).squareRoot()
+        }
+        #expect(abs(std("h.0.attn.qkv.weight") - 0.02) < 0.001)
+        #expect(abs(std("h.0.mlp.proj.weight") - 0.02 / (8.0).squareRoot()) < 0.0005)
+        #expect(p[a.layout["h.0.ln_1.weight"]!.range].allSatisfy { $0 == 1 })
+        #expect(p[a.layout["h.0.attn.qkv.bias"]!.range].allSatisfy { $0 == 0 })
+    }
+
+    @Test func weightDecayAppliesToMatricesOnly() {
+        let defaults = AdamWConfig()
+        #expect(AdamW.decays(.matrix, defaults) && AdamW.decays(.residualMatrix, defaults))
+        #expect(!AdamW.decays(.normWeight, defaults) && !AdamW.decays(.bias, defaults) && !AdamW.decays(.embedding, defaults))
+        #expect(AdamW.decays(.embedding, AdamWConfig(decayEmbeddings: true)))
+    }
+}
+
+struct CheckpointTests {
+    func temporaryDirectory() -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-test-\(UUID().uuidString)")
+        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    func errorText(_ body: () throws -> Void) -> String {
+        do {
+            try body()
+            return ""
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test(arguments: Fixture.variants)
+    func saveAndLoadRoundTrip(variant: String) throws {
+        let fixture = try Fixture(variant)
+        let model = try fixture.model(backend: ReferenceBackend())
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try ModelCheckpoint.save(model, to: dir)
+        let loaded = try ModelCheckpoint.load(from: dir, backend: ReferenceBackend())
+        #expect(loaded.config == model.config)
+        #expect(loaded.parameters.array == model.parameters.array)
+        // No temporary files are left behind.
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+        #expect(names == ["config.json", "model.safetensors"])
+    }
+
+    @Test func badSafetensorsFilesGetClearErrors() throws {
+        let fixture = try Fixture("gpt2")
+        let model = try fixture.model(backend: ReferenceBackend())
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try ModelCheckpoint.save(model, to: dir)
+        let weights = dir.appendingPathComponent("model.safetensors")
+        let good = try Data(contentsOf: weights)
+        func load(_ data: Data) -> String {
+            try! data.write(to: weights)
+            return errorText { _ = try ModelCheckpoint.load(from: dir, backend: ReferenceBackend()) }
+        }
+        #expect(load(good) == "")
+        #expect(load(good.prefix(good.count - 100)).contains("reach past the end of the data"))
+        #expect(load(good.prefix(5)).contains("too short"))
+        var badLength = good
+        badLength[7] = 0x7F
+        #expect(load(badLength).contains("header length"))
+        var badJSON = good
+        badJSON[8] = UInt8(ascii: "x")
+        #expect(load(badJSON).contains("not a JSON object"))
+
+        // A missing tensor, a wrong shape, a wrong dtype, an extra tensor: write variants with the writer.
+        func write(_ edit: (inout [(String, String, [Int], [Float])]) -> Void) -> String {
+            var tensors = model.layout.entries.map { e in (e.name, "F32", e.shape, Array(model.parameters.array[e.range])) }
+            edit(&tensors)
+            let bytes = tensors.map { t in t.3.withUnsafeBytes { Data($0) } }
+            var raw: [SafetensorsWriter.Tensor] = []
+            let storage = bytes.map { d -> UnsafeMutableRawBufferPointer in
+                let p = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, d.count), alignment: 8)
+                _ = d.copyBytes(to: p)
+                return UnsafeMutableRawBufferPointer(rebasing: p[0..<d.count])
+            }
+            defer { storage.forEach { $0.deallocate() } }
+            for (t, s) in zip(tensors, storage) {
+                raw.append(SafetensorsWriter.Tensor(name: t.0, dtype: t.1, shape: t.2, bytes: UnsafeRawBufferPointer(s)))
+            }
+            try! SafetensorsWriter.write(raw, to: weights)
+            return errorText { _ = try ModelCheckpoint.load(from: dir, backend: ReferenceBackend()) }
+        }
+        #expect(write { $0.removeAll { $0.0 == "h.1.mlp.fc.bias" } }.contains("tensor 'h.1.mlp.fc.bias' is missing"))
+        let shape = write { t in
+            let i = t.firstIndex { $0.0 == "wpe.weight" }!
+            t[i].2 = [t[i].2[1], t[i].2[0]]
+        }
+        #expect(shape.contains("tensor 'wpe.weight'") && shape.contains("expects [16, 32]"))
+        let dtype = write { t in
+            let i = t.firstIndex { $0.0 == "ln_f.bias" }!
+            t[i] = (t[i].0, "I32", t[i].2, t[i].3)
+        }
+        #expect(dtype.contains("'ln_f.bias'") && dtype.contains("I32"))
+        #expect(write { $0.append(("h.9.attn.qkv.weight", "F32", [2], [1, 2])) }.contains("does not have"))
+    }
+
+    @Test func badConfigFilesNameTheField() throws {
+        let config = ModelConfig(vocabularySize: 100, contextLength: 32, layers: 2, width: 64, heads: 4)
+        var object = try JSONSerialization.jsonObject(with: ModelCheckpoint.configJSON(config)) as! [String: Any]
+        func parse(_ o: [String: Any]) -> String {
+            errorText { _ = try ModelCheckpoint.parseConfig(try JSONSerialization.data(withJSONObject: o), path: "config.json") }
+        }
+        #expect(parse(object) == "")
+        var missing = object
+        missing["n_head"] = nil
+        #expect(parse(missing).contains("'n_head' is missing"))
+        var wrongValue = object
+        wrongValue["norm"] = "batchnorm"
+        #expect(parse(wrongValue).contains("'norm'"))
+        var wrongType = object
+        wrongType["n_layer"] = "six"
+        #expect(parse(wrongType).contains("'n_layer'"))
+        object["n_kv_head"] = 3
+        #expect(parse(object).contains("n_kv_head 3"))
+        object["fledge_format_version"] = 9
+        #expect(parse(object).contains("version 9"))
+    }
+
+    @Test func outOfRangeTokensAreRejectedBeforeAnyKernelRuns() throws {
+        let fixture = try Fixture("gpt2")
+        let model = try fixture.model(backend: ReferenceBackend())
+        let acts = try Activations(config: model.config, batchSize: 1, sequenceLength: 4)
+        let text = errorText { try model.forward(tokens: [1, 2, 67, 3], targets: nil, activations: acts) }
+        #expect(text.contains("token id 67 at position 2"))
+        let target = errorText { try model.forward(tokens: [1, 2, 3, 4], targets: [1, -5, 2, 3], activations: acts) }
+        #expect(target.contains("target id -5"))
+        #expect(throws: ModelError.self) { try Activations(config: model.config, batchSize: 1, sequenceLength: 17) }
+    }
+}

@@ -1,0 +1,78 @@
+// KV-cache decoding equals full recomputation, and a batch of rows equals each row alone.
+
+import FledgeModel
+import FledgeTensor
+import Testing
+
+struct DecodingTests {
+    static let backend = CPUBackend(threadCount: 2)
+
+    func randomTokens(_ count: Int, vocabulary: Int, seed: UInt64) -> [Int32] {
+        var rng = RandomSource(seed: seed)
+        return (0..<count).map { _ in Int32(rng.next() % UInt64(vocabulary)) }
+    }
+
+    @Test(arguments: Fixture.variants)
+    func kvCacheMatchesFullRecompute(variant: String) throws {
+        let fixture = try Fixture(variant)
+        let model = try fixture.model(backend: Self.backend)
+        let v = model.config.vocabularySize
+        let length = model.config.contextLength
+        let tokens = randomTokens(length, vocabulary: v, seed: 5)
+        // Full forward over the whole sequence.
+        let acts = try Activations(config: model.config, batchSize: 1, sequenceLength: length, forTraining: false)
+        try model.forward(tokens: tokens, targets: nil, activations: acts, training: false)
+        let full = acts.withLogits({ Array($0) }, vocabularySize: v)
+        // A 5-token prompt in one chunk, then one token at a time.
+        let cache = try KVCache(model: model, batchSize: 1, chunkSize: 4)
+        var decoded = try model.decodeAllLogits(tokens: Array(tokens[0..<5]), count: 5, cache: cache)
+        for i in 5..<length { decoded += try model.decodeAllLogits(tokens: [tokens[i]], count: 1, cache: cache) }
+        let agreement = Agreement(decoded[...], full[...])
+        #expect(agreement.relative < 1e-5, "\(variant): cached vs full logits \(agreement)")
+        #expect(cache.length == length)
+        // The cache is full now: one more token is a clear error.
+        #expect(throws: ModelError.self) { try model.decode(tokens: [0], count: 1, cache: cache) }
+    }
+
+    @Test(arguments: ["gpt2", "llama", "smallm"])
+    func batchOfRowsMatchesEachRowAlone(variant: String) throws {
+        let fixture = try Fixture(variant)
+        let model = try fixture.model(backend: Self.backend)
+        let (b, t, v) = (3, 9, model.config.vocabularySize)
+        let tokens = randomTokens(b * t, vocabulary: v, seed: 6)
+        let targets = randomTokens(b * t, vocabulary: v, seed: 7)
+        let batch = try Activations(config: model.config, batchSize: b, sequenceLength: t)
+        let batchLoss = try #require(try model.forward(tokens: tokens, targets: targets, activations: batch))
+        let batchLogits = batch.withLogits({ Array($0) }, vocabularySize: v)
+        model.zeroGradients()
+        try model.backward(activations: batch)
+        let batchGradients = model.gradients.array
+
+        let single = try Activations(config: model.config, batchSize: 1, sequenceLength: t)
+        var rowLosses: Float = 0
+        model.zeroGradients()
+        for row in 0..<b {
+            let rowTokens = Array(tokens[row * t..<(row + 1) * t])
+            let rowTargets = Array(targets[row * t..<(row + 1) * t])
+            rowLosses += try #require(try model.forward(tokens: rowTokens, targets: rowTargets, activations: single))
+            let logits = single.withLogits({ Array($0) }, vocabularySize: v)
+            let agreement = Agreement(batchLogits[row * t * v..<(row + 1) * t * v], logits[...])
+            #expect(agreement.relative < 1e-5, "\(variant) row \(row) logits: \(agreement)")
+            try model.backward(activations: single)
+        }
+        // Every row has t counted targets, so the batch mean is the mean of the row means.
+        #expect(abs(batchLoss - rowLosses / Float(b)) < 1e-5)
+        model.gradients.withUnsafeMutableBufferPointer { g in for i in g.indices { g[i] /= Float(b) } }
+        let agreement = Agreement(model.gradients.array[...], batchGradients[...])
+        #expect(agreement.relative < 1e-5, "\(variant) gradients batch vs rows: \(agreement)")
+
+        // Batched decoding: three rows continue independently.
+        let cache = try KVCache(model: model, batchSize: b)
+        let last = try model.decode(tokens: tokens, count: t, cache: cache)
+        for row in 0..<b {
+            let expected = batchLogits[(row * t + t - 1) * v..<(row * t + t) * v]
+            let agreement = Agreement(last[row * v..<(row + 1) * v], expected)
+            #expect(agreement.relative < 1e-5, "\(variant) batched decode row \(row): \(agreement)")
+        }
+    }
+}
