@@ -33,7 +33,7 @@ let package = Package(
         ),
         .target(name: "FledgeTensor", dependencies: ["COpenBLAS"], swiftSettings: numericSettings),
         .target(name: "FledgeModel", dependencies: ["FledgeTensor"], swiftSettings: numericSettings),
-        .target(name: "FledgeKit", dependencies: ["FledgeTensor", "FledgeModel"]),
+        .target(name: "FledgeKit", dependencies: ["FledgeTensor", "FledgeModel"], swiftSettings: numericSettings),
         .executableTarget(
             name: "fledge",
             dependencies: [

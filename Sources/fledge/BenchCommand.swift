@@ -1,0 +1,48 @@
+// `fledge bench train`: time full training steps on the reference configurations; prints a table and, last,
+// one JSON line. Scripts/bench_train.py runs it side by side with Scripts/bench_pytorch.py.
+
+import ArgumentParser
+import FledgeKit
+import Foundation
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Benchmarks.", subcommands: [Train.self])
+
+    struct Train: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Time training steps (forward, backward, clipping, AdamW) of the reference configurations.")
+
+        @Option(help: "Configurations to run: a, b, c (comma-separated).") var configs = "a,b,c"
+        @Option(help: "Timed steps per configuration.") var steps = 10
+        @Option(help: "Untimed warm-up steps.") var warmup = 2
+        @OptionGroup var threading: ThreadOptions
+
+        func run() throws {
+            let names = configs.split(separator: ",").map(String.init)
+            let shapes = try names.map { name in
+                guard let shape = BenchmarkShape.reference.first(where: { $0.name == name }) else {
+                    throw ValidationError("unknown configuration '\(name)'; use a, b or c.")
+                }
+                return shape
+            }
+            let backend = CPUBackend(threadCount: threading.threads)
+            print("fledge bench train: \(threading.threads) threads, BLAS \(BLAS.libraryName.prefix(40)), fp32")
+            print("config  params      tokens/step  ms/step(median)  tokens/s   GFLOP/s  peak RSS MB")
+            var results: [BenchmarkResult] = []
+            for shape in shapes {
+                let r: BenchmarkResult
+                do {
+                    r = try TrainStepBenchmark.run(shape: shape, backend: backend, steps: steps, warmup: warmup)
+                } catch { exitWithError(error) }
+                results.append(r)
+                print(
+                    String(
+                        format: "%-6@  %-10d  %11d  %15.1f  %8.0f  %8.1f  %11.0f", r.name as NSString, r.parameters, r.tokensPerStep,
+                        r.medianMilliseconds, r.tokensPerSecond, r.gflopsPerSecond, r.peakRSSMegabytes))
+            }
+            let json = try JSONEncoder().encode(["fledge": results])
+            print(String(decoding: json, as: UTF8.self))
+        }
+    }
+}
