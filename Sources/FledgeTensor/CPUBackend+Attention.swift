@@ -100,7 +100,7 @@ extension CPUBackend {
     @inline(__always)
     static func softmaxInPlace(_ row: FloatPointer, count: Int) {
         var maxV = Vec16(repeating: -.infinity)
-        forEachChunk16(0..<count) { i, lanes in maxV = pointwiseMax(maxV, loadLanes(row + i, lanes, fill: -.infinity)) }
+        forEachChunk16(0..<count) { i, lanes in maxV = max16(maxV, loadLanes(row + i, lanes, fill: -.infinity)) }
         let m = maxV.max()
         var sum = Vec16()
         forEachChunk16(0..<count) { i, lanes in

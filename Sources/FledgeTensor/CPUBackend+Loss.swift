@@ -11,7 +11,7 @@ extension CPUBackend {
             for r in block {
                 let x = logits + r * v
                 var maxV = Vec16(repeating: -.infinity)
-                forEachChunk16(0..<v) { i, lanes in maxV = pointwiseMax(maxV, loadLanes(x + i, lanes, fill: -.infinity)) }
+                forEachChunk16(0..<v) { i, lanes in maxV = max16(maxV, loadLanes(x + i, lanes, fill: -.infinity)) }
                 let m = maxV.max()
                 // Subtract the row max for numerical stability.
                 var sum = Vec16()

@@ -28,7 +28,8 @@ func storePartial(_ v: Vec16, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
 /// e^x for 16 lanes. Inputs are clamped to [-87.3, 88.3] (exp(-87.3) ≈ 1e-38 stands in for 0).
 @inlinable @inline(__always)
 func exp16(_ input: Vec16) -> Vec16 {
-    var x = input.clamped(lowerBound: Vec16(repeating: -87.3), upperBound: Vec16(repeating: 88.3))
+    var x = input.replacing(with: -87.3, where: input .< -87.3)  // `clamped` does not specialise; selects do
+    x = x.replacing(with: 88.3, where: x .> 88.3)
     let n = (x * 1.442_695_04).rounded(.toNearestOrEven)
     // Subtract n·ln2 in two parts (Cephes C1 + C2) so the reduced argument keeps full precision.
     x = x - n * 0.693_359_375
@@ -40,8 +41,10 @@ func exp16(_ input: Vec16) -> Vec16 {
     p = p * x + 1.666_666_55e-1
     p = p * x + 5.000_000_12e-1
     p = p * (x * x) + x + 1
-    let bits = (SIMD16<Int32>(truncatingIfNeeded: SIMD16<Int32>(n, rounding: .towardZero)) &+ 127) &<< 23
-    return p * unsafeBitCast(bits, to: Vec16.self)
+    // 2^n from the bits: adding 1.5·2²³ leaves n + 127 in the low mantissa bits (n is an integer in
+    // [-126, 127]); a generic Float→Int32 SIMD conversion would not vectorise.
+    let shifted = unsafeBitCast(n + (12_582_912 + 127), to: SIMD16<Int32>.self) &- 0x4B40_0000
+    return p * unsafeBitCast(shifted &<< 23, to: Vec16.self)
 }
 
 /// tanh for 16 lanes through exp: tanh(u) = 1 − 2/(e^{2u} + 1).
@@ -75,3 +78,7 @@ func loadLanes(_ p: UnsafePointer<Float>, _ lanes: Int, fill: Float = 0) -> Vec1
 func storeLanes(_ v: Vec16, _ p: UnsafeMutablePointer<Float>, _ lanes: Int) {
     if lanes == 16 { store16(v, p) } else { storePartial(v, p, lanes) }
 }
+
+/// Lane-wise maximum by compare-and-select (the generic `pointwiseMax` is not specialised).
+@inlinable @inline(__always)
+func max16(_ a: Vec16, _ b: Vec16) -> Vec16 { a.replacing(with: b, where: b .> a) }
