@@ -1,7 +1,10 @@
-// CBLAS through Debian's `libblas.so` alternative (OpenBLAS by default; BLIS or MKL when selected with
-// `update-alternatives --config libblas.so.3-x86_64-linux-gnu`). See README, "Choosing the BLAS".
+// CBLAS declarations, and the linked default library: Debian's `libblas.so.3` alternative (OpenBLAS unless
+// changed with update-alternatives). FledgeTensor's BLAS.swift may load another CBLAS at run time.
 #ifndef FLEDGE_COPENBLAS_SHIM_H
 #define FLEDGE_COPENBLAS_SHIM_H
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1  // for dladdr, to report which library provides cblas_sgemm
+#endif
 #include <cblas.h>
 #include <dlfcn.h>
 #endif

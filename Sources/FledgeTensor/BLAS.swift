@@ -1,38 +1,83 @@
-// BLAS: which CBLAS library is loaded, and its thread count.
-// Fledge links Debian's `libblas.so` alternative and calls only CBLAS, so OpenBLAS, BLIS or MKL can be
-// swapped without a rebuild. Fledge runs BLAS single-threaded and splits GEMMs over its own ThreadPool:
-// one owner of the cores, and GEMMs can be called from inside parallel regions (attention).
+// BLAS: which CBLAS library does the matrix products, chosen when the process starts.
+// Fledge links Debian's `libblas.so.3` alternative (OpenBLAS by default) and can load another CBLAS at run
+// time: FLEDGE_BLAS = auto (default: MKL when installed, else the linked one) | mkl | openblas | blis |
+// system | a path to a CBLAS shared library. Each library is made single-threaded before its first call:
+// Fledge splits GEMMs over its own ThreadPool, so one owner schedules the cores and GEMMs may run inside
+// parallel regions (attention). Measured choice and numbers: README, "Choosing the BLAS".
 
 import COpenBLAS
+import Foundation
 
-/// Facts about, and settings of, the CBLAS library in this process.
+/// The CBLAS library in use.
 public enum BLAS {
-    private typealias SetThreads32 = @convention(c) (Int32) -> Void
-    private typealias SetThreads64 = @convention(c) (Int64) -> Void
-    private typealias GetString = @convention(c) () -> UnsafePointer<CChar>?
+    typealias Sgemm = @convention(c) (
+        CBLAS_ORDER, CBLAS_TRANSPOSE, CBLAS_TRANSPOSE, Int32, Int32, Int32, Float, UnsafePointer<Float>?, Int32,
+        UnsafePointer<Float>?, Int32, Float, UnsafeMutablePointer<Float>?, Int32
+    ) -> Void
 
-    private static func symbol(_ name: String) -> UnsafeMutableRawPointer? {
-        dlsym(UnsafeMutableRawPointer(bitPattern: 0), name)
+    struct Library {
+        let name: String
+        let path: String
+        let sgemm: Sgemm
     }
 
-    /// A name for the loaded BLAS library (e.g. "OpenBLAS 0.3.21 ...", "BLIS 0.9.0", "MKL").
-    public static var libraryName: String {
-        if let s = symbol("openblas_get_config") {
-            let f = unsafeBitCast(s, to: GetString.self)
-            return "OpenBLAS " + (f().map { String(cString: $0) } ?? "")
-        }
-        if let s = symbol("bli_info_get_version_str") {
-            let f = unsafeBitCast(s, to: GetString.self)
-            return "BLIS " + (f().map { String(cString: $0) } ?? "")
-        }
-        if symbol("MKL_Set_Num_Threads") != nil || symbol("mkl_set_num_threads") != nil { return "Intel MKL" }
-        return "unknown CBLAS"
+    /// Library files tried for each FLEDGE_BLAS name (Debian paths first).
+    static let candidates: [String: [String]] = [
+        "mkl": ["libmkl_rt.so", "libmkl_rt.so.1", "libmkl_rt.so.2"],
+        "openblas": ["/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3", "libopenblas.so.0"],
+        "blis": ["/usr/lib/x86_64-linux-gnu/blis-openmp/libblas.so.3", "/usr/lib/x86_64-linux-gnu/blis-pthread/libblas.so.3"],
+    ]
+
+    static let library: Library = load(ProcessInfo.processInfo.environment["FLEDGE_BLAS"] ?? "auto")
+
+    /// A description of the library in use, e.g. "mkl (/usr/lib/x86_64-linux-gnu/libmkl_rt.so)".
+    public static var libraryName: String { "\(library.name) (\(library.path))" }
+
+    /// C = alpha·op(A)·op(B) + beta·C through the loaded library, on the calling thread.
+    @inline(__always)
+    static func sgemm(
+        _ ta: CBLAS_TRANSPOSE, _ tb: CBLAS_TRANSPOSE, _ m: Int32, _ n: Int32, _ k: Int32, _ alpha: Float,
+        _ a: UnsafePointer<Float>, _ lda: Int32, _ b: UnsafePointer<Float>, _ ldb: Int32, _ beta: Float,
+        _ c: UnsafeMutablePointer<Float>, _ ldc: Int32
+    ) {
+        library.sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     }
 
-    /// Sets the library's own thread count (1 = Fledge does the threading). Unknown libraries are left alone.
-    public static func setThreadCount(_ count: Int) {
-        if let s = symbol("openblas_set_num_threads") { unsafeBitCast(s, to: SetThreads32.self)(Int32(count)) }
-        if let s = symbol("bli_thread_set_num_threads") { unsafeBitCast(s, to: SetThreads64.self)(Int64(count)) }
-        if let s = symbol("MKL_Set_Num_Threads") { unsafeBitCast(s, to: SetThreads32.self)(Int32(count)) }
+    private static func load(_ choice: String) -> Library {
+        // Threading settings must be in the environment before a library initialises.
+        setenv("MKL_THREADING_LAYER", "SEQUENTIAL", 0)
+        setenv("OPENBLAS_NUM_THREADS", "1", 0)
+        setenv("BLIS_NUM_THREADS", "1", 0)
+        let names = choice == "auto" ? ["mkl"] : [choice]
+        for name in names {
+            let files = candidates[name] ?? (name.contains("/") ? [name] : [])
+            for file in files {
+                guard let handle = dlopen(file, RTLD_NOW | RTLD_LOCAL), let symbol = dlsym(handle, "cblas_sgemm") else { continue }
+                setSingleThreaded(handle)
+                return Library(name: name.contains("/") ? "custom" : name, path: file, sgemm: unsafeBitCast(symbol, to: Sgemm.self))
+            }
+            if choice != "auto" && name != "system" {
+                FileHandle.standardError.write(Data("warning: FLEDGE_BLAS=\(choice) could not be loaded; using the linked BLAS.\n".utf8))
+            }
+        }
+        let linked = dlopen(nil, RTLD_NOW)
+        setSingleThreaded(linked)
+        var info = Dl_info()
+        let symbol = dlsym(linked, "cblas_sgemm")!
+        dladdr(symbol, &info)
+        let path = info.dli_fname.map { String(cString: $0) } ?? "libblas.so.3"
+        let resolved = (try? FileManager.default.destinationOfSymbolicLink(atPath: path)).map { _ in URL(fileURLWithPath: path).resolvingSymlinksInPath().path } ?? path
+        let name = resolved.contains("openblas") ? "openblas" : resolved.contains("blis") ? "blis" : resolved.contains("mkl") ? "mkl" : "system"
+        return Library(name: name, path: resolved, sgemm: unsafeBitCast(symbol, to: Sgemm.self))
+    }
+
+    /// Sets a library's own threading to one thread where it exposes a setter.
+    private static func setSingleThreaded(_ handle: UnsafeMutableRawPointer?) {
+        typealias SetThreads32 = @convention(c) (Int32) -> Void
+        typealias SetThreads64 = @convention(c) (Int64) -> Void
+        for name in ["openblas_set_num_threads", "MKL_Set_Num_Threads", "omp_set_num_threads"] {
+            if let s = dlsym(handle, name) { unsafeBitCast(s, to: SetThreads32.self)(1) }
+        }
+        if let s = dlsym(handle, "bli_thread_set_num_threads") { unsafeBitCast(s, to: SetThreads64.self)(1) }
     }
 }

@@ -16,7 +16,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     public init(threadCount: Int = ThreadPool.coreCount) {
         pool = ThreadPool(threadCount: threadCount)
         partials = try! Storage<Double>(count: max(1, threadCount) * 8)
-        BLAS.setThreadCount(1)
+        _ = BLAS.libraryName  // load and configure the BLAS before the first product
     }
 
     /// Threads used by every kernel.
@@ -32,8 +32,8 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         _ c: FloatPointer, _ ldc: Int
     ) {
         guard m > 0, n > 0 else { return }
-        cblas_sgemm(
-            CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+        BLAS.sgemm(
+            transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
             Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
