@@ -20,9 +20,15 @@ public struct BenchmarkShape: Sendable {
 
     /// The reference configurations of the numeric-core issue: GPT-2 style, fp32.
     public static let reference: [BenchmarkShape] = [
-        BenchmarkShape(name: "a", config: ModelConfig(vocabularySize: 8000, contextLength: 128, layers: 6, width: 128, heads: 4), batchSize: 32),
-        BenchmarkShape(name: "b", config: ModelConfig(vocabularySize: 8192, contextLength: 256, layers: 8, width: 256, heads: 8), batchSize: 16),
-        BenchmarkShape(name: "c", config: ModelConfig(vocabularySize: 4096, contextLength: 256, layers: 10, width: 384, heads: 6), batchSize: 8),
+        BenchmarkShape(
+            name: "a", config: ModelConfig(vocabularySize: 8000, contextLength: 128, layers: 6, width: 128, heads: 4),
+            batchSize: 32),
+        BenchmarkShape(
+            name: "b", config: ModelConfig(vocabularySize: 8192, contextLength: 256, layers: 8, width: 256, heads: 8),
+            batchSize: 16),
+        BenchmarkShape(
+            name: "c", config: ModelConfig(vocabularySize: 4096, contextLength: 256, layers: 10, width: 384, heads: 6),
+            batchSize: 8),
     ]
 
     /// Floating-point operations of one training step: 3× the forward's matrix products (forward + two in
@@ -30,7 +36,8 @@ public struct BenchmarkShape: Sendable {
     public var flopsPerStep: Double {
         let c = config
         let bt = Double(batchSize * c.contextLength)
-        let perLayer = Double(c.width * c.qkvWidth + c.width * c.width + c.width * c.mlpInnerWidth + c.mlpWidth * c.width)
+        let perLayer = Double(
+            c.width * c.qkvWidth + c.width * c.width + c.width * c.mlpInnerWidth + c.mlpWidth * c.width)
         let matmul = 2 * bt * (Double(c.layers) * perLayer + Double(c.width * c.vocabularySize))
         let t = Double(c.contextLength)
         let attention = Double(c.layers) * 2 * 2 * Double(batchSize * c.heads) * (t * (t + 1) / 2) * Double(c.headSize)
@@ -49,12 +56,15 @@ public struct BenchmarkResult: Sendable, Codable {
     public let gflopsPerSecond: Double
     public let peakRSSMegabytes: Double
     public let finalLoss: Float
+    /// Heap allocations per timed step, when Scripts/count_allocations.c is preloaded (else nil).
+    public let allocationsPerStep: Double?
 }
 
 /// Runs the training-step benchmark.
 public enum TrainStepBenchmark {
     /// Times `steps` steps after `warmup` untimed ones.
-    public static func run(shape: BenchmarkShape, backend: any Backend, steps: Int, warmup: Int, seed: UInt64 = 1) throws
+    public static func run(shape: BenchmarkShape, backend: any Backend, steps: Int, warmup: Int, seed: UInt64 = 1)
+        throws
         -> BenchmarkResult
     {
         let c = shape.config
@@ -67,10 +77,13 @@ public enum TrainStepBenchmark {
         let tokens = Array(data[0..<n])
         let targets = Array(data[1...n])
         var times: [Double] = []
+        times.reserveCapacity(steps)
         var loss: Float = 0
+        var allocations: (start: Int, end: Int) = (0, 0)
         try tokens.withUnsafeBufferPointer { x in
             try targets.withUnsafeBufferPointer { y in
                 for step in 0..<(warmup + steps) {
+                    if step == warmup { allocations.start = allocationCount() ?? 0 }
                     let start = DispatchTime.now().uptimeNanoseconds
                     model.zeroGradients()
                     loss = try model.forward(tokens: x, targets: y, activations: acts) ?? 0
@@ -80,13 +93,25 @@ public enum TrainStepBenchmark {
                     let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
                     if step >= warmup { times.append(elapsed) }
                 }
+                allocations.end = allocationCount() ?? 0
             }
         }
         let median = times.sorted()[times.count / 2]
+        let perStep: Double? =
+            allocationCount() == nil ? nil : Double(allocations.end - allocations.start) / Double(steps)
+        let seconds = median / 1000
         return BenchmarkResult(
             name: shape.name, parameters: model.parameterCount, tokensPerStep: n, stepMilliseconds: times,
-            medianMilliseconds: median, tokensPerSecond: Double(n) / (median / 1000),
-            gflopsPerSecond: shape.flopsPerStep / (median / 1000) / 1e9, peakRSSMegabytes: peakRSSMegabytes(), finalLoss: loss)
+            medianMilliseconds: median, tokensPerSecond: Double(n) / seconds,
+            gflopsPerSecond: shape.flopsPerStep / seconds / 1e9, peakRSSMegabytes: peakRSSMegabytes(),
+            finalLoss: loss, allocationsPerStep: perStep)
+    }
+
+    /// The process's heap allocation count, when the counting shim (Scripts/count_allocations.c) is preloaded.
+    static func allocationCount() -> Int? {
+        typealias Counter = @convention(c) () -> Int
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "fledge_allocation_count") else { return nil }
+        return unsafeBitCast(symbol, to: Counter.self)()
     }
 
     /// The peak resident set size of this process so far.

@@ -68,7 +68,9 @@ public final class Activations: @unchecked Sendable {
         guard batchSize >= 1, sequenceLength >= 1, sequenceLength <= config.contextLength else {
             throw ModelError(
                 "batch size \(batchSize) × sequence length \(sequenceLength) is not a valid shape for this model",
-                hint: "use a batch size ≥ 1 and a sequence length between 1 and the context length \(config.contextLength).")
+                hint:
+                    "use a batch size ≥ 1 and a sequence length between 1 and the context length \(config.contextLength)."
+            )
         }
         self.batchSize = batchSize
         self.sequenceLength = sequenceLength
@@ -87,11 +89,15 @@ public final class Activations: @unchecked Sendable {
                 hint: "lower the batch size or the sequence length (or use gradient accumulation).")
         }
         (encoded, blocks, finalNormOut, finalNormMean, finalNormRstd, logits, losses, logSumExp) =
-            (offsets.encoded, offsets.blocks, offsets.finalNormOut, offsets.finalNormMean, offsets.finalNormRstd,
-             offsets.logits, offsets.losses, offsets.logSumExp)
+            (
+                offsets.encoded, offsets.blocks, offsets.finalNormOut, offsets.finalNormMean, offsets.finalNormRstd,
+                offsets.logits, offsets.losses, offsets.logSumExp
+            )
         (dResidual, dNorm, dBranch, dAttention, dQKV, dFC, dActivated, dProbabilities) =
-            (offsets.dResidual, offsets.dNorm, offsets.dBranch, offsets.dAttention, offsets.dQKV, offsets.dFC,
-             offsets.dActivated, offsets.dProbabilities)
+            (
+                offsets.dResidual, offsets.dNorm, offsets.dBranch, offsets.dAttention, offsets.dQKV, offsets.dFC,
+                offsets.dActivated, offsets.dProbabilities
+            )
     }
 
     /// The logits (B, T, V) of the last forward pass (valid until `backward` overwrites them).

@@ -15,8 +15,10 @@ public struct AdamWConfig: Codable, Equatable, Sendable {
     /// Whether token/position embeddings (and so a tied output head) are decayed too.
     public var decayEmbeddings = false
 
-    public init(beta1: Float = 0.9, beta2: Float = 0.95, epsilon: Float = 1e-8, weightDecay: Float = 0.1,
-                decayEmbeddings: Bool = false) {
+    public init(
+        beta1: Float = 0.9, beta2: Float = 0.95, epsilon: Float = 1e-8, weightDecay: Float = 0.1,
+        decayEmbeddings: Bool = false
+    ) {
         self.beta1 = beta1
         self.beta2 = beta2
         self.epsilon = epsilon
@@ -103,7 +105,9 @@ extension GPT {
         let norm = gradientNorm()
         let coefficient = maxNorm / (norm + 1e-6)
         if maxNorm > 0, norm.isFinite, coefficient < 1 {
-            gradients.withUnsafeMutableBufferPointer { g in backend.scale(g.baseAddress!, count: g.count, by: coefficient) }
+            gradients.withUnsafeMutableBufferPointer { g in
+                backend.scale(g.baseAddress!, count: g.count, by: coefficient)
+            }
         }
         return norm
     }

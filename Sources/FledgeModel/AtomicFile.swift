@@ -9,7 +9,8 @@ public enum AtomicFile {
     /// syncing it and renaming it over `url`. On any error the temporary file is removed and `url` is untouched.
     public static func write(to url: URL, _ body: (FileHandle) throws -> Void) throws {
         let folder = url.deletingLastPathComponent()
-        let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        let temporary = folder.appendingPathComponent(
+            ".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
             throw ModelError(
                 "cannot create a file in \(folder.path)",

@@ -34,8 +34,9 @@ extension GPT {
                 dInput: dNorm, accumulateInput: false, dWeight: g + headWeight, dBias: nil, dOutput: logits,
                 input: a + acts.finalNormOut, weight: p + headWeight, rows: bt, inFeatures: c.width,
                 outFeatures: c.vocabularySize)
-            normBackward(m, dInput: dx, accumulate: false, dOutput: dNorm, input: lastOutput, mean: a + acts.finalNormMean,
-                         rstd: a + acts.finalNormRstd, weight: finalNormWeight, bias: finalNormBias, rows: bt)
+            normBackward(
+                m, dInput: dx, accumulate: false, dOutput: dNorm, input: lastOutput, mean: a + acts.finalNormMean,
+                rstd: a + acts.finalNormRstd, weight: finalNormWeight, bias: finalNormBias, rows: bt)
         } else {
             backend.linearBackward(
                 dInput: dx, accumulateInput: false, dWeight: g + headWeight, dBias: nil, dOutput: logits,
@@ -49,28 +50,36 @@ extension GPT {
             switch (c.normPlacement, c.parallelBlock) {
             case (.pre, false):
                 mlpBackward(m, acts, layer: l, dOutput: dx, input: a + s.norm2Out, dInput: dNorm, accumulate: false)
-                normBackward(m, dInput: dx, accumulate: true, dOutput: dNorm, input: a + s.residual1, mean: a + s.norm2Mean,
-                             rstd: a + s.norm2Rstd, weight: w.norm2Weight!, bias: w.norm2Bias, rows: bt)
-                attentionBackward(m, acts, layer: l, dOutput: dx, input: a + s.norm1Out, dInput: dNorm, accumulate: false)
-                normBackward(m, dInput: dx, accumulate: true, dOutput: dNorm, input: x, mean: a + s.norm1Mean,
-                             rstd: a + s.norm1Rstd, weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
+                normBackward(
+                    m, dInput: dx, accumulate: true, dOutput: dNorm, input: a + s.residual1, mean: a + s.norm2Mean,
+                    rstd: a + s.norm2Rstd, weight: w.norm2Weight!, bias: w.norm2Bias, rows: bt)
+                attentionBackward(
+                    m, acts, layer: l, dOutput: dx, input: a + s.norm1Out, dInput: dNorm, accumulate: false)
+                normBackward(
+                    m, dInput: dx, accumulate: true, dOutput: dNorm, input: x, mean: a + s.norm1Mean,
+                    rstd: a + s.norm1Rstd, weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
             case (.pre, true):
                 mlpBackward(m, acts, layer: l, dOutput: dx, input: a + s.norm1Out, dInput: dNorm, accumulate: false)
-                attentionBackward(m, acts, layer: l, dOutput: dx, input: a + s.norm1Out, dInput: dNorm, accumulate: true)
-                normBackward(m, dInput: dx, accumulate: true, dOutput: dNorm, input: x, mean: a + s.norm1Mean,
-                             rstd: a + s.norm1Rstd, weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
+                attentionBackward(
+                    m, acts, layer: l, dOutput: dx, input: a + s.norm1Out, dInput: dNorm, accumulate: true)
+                normBackward(
+                    m, dInput: dx, accumulate: true, dOutput: dNorm, input: x, mean: a + s.norm1Mean,
+                    rstd: a + s.norm1Rstd, weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
             case (.post, false):
                 // out = n2(r2), r2 = h + mlp(h), h = n1(r1), r1 = x + attn(x)
-                normBackward(m, dInput: dNorm, accumulate: false, dOutput: dx, input: a + s.residual2,
-                             mean: a + s.norm2Mean, rstd: a + s.norm2Rstd, weight: w.norm2Weight!, bias: w.norm2Bias, rows: bt)
+                normBackward(
+                    m, dInput: dNorm, accumulate: false, dOutput: dx, input: a + s.residual2,
+                    mean: a + s.norm2Mean, rstd: a + s.norm2Rstd, weight: w.norm2Weight!, bias: w.norm2Bias, rows: bt)
                 mlpBackward(m, acts, layer: l, dOutput: dNorm, input: a + s.norm1Out, dInput: dNorm, accumulate: true)
-                normBackward(m, dInput: dx, accumulate: false, dOutput: dNorm, input: a + s.residual1,
-                             mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
+                normBackward(
+                    m, dInput: dx, accumulate: false, dOutput: dNorm, input: a + s.residual1,
+                    mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
                 attentionBackward(m, acts, layer: l, dOutput: dx, input: x, dInput: dx, accumulate: true)
             case (.post, true):
                 // out = n1(r2), r2 = x + attn(x) + mlp(x)
-                normBackward(m, dInput: dNorm, accumulate: false, dOutput: dx, input: a + s.residual2,
-                             mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
+                normBackward(
+                    m, dInput: dNorm, accumulate: false, dOutput: dx, input: a + s.residual2,
+                    mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
                 mlpBackward(m, acts, layer: l, dOutput: dNorm, input: x, dInput: dx, accumulate: false)
                 attentionBackward(m, acts, layer: l, dOutput: dNorm, input: x, dInput: dx, accumulate: true)
                 backend.add(output: dx, dx, dNorm, count: bt * c.width)
@@ -95,7 +104,9 @@ extension GPT {
     }
 
     /// The gradient at a branch's output after its dropout: dOutput itself, or a masked copy in `dBranch`.
-    private func branchGradient(_ m: Buffers, _ acts: Activations, _ dOutput: FloatPointer, seed: UInt64) -> FloatPointer {
+    private func branchGradient(_ m: Buffers, _ acts: Activations, _ dOutput: FloatPointer, seed: UInt64)
+        -> FloatPointer
+    {
         guard config.dropout > 0 else { return dOutput }
         let n = acts.batchSize * acts.sequenceLength * config.width
         let copy = m.activations + acts.dBranch
@@ -122,13 +133,17 @@ extension GPT {
         let n = rows * c.mlpWidth
         switch c.activation {
         case .swiglu:
-            backend.swigluBackward(dInput: a + acts.dFC, input: a + s.fc, dOutput: a + acts.dActivated, rows: rows, width: c.mlpWidth)
+            backend.swigluBackward(
+                dInput: a + acts.dFC, input: a + s.fc, dOutput: a + acts.dActivated, rows: rows, width: c.mlpWidth)
         case .gelu:
-            backend.activationBackward(.gelu, dInput: a + acts.dFC, input: a + s.fc, dOutput: a + acts.dActivated, count: n)
+            backend.activationBackward(
+                .gelu, dInput: a + acts.dFC, input: a + s.fc, dOutput: a + acts.dActivated, count: n)
         case .relu:
-            backend.activationBackward(.relu, dInput: a + acts.dFC, input: a + s.fc, dOutput: a + acts.dActivated, count: n)
+            backend.activationBackward(
+                .relu, dInput: a + acts.dFC, input: a + s.fc, dOutput: a + acts.dActivated, count: n)
         case .silu:
-            backend.activationBackward(.silu, dInput: a + acts.dFC, input: a + s.fc, dOutput: a + acts.dActivated, count: n)
+            backend.activationBackward(
+                .silu, dInput: a + acts.dFC, input: a + s.fc, dOutput: a + acts.dActivated, count: n)
         }
         backend.linearBackward(
             dInput: dInput, accumulateInput: accumulate, dWeight: g + w.fcWeight, dBias: w.fcBias.map { g + $0 },
@@ -170,7 +185,8 @@ extension GPT {
         }
         backend.linearBackward(
             dInput: dInput, accumulateInput: accumulate, dWeight: g + w.qkvWeight, dBias: w.qkvBias.map { g + $0 },
-            dOutput: dqkv, input: input, weight: p + w.qkvWeight, rows: rows, inFeatures: c.width, outFeatures: c.qkvWidth)
+            dOutput: dqkv, input: input, weight: p + w.qkvWeight, rows: rows, inFeatures: c.width,
+            outFeatures: c.qkvWidth)
     }
 
     /// Backward of the configured norm.
@@ -182,7 +198,8 @@ extension GPT {
         switch config.norm {
         case .layerNorm:
             backend.layerNormBackward(
-                dInput: dInput, accumulate: accumulate, dWeight: g + weight, dBias: bias.map { g + $0 }, dOutput: dOutput,
+                dInput: dInput, accumulate: accumulate, dWeight: g + weight, dBias: bias.map { g + $0 },
+                dOutput: dOutput,
                 input: input, weight: p + weight, mean: mean, rstd: rstd, rows: rows, width: config.width)
         case .rmsNorm:
             backend.rmsNormBackward(

@@ -44,13 +44,18 @@ extension GPT {
             cache.keys.withUnsafeMutableBufferPointer { keys in
                 cache.values.withUnsafeMutableBufferPointer { values in
                     withBuffers(acts) { m in
-                        let buffers = CacheBuffers(keys: keys.baseAddress!, values: values.baseAddress!, capacity: cache.capacity)
-                        runForward(m, acts, batchSize: b, length: n, positionOffset: cache.length, cache: buffers, training: false)
+                        let buffers = CacheBuffers(
+                            keys: keys.baseAddress!, values: values.baseAddress!, capacity: cache.capacity)
+                        runForward(
+                            m, acts, batchSize: b, length: n, positionOffset: cache.length, cache: buffers,
+                            training: false)
                         let logits = m.activations + acts.logits
                         for row in 0..<b {
                             if keepAll {
                                 for i in 0..<n {
-                                    for j in 0..<v { result[(row * count + start + i) * v + j] = logits[(row * n + i) * v + j] }
+                                    for j in 0..<v {
+                                        result[(row * count + start + i) * v + j] = logits[(row * n + i) * v + j]
+                                    }
                                 }
                             } else if start + n == count {
                                 for j in 0..<v { result[row * v + j] = logits[(row * n + n - 1) * v + j] }

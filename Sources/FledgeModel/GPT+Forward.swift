@@ -42,12 +42,15 @@ extension GPT {
         }
         try checkTokens(tokens, targets: targets)
         acts.tokens.withUnsafeMutableBufferPointer { dst in _ = dst.update(fromContentsOf: tokens) }
-        if let targets { acts.targets.withUnsafeMutableBufferPointer { dst in _ = dst.update(fromContentsOf: targets) } }
+        if let targets {
+            acts.targets.withUnsafeMutableBufferPointer { dst in _ = dst.update(fromContentsOf: targets) }
+        }
         acts.dropoutSeed = dropoutSeed
         acts.hasLoss = false
         return withBuffers(acts) { m in
-            runForward(m, acts, batchSize: acts.batchSize, length: acts.sequenceLength, positionOffset: 0, cache: nil,
-                       training: training && acts.forTraining)
+            runForward(
+                m, acts, batchSize: acts.batchSize, length: acts.sequenceLength, positionOffset: 0, cache: nil,
+                training: training && acts.forTraining)
             guard targets != nil else { return nil }
             return computeLoss(m, acts, rows: bt)
         }
@@ -61,10 +64,12 @@ extension GPT {
         try tokens.withUnsafeBufferPointer { t in
             if let targets {
                 return try targets.withUnsafeBufferPointer { y in
-                    try forward(tokens: t, targets: y, activations: activations, training: training, dropoutSeed: dropoutSeed)
+                    try forward(
+                        tokens: t, targets: y, activations: activations, training: training, dropoutSeed: dropoutSeed)
                 }
             }
-            return try forward(tokens: t, targets: nil, activations: activations, training: training, dropoutSeed: dropoutSeed)
+            return try forward(
+                tokens: t, targets: nil, activations: activations, training: training, dropoutSeed: dropoutSeed)
         }
     }
 
@@ -78,7 +83,8 @@ extension GPT {
                             try acts.targets.withUnsafeMutableBufferPointer { targets in
                                 try body(
                                     Buffers(
-                                        parameters: p.baseAddress!, gradients: g.baseAddress!, activations: a.baseAddress!,
+                                        parameters: p.baseAddress!, gradients: g.baseAddress!,
+                                        activations: a.baseAddress!,
                                         tables: tables.baseAddress ?? p.baseAddress!, tokens: tokens.baseAddress!,
                                         targets: targets.baseAddress!))
                             }
@@ -120,7 +126,9 @@ extension GPT {
         backend.embedding(
             output: x0, tokens: m.tokens, tokenTable: p + tokenEmbedding, positionTable: positionTable(m),
             batchSize: b, sequenceLength: t, width: c.width, positionOffset: positionOffset)
-        if dropout > 0 { backend.dropout(x0, count: bt * c.width, probability: dropout, seed: dropoutSeed(acts, c.layers, 0)) }
+        if dropout > 0 {
+            backend.dropout(x0, count: bt * c.width, probability: dropout, seed: dropoutSeed(acts, c.layers, 0))
+        }
         var x = ConstFloatPointer(x0)
         for l in 0..<c.layers {
             let w = blocks[l]
@@ -128,61 +136,74 @@ extension GPT {
             // Attention branch: residual1 = x + drop(attn(input)).
             let attentionInput: ConstFloatPointer
             if c.normPlacement == .pre {
-                normForward(m, out: a + s.norm1Out, mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, input: x,
-                            weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
+                normForward(
+                    m, out: a + s.norm1Out, mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, input: x,
+                    weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
                 attentionInput = ConstFloatPointer(a + s.norm1Out)
             } else {
                 attentionInput = x
             }
-            attentionForward(m, acts, layer: l, s, input: attentionInput, batchSize: b, length: t,
-                             positionOffset: positionOffset, cache: cache)
+            attentionForward(
+                m, acts, layer: l, s, input: attentionInput, batchSize: b, length: t,
+                positionOffset: positionOffset, cache: cache)
             let r1 = a + s.residual1
-            backend.linear(output: r1, input: a + s.attentionOut, weight: p + w.projWeight, bias: w.projBias.map { p + $0 },
-                           rows: bt, inFeatures: c.width, outFeatures: c.width)
-            if dropout > 0 { backend.dropout(r1, count: bt * c.width, probability: dropout, seed: dropoutSeed(acts, l, 1)) }
+            backend.linear(
+                output: r1, input: a + s.attentionOut, weight: p + w.projWeight, bias: w.projBias.map { p + $0 },
+                rows: bt, inFeatures: c.width, outFeatures: c.width)
+            if dropout > 0 {
+                backend.dropout(r1, count: bt * c.width, probability: dropout, seed: dropoutSeed(acts, l, 1))
+            }
             backend.add(output: r1, r1, x, count: bt * c.width)
             // MLP branch: residual2 = base + drop(mlp(input)).
             let mlpInput: ConstFloatPointer
             let base: ConstFloatPointer
             switch (c.normPlacement, c.parallelBlock) {
             case (.pre, false):
-                normForward(m, out: a + s.norm2Out, mean: a + s.norm2Mean, rstd: a + s.norm2Rstd, input: r1,
-                            weight: w.norm2Weight!, bias: w.norm2Bias, rows: bt)
+                normForward(
+                    m, out: a + s.norm2Out, mean: a + s.norm2Mean, rstd: a + s.norm2Rstd, input: r1,
+                    weight: w.norm2Weight!, bias: w.norm2Bias, rows: bt)
                 (mlpInput, base) = (ConstFloatPointer(a + s.norm2Out), ConstFloatPointer(r1))
             case (.pre, true):
                 (mlpInput, base) = (ConstFloatPointer(a + s.norm1Out), ConstFloatPointer(r1))
             case (.post, false):
-                normForward(m, out: a + s.norm1Out, mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, input: r1,
-                            weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
+                normForward(
+                    m, out: a + s.norm1Out, mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, input: r1,
+                    weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
                 (mlpInput, base) = (ConstFloatPointer(a + s.norm1Out), ConstFloatPointer(a + s.norm1Out))
             case (.post, true):
                 (mlpInput, base) = (x, ConstFloatPointer(r1))
             }
             let r2 = a + s.residual2
             mlpForward(m, layer: l, s, input: mlpInput, output: r2, rows: bt)
-            if dropout > 0 { backend.dropout(r2, count: bt * c.width, probability: dropout, seed: dropoutSeed(acts, l, 2)) }
+            if dropout > 0 {
+                backend.dropout(r2, count: bt * c.width, probability: dropout, seed: dropoutSeed(acts, l, 2))
+            }
             backend.add(output: r2, r2, base, count: bt * c.width)
             // Post-norm: the block's output is normalised.
             switch (c.normPlacement, c.parallelBlock) {
             case (.pre, _):
                 x = ConstFloatPointer(r2)
             case (.post, false):
-                normForward(m, out: a + s.norm2Out, mean: a + s.norm2Mean, rstd: a + s.norm2Rstd, input: r2,
-                            weight: w.norm2Weight!, bias: w.norm2Bias, rows: bt)
+                normForward(
+                    m, out: a + s.norm2Out, mean: a + s.norm2Mean, rstd: a + s.norm2Rstd, input: r2,
+                    weight: w.norm2Weight!, bias: w.norm2Bias, rows: bt)
                 x = ConstFloatPointer(a + s.norm2Out)
             case (.post, true):
-                normForward(m, out: a + s.norm1Out, mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, input: r2,
-                            weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
+                normForward(
+                    m, out: a + s.norm1Out, mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, input: r2,
+                    weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
                 x = ConstFloatPointer(a + s.norm1Out)
             }
         }
         if let finalNormWeight {
-            normForward(m, out: a + acts.finalNormOut, mean: a + acts.finalNormMean, rstd: a + acts.finalNormRstd,
-                        input: x, weight: finalNormWeight, bias: finalNormBias, rows: bt)
+            normForward(
+                m, out: a + acts.finalNormOut, mean: a + acts.finalNormMean, rstd: a + acts.finalNormRstd,
+                input: x, weight: finalNormWeight, bias: finalNormBias, rows: bt)
             x = ConstFloatPointer(a + acts.finalNormOut)
         }
-        backend.linear(output: a + acts.logits, input: x, weight: p + headWeight, bias: nil, rows: bt,
-                       inFeatures: c.width, outFeatures: c.vocabularySize)
+        backend.linear(
+            output: a + acts.logits, input: x, weight: p + headWeight, bias: nil, rows: bt,
+            inFeatures: c.width, outFeatures: c.vocabularySize)
     }
 
     /// qkv = input·Wqkvᵀ (+b); rotary on q and k; causal attention into `attentionOut`.
@@ -195,12 +216,14 @@ extension GPT {
         let w = blocks[l]
         let qkv = a + s.qkv
         let (hs, qkvWidth, kvWidth) = (c.headSize, c.qkvWidth, c.kvHeads * c.headSize)
-        backend.linear(output: qkv, input: input, weight: p + w.qkvWeight, bias: w.qkvBias.map { p + $0 }, rows: b * t,
-                       inFeatures: c.width, outFeatures: qkvWidth)
+        backend.linear(
+            output: qkv, input: input, weight: p + w.qkvWeight, bias: w.qkvBias.map { p + $0 }, rows: b * t,
+            inFeatures: c.width, outFeatures: qkvWidth)
         if c.positions == .rotary {
             rotate(m, qkv, heads: c.heads, batchSize: b, length: t, positionOffset: positionOffset, inverse: false)
-            rotate(m, qkv + c.heads * hs, heads: c.kvHeads, batchSize: b, length: t, positionOffset: positionOffset,
-                   inverse: false)
+            rotate(
+                m, qkv + c.heads * hs, heads: c.kvHeads, batchSize: b, length: t, positionOffset: positionOffset,
+                inverse: false)
         }
         var shape = AttentionShape(
             batchSize: b, queryLength: t, keyOffset: 0, heads: c.heads, kvHeads: c.kvHeads, headSize: hs,
@@ -225,8 +248,9 @@ extension GPT {
             shape.kvRowStride = kvWidth
             shape.kvBatchStride = cache.capacity * kvWidth
         }
-        backend.attention(output: a + s.attentionOut, probabilities: a + s.probabilities, query: qkv, key: keys,
-                          value: values, shape: shape)
+        backend.attention(
+            output: a + s.attentionOut, probabilities: a + s.probabilities, query: qkv, key: keys,
+            value: values, shape: shape)
     }
 
     /// output = fc₂(act(fc₁(input))), without the residual add.
@@ -236,16 +260,18 @@ extension GPT {
         let c = config
         let (p, a) = (m.parameters, m.activations)
         let w = blocks[l]
-        backend.linear(output: a + s.fc, input: input, weight: p + w.fcWeight, bias: w.fcBias.map { p + $0 }, rows: rows,
-                       inFeatures: c.width, outFeatures: c.mlpInnerWidth)
+        backend.linear(
+            output: a + s.fc, input: input, weight: p + w.fcWeight, bias: w.fcBias.map { p + $0 }, rows: rows,
+            inFeatures: c.width, outFeatures: c.mlpInnerWidth)
         switch c.activation {
         case .swiglu: backend.swiglu(output: a + s.activated, input: a + s.fc, rows: rows, width: c.mlpWidth)
         case .gelu: backend.activation(.gelu, output: a + s.activated, input: a + s.fc, count: rows * c.mlpWidth)
         case .relu: backend.activation(.relu, output: a + s.activated, input: a + s.fc, count: rows * c.mlpWidth)
         case .silu: backend.activation(.silu, output: a + s.activated, input: a + s.fc, count: rows * c.mlpWidth)
         }
-        backend.linear(output: output, input: a + s.activated, weight: p + w.mlpProjWeight,
-                       bias: w.mlpProjBias.map { p + $0 }, rows: rows, inFeatures: c.mlpWidth, outFeatures: c.width)
+        backend.linear(
+            output: output, input: a + s.activated, weight: p + w.mlpProjWeight,
+            bias: w.mlpProjBias.map { p + $0 }, rows: rows, inFeatures: c.mlpWidth, outFeatures: c.width)
     }
 
     /// LayerNorm or RMSNorm, as configured (RMSNorm leaves `mean` untouched).
@@ -256,11 +282,13 @@ extension GPT {
         let p = m.parameters
         switch config.norm {
         case .layerNorm:
-            backend.layerNorm(output: out, mean: mean, rstd: rstd, input: input, weight: p + weight,
-                              bias: bias.map { p + $0 }, rows: rows, width: config.width, epsilon: config.normEpsilon)
+            backend.layerNorm(
+                output: out, mean: mean, rstd: rstd, input: input, weight: p + weight,
+                bias: bias.map { p + $0 }, rows: rows, width: config.width, epsilon: config.normEpsilon)
         case .rmsNorm:
-            backend.rmsNorm(output: out, rstd: rstd, input: input, weight: p + weight, rows: rows, width: config.width,
-                            epsilon: config.normEpsilon)
+            backend.rmsNorm(
+                output: out, rstd: rstd, input: input, weight: p + weight, rows: rows, width: config.width,
+                epsilon: config.normEpsilon)
         }
     }
 

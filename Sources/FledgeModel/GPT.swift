@@ -151,7 +151,9 @@ public final class GPT: @unchecked Sendable {
         for (i, token) in tokens.enumerated() where token < 0 || token >= v {
             throw ModelError(
                 "token id \(token) at position \(i) is outside the vocabulary (0..<\(v))",
-                hint: "the data was tokenized with a different tokenizer; re-run `fledge data prepare` with this model's tokenizer.")
+                hint:
+                    "the data was tokenized with a different tokenizer; re-run `fledge data prepare` with this model's tokenizer."
+            )
         }
         if let targets {
             for (i, target) in targets.enumerated() where target != Self.ignoreIndex && (target < 0 || target >= v) {

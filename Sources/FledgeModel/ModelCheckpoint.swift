@@ -23,10 +23,13 @@ public enum ModelCheckpoint {
     /// Parses config.json data, naming the field that is missing or wrong.
     public static func parseConfig(_ data: Data, path: String) throws -> ModelConfig {
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw ModelError("\(path) is not a JSON object", hint: "restore config.json from the run directory it came from.")
+            throw ModelError(
+                "\(path) is not a JSON object", hint: "restore config.json from the run directory it came from.")
         }
         guard let version = object[versionKey] as? Int else {
-            throw ModelError("\(path) has no \(versionKey) field", hint: "this is not a Fledge config.json; write one with `fledge model init` or a training run.")
+            throw ModelError(
+                "\(path) has no \(versionKey) field",
+                hint: "this is not a Fledge config.json; write one with `fledge model init` or a training run.")
         }
         guard version == formatVersion else {
             throw ModelError(
@@ -37,13 +40,19 @@ public enum ModelCheckpoint {
         do {
             config = try JSONDecoder().decode(ModelConfig.self, from: data)
         } catch let DecodingError.keyNotFound(key, _) {
-            throw ModelError("\(path): field '\(key.stringValue)' is missing", hint: "add it; docs/checkpoint-format.md lists every field.")
+            throw ModelError(
+                "\(path): field '\(key.stringValue)' is missing",
+                hint: "add it; docs/checkpoint-format.md lists every field.")
         } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
             let field = context.codingPath.map(\.stringValue).joined(separator: ".")
-            throw ModelError("\(path): field '\(field)' has the wrong type", hint: "docs/checkpoint-format.md gives each field's type.")
+            throw ModelError(
+                "\(path): field '\(field)' has the wrong type",
+                hint: "docs/checkpoint-format.md gives each field's type.")
         } catch let DecodingError.dataCorrupted(context) {
             let field = context.codingPath.map(\.stringValue).joined(separator: ".")
-            throw ModelError("\(path): field '\(field)' has an unsupported value", hint: "docs/checkpoint-format.md lists the allowed values.")
+            throw ModelError(
+                "\(path): field '\(field)' has an unsupported value",
+                hint: "docs/checkpoint-format.md lists the allowed values.")
         }
         do {
             try config.validate()
@@ -57,7 +66,8 @@ public enum ModelCheckpoint {
     public static func save(_ model: GPT, to directory: URL) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try AtomicFile.write(try configJSON(model.config), to: directory.appendingPathComponent("config.json"))
-        try saveWeights(model.parameters, layout: model.layout, to: directory.appendingPathComponent("model.safetensors"))
+        try saveWeights(
+            model.parameters, layout: model.layout, to: directory.appendingPathComponent("model.safetensors"))
     }
 
     /// Writes a flat buffer laid out by `layout` as one F32 tensor per entry.
@@ -85,7 +95,9 @@ public enum ModelCheckpoint {
         }
         try storage.withUnsafeMutableBufferPointer { all in
             for entry in layout.entries {
-                try file.copyFloats(entry.name, expectedShape: entry.shape, into: UnsafeMutableBufferPointer(rebasing: all[entry.range]))
+                try file.copyFloats(
+                    entry.name, expectedShape: entry.shape, into: UnsafeMutableBufferPointer(rebasing: all[entry.range])
+                )
             }
         }
     }
@@ -94,11 +106,14 @@ public enum ModelCheckpoint {
     public static func load(from directory: URL, backend: any Backend) throws -> GPT {
         let configURL = directory.appendingPathComponent("config.json")
         guard let data = FileManager.default.contents(atPath: configURL.path) else {
-            throw ModelError("cannot read \(configURL.path)", hint: "pass a checkpoint directory holding config.json and model.safetensors.")
+            throw ModelError(
+                "cannot read \(configURL.path)",
+                hint: "pass a checkpoint directory holding config.json and model.safetensors.")
         }
         let config = try parseConfig(data, path: configURL.path)
         let model = try GPT(config: config, backend: backend)
-        try loadWeights(model.parameters, layout: model.layout, from: directory.appendingPathComponent("model.safetensors"))
+        try loadWeights(
+            model.parameters, layout: model.layout, from: directory.appendingPathComponent("model.safetensors"))
         return model
     }
 }

@@ -128,7 +128,8 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         try positive(kvHeads, "n_kv_head", "use n_head for multi-head attention or 1 for multi-query attention.")
         try positive(mlpWidth, "mlp_width", "use 4 × width (e.g. \(4 * max(1, width))).")
         if vocabularySize > Int(Int32.max) {
-            throw ModelError("vocab_size \(vocabularySize) is too large", hint: "token ids are 32-bit; use fewer than 2^31.")
+            throw ModelError(
+                "vocab_size \(vocabularySize) is too large", hint: "token ids are 32-bit; use fewer than 2^31.")
         }
         if width % heads != 0 {
             let lower = stride(from: heads, through: 1, by: -1).first { width % $0 == 0 } ?? 1

@@ -22,7 +22,9 @@ public struct SafetensorsFile: Sendable {
     private let data: Data
     private let dataStart: Int
 
-    static let elementSizes = ["F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1]
+    static let elementSizes = [
+        "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+    ]
 
     /// Opens and validates `url`.
     public init(url: URL) throws {
@@ -32,20 +34,27 @@ public struct SafetensorsFile: Sendable {
         do {
             data = try Data(contentsOf: url, options: .alwaysMapped)
         } catch {
-            throw ModelError("cannot read \(name): \(error.localizedDescription)", hint: "check the path and permissions.")
+            throw ModelError(
+                "cannot read \(name): \(error.localizedDescription)", hint: "check the path and permissions.")
         }
         guard data.count >= 8 else {
-            throw ModelError("\(name) is \(data.count) bytes, too short to be a safetensors file", hint: "the file is truncated or not a safetensors file; save the checkpoint again.")
+            throw ModelError(
+                "\(name) is \(data.count) bytes, too short to be a safetensors file",
+                hint: "the file is truncated or not a safetensors file; save the checkpoint again.")
         }
-        let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) {
+            $0 | UInt64($1.element) << (8 * UInt64($1.offset))
+        }
         guard headerLength <= UInt64(data.count - 8), headerLength <= 100_000_000 else {
             throw ModelError(
                 "\(name): header length \(headerLength) does not fit in the file (\(data.count) bytes)",
                 hint: "the file is truncated or not a safetensors file; save the checkpoint again.")
         }
         let headerEnd = 8 + Int(headerLength)
-        guard let json = try? JSONSerialization.jsonObject(with: data.subdata(in: 8..<headerEnd)) as? [String: Any] else {
-            throw ModelError("\(name): the header is not a JSON object", hint: "the file is damaged or not a safetensors file.")
+        guard let json = try? JSONSerialization.jsonObject(with: data.subdata(in: 8..<headerEnd)) as? [String: Any]
+        else {
+            throw ModelError(
+                "\(name): the header is not a JSON object", hint: "the file is damaged or not a safetensors file.")
         }
         let dataLength = data.count - headerEnd
         var entries: [String: SafetensorsEntry] = [:]
@@ -56,14 +65,17 @@ public struct SafetensorsFile: Sendable {
                 continue
             }
             guard let fields = value as? [String: Any], let dtype = fields["dtype"] as? String,
-                let shape = fields["shape"] as? [Int], let offsets = fields["data_offsets"] as? [Int], offsets.count == 2
+                let shape = fields["shape"] as? [Int], let offsets = fields["data_offsets"] as? [Int],
+                offsets.count == 2
             else {
                 throw ModelError(
                     "\(name): tensor '\(key)' lacks a valid dtype, shape or data_offsets",
                     hint: "the header is damaged; save the checkpoint again.")
             }
             guard let size = Self.elementSizes[dtype] else {
-                throw ModelError("\(name): tensor '\(key)' has unknown dtype \(dtype)", hint: "use one of \(Self.elementSizes.keys.sorted()).")
+                throw ModelError(
+                    "\(name): tensor '\(key)' has unknown dtype \(dtype)",
+                    hint: "use one of \(Self.elementSizes.keys.sorted()).")
             }
             guard offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= dataLength else {
                 throw ModelError(
@@ -84,7 +96,9 @@ public struct SafetensorsFile: Sendable {
     }
 
     /// Copies the F32 tensor `name` into `destination`, checking presence, dtype and shape.
-    public func copyFloats(_ name: String, expectedShape: [Int], into destination: UnsafeMutableBufferPointer<Float>) throws {
+    public func copyFloats(_ name: String, expectedShape: [Int], into destination: UnsafeMutableBufferPointer<Float>)
+        throws
+    {
         guard let entry = entries[name] else {
             throw ModelError(
                 "tensor '\(name)' is missing from \(url.path)",
@@ -102,7 +116,8 @@ public struct SafetensorsFile: Sendable {
         }
         precondition(destination.count == entry.elementCount)
         data.withUnsafeBytes { raw in
-            let source = UnsafeRawBufferPointer(rebasing: raw[dataStart + entry.byteRange.lowerBound..<dataStart + entry.byteRange.upperBound])
+            let source = UnsafeRawBufferPointer(
+                rebasing: raw[dataStart + entry.byteRange.lowerBound..<dataStart + entry.byteRange.upperBound])
             UnsafeMutableRawBufferPointer(destination).copyMemory(from: source)
         }
     }
@@ -120,12 +135,15 @@ public struct SafetensorsFile: Sendable {
     /// The I32 tensor `name` as an array.
     public func int32s(_ name: String) throws -> [Int32] {
         guard let entry = entries[name], entry.dtype == "I32" else {
-            throw ModelError("tensor '\(name)' is missing from \(url.path) or is not I32", hint: "check the tensor name.")
+            throw ModelError(
+                "tensor '\(name)' is missing from \(url.path) or is not I32", hint: "check the tensor name.")
         }
         var result = [Int32](repeating: 0, count: entry.elementCount)
         data.withUnsafeBytes { raw in
             result.withUnsafeMutableBytes {
-                $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[dataStart + entry.byteRange.lowerBound..<dataStart + entry.byteRange.upperBound]))
+                $0.copyMemory(
+                    from: UnsafeRawBufferPointer(
+                        rebasing: raw[dataStart + entry.byteRange.lowerBound..<dataStart + entry.byteRange.upperBound]))
             }
         }
         return result
@@ -155,7 +173,9 @@ public enum SafetensorsWriter {
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
         for tensor in tensors {
-            header[tensor.name] = ["dtype": tensor.dtype, "shape": tensor.shape, "data_offsets": [offset, offset + tensor.bytes.count]]
+            header[tensor.name] = [
+                "dtype": tensor.dtype, "shape": tensor.shape, "data_offsets": [offset, offset + tensor.bytes.count],
+            ]
             offset += tensor.bytes.count
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
@@ -167,8 +187,10 @@ public enum SafetensorsWriter {
             try handle.write(contentsOf: prefix)
             try handle.write(contentsOf: json)
             for tensor in tensors where tensor.bytes.count > 0 {
-                try handle.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: tensor.bytes.baseAddress!),
-                                                  count: tensor.bytes.count, deallocator: .none))
+                try handle.write(
+                    contentsOf: Data(
+                        bytesNoCopy: UnsafeMutableRawPointer(mutating: tensor.bytes.baseAddress!),
+                        count: tensor.bytes.count, deallocator: .none))
             }
         }
     }

@@ -10,10 +10,11 @@ import Foundation
 
 /// The CBLAS library in use.
 public enum BLAS {
-    typealias Sgemm = @convention(c) (
-        CBLAS_ORDER, CBLAS_TRANSPOSE, CBLAS_TRANSPOSE, Int32, Int32, Int32, Float, UnsafePointer<Float>?, Int32,
-        UnsafePointer<Float>?, Int32, Float, UnsafeMutablePointer<Float>?, Int32
-    ) -> Void
+    typealias Sgemm =
+        @convention(c) (
+            CBLAS_ORDER, CBLAS_TRANSPOSE, CBLAS_TRANSPOSE, Int32, Int32, Int32, Float, UnsafePointer<Float>?, Int32,
+            UnsafePointer<Float>?, Int32, Float, UnsafeMutablePointer<Float>?, Int32
+        ) -> Void
 
     struct Library {
         let name: String
@@ -25,7 +26,9 @@ public enum BLAS {
     static let candidates: [String: [String]] = [
         "mkl": ["libmkl_rt.so", "libmkl_rt.so.1", "libmkl_rt.so.2"],
         "openblas": ["/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3", "libopenblas.so.0"],
-        "blis": ["/usr/lib/x86_64-linux-gnu/blis-openmp/libblas.so.3", "/usr/lib/x86_64-linux-gnu/blis-pthread/libblas.so.3"],
+        "blis": [
+            "/usr/lib/x86_64-linux-gnu/blis-openmp/libblas.so.3", "/usr/lib/x86_64-linux-gnu/blis-pthread/libblas.so.3",
+        ],
     ]
 
     static let library: Library = load(ProcessInfo.processInfo.environment["FLEDGE_BLAS"] ?? "auto")
@@ -52,12 +55,17 @@ public enum BLAS {
         for name in names {
             let files = candidates[name] ?? (name.contains("/") ? [name] : [])
             for file in files {
-                guard let handle = dlopen(file, RTLD_NOW | RTLD_LOCAL), let symbol = dlsym(handle, "cblas_sgemm") else { continue }
+                guard let handle = dlopen(file, RTLD_NOW | RTLD_LOCAL), let symbol = dlsym(handle, "cblas_sgemm") else {
+                    continue
+                }
                 setSingleThreaded(handle)
-                return Library(name: name.contains("/") ? "custom" : name, path: file, sgemm: unsafeBitCast(symbol, to: Sgemm.self))
+                return Library(
+                    name: name.contains("/") ? "custom" : name, path: file, sgemm: unsafeBitCast(symbol, to: Sgemm.self)
+                )
             }
             if choice != "auto" && name != "system" {
-                FileHandle.standardError.write(Data("warning: FLEDGE_BLAS=\(choice) could not be loaded; using the linked BLAS.\n".utf8))
+                FileHandle.standardError.write(
+                    Data("warning: FLEDGE_BLAS=\(choice) could not be loaded; using the linked BLAS.\n".utf8))
             }
         }
         let linked = dlopen(nil, RTLD_NOW)
@@ -66,8 +74,13 @@ public enum BLAS {
         let symbol = dlsym(linked, "cblas_sgemm")!
         dladdr(symbol, &info)
         let path = info.dli_fname.map { String(cString: $0) } ?? "libblas.so.3"
-        let resolved = (try? FileManager.default.destinationOfSymbolicLink(atPath: path)).map { _ in URL(fileURLWithPath: path).resolvingSymlinksInPath().path } ?? path
-        let name = resolved.contains("openblas") ? "openblas" : resolved.contains("blis") ? "blis" : resolved.contains("mkl") ? "mkl" : "system"
+        let resolved =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: path)).map { _ in
+                URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+            } ?? path
+        let name =
+            resolved.contains("openblas")
+            ? "openblas" : resolved.contains("blis") ? "blis" : resolved.contains("mkl") ? "mkl" : "system"
         return Library(name: name, path: resolved, sgemm: unsafeBitCast(symbol, to: Sgemm.self))
     }
 

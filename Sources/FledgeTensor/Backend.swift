@@ -158,7 +158,8 @@ public protocol Backend: AnyObject, Sendable {
     func swiglu(output: FloatPointer, input: ConstFloatPointer, rows: Int, width: Int)
 
     /// Backward of `swiglu`: dInput (rows, 2F) overwritten.
-    func swigluBackward(dInput: FloatPointer, input: ConstFloatPointer, dOutput: ConstFloatPointer, rows: Int, width: Int)
+    func swigluBackward(
+        dInput: FloatPointer, input: ConstFloatPointer, dOutput: ConstFloatPointer, rows: Int, width: Int)
 
     /// out (N) = a + b (out may alias a or b).
     func add(output: FloatPointer, _ a: ConstFloatPointer, _ b: ConstFloatPointer, count: Int)

@@ -12,37 +12,9 @@ extension CPUBackend {
         output: FloatPointer, probabilities: FloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
         value: ConstFloatPointer, shape: AttentionShape
     ) {
-        let s = shape
-        let hs = s.headSize
-        let group = s.heads / s.kvHeads
-        let scale = 1 / Float(hs).squareRoot()
-        let (qrs, kvrs, ors, prs) = (s.queryRowStride, s.kvRowStride, s.outputRowStride, s.probabilityRowStride)
-        pool.parallelFor(s.batchSize * s.heads) { units in
-            for unit in units {
-                let (b, h) = unit.quotientAndRemainder(dividingBy: s.heads)
-                let q = query + b * s.queryBatchStride + h * hs
-                let k = key + b * s.kvBatchStride + (h / group) * hs
-                let v = value + b * s.kvBatchStride + (h / group) * hs
-                let p = probabilities + unit * s.queryLength * prs
-                let o = output + b * s.queryLength * ors + h * hs
-                var r0 = 0
-                while r0 < s.queryLength {
-                    let r1 = min(s.queryLength, r0 + Self.attentionBlock)
-                    let keys = s.keyOffset + r1
-                    // S = Q·Kᵀ/√HS for this block's rows and the keys they can see.
-                    Self.sgemm(false, true, r1 - r0, keys, hs, scale, q + r0 * qrs, qrs, k, kvrs, 0, p + r0 * prs, prs)
-                    for t in r0..<r1 {
-                        let row = p + t * prs
-                        let visible = s.keyOffset + t + 1
-                        Self.softmaxInPlace(row, count: visible)
-                        (row + visible).update(repeating: 0, count: s.keyLength - visible)
-                    }
-                    // O = P·V
-                    Self.sgemm(false, false, r1 - r0, hs, keys, 1, p + r0 * prs, prs, v, kvrs, 0, o + r0 * ors, ors)
-                    r0 = r1
-                }
-            }
-        }
+        let job = AttentionHeads(
+            output: output, probabilities: probabilities, query: query, key: key, value: value, shape: shape)
+        pool.parallelFor(shape.batchSize * shape.heads, job)
     }
 
     public func attentionBackward(
@@ -50,50 +22,10 @@ extension CPUBackend {
         probabilities: ConstFloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
         value: ConstFloatPointer, scratch: FloatPointer, shape: AttentionShape
     ) {
-        let s = shape
-        let hs = s.headSize
-        let group = s.heads / s.kvHeads
-        let scale = 1 / Float(hs).squareRoot()
-        let (qrs, kvrs, ors, prs) = (s.queryRowStride, s.kvRowStride, s.outputRowStride, s.probabilityRowStride)
-        pool.parallelFor(s.batchSize * s.kvHeads) { units in
-            for unit in units {
-                let (b, g) = unit.quotientAndRemainder(dividingBy: s.kvHeads)
-                let k = key + b * s.kvBatchStride + g * hs
-                let v = value + b * s.kvBatchStride + g * hs
-                let dk = dKey + b * s.kvBatchStride + g * hs
-                let dv = dValue + b * s.kvBatchStride + g * hs
-                for j in 0..<s.keyLength {
-                    (dk + j * kvrs).update(repeating: 0, count: hs)
-                    (dv + j * kvrs).update(repeating: 0, count: hs)
-                }
-                for h in g * group..<(g + 1) * group {
-                    let q = query + b * s.queryBatchStride + h * hs
-                    let dq = dQuery + b * s.queryBatchStride + h * hs
-                    let dO = dOutput + b * s.queryLength * ors + h * hs
-                    let p = probabilities + (b * s.heads + h) * s.queryLength * prs
-                    let dS = scratch + (b * s.heads + h) * s.queryLength * prs
-                    var r0 = 0
-                    while r0 < s.queryLength {
-                        let r1 = min(s.queryLength, r0 + Self.attentionBlock)
-                        let keys = s.keyOffset + r1
-                        let rows = r1 - r0
-                        // dP = dO·Vᵀ
-                        Self.sgemm(false, true, rows, keys, hs, 1, dO + r0 * ors, ors, v, kvrs, 0, dS + r0 * prs, prs)
-                        // dS = P ⊙ (dP − Σⱼ P·dP) / √HS (softmax backward); P is 0 past the causal edge.
-                        for t in r0..<r1 {
-                            Self.softmaxBackwardInPlace(
-                                dS + t * prs, probabilities: p + t * prs, count: keys, visible: s.keyOffset + t + 1,
-                                scale: scale)
-                        }
-                        // dQ = dS·K;  dK += dSᵀ·Q;  dV += Pᵀ·dO
-                        Self.sgemm(false, false, rows, hs, keys, 1, dS + r0 * prs, prs, k, kvrs, 0, dq + r0 * qrs, qrs)
-                        Self.sgemm(true, false, keys, hs, rows, 1, dS + r0 * prs, prs, q + r0 * qrs, qrs, 1, dk, kvrs)
-                        Self.sgemm(true, false, keys, hs, rows, 1, p + r0 * prs, prs, dO + r0 * ors, ors, 1, dv, kvrs)
-                        r0 = r1
-                    }
-                }
-            }
-        }
+        let job = AttentionGradientGroups(
+            dQuery: dQuery, dKey: dKey, dValue: dValue, dOutput: dOutput, probabilities: probabilities, query: query,
+            key: key, value: value, scratch: scratch, shape: shape)
+        pool.parallelFor(shape.batchSize * shape.kvHeads, job)
     }
 
     /// row[0..<count] = softmax(row[0..<count]).
@@ -123,6 +55,101 @@ extension CPUBackend {
         let weighted = dot.sum()
         forEachChunk16(0..<count) { i, lanes in
             storeLanes(loadLanes(p + i, lanes) * (loadLanes(d + i, lanes) - weighted) * scale, d + i, lanes)
+        }
+    }
+}
+
+/// Attention forward for a range of (batch, head) units.
+struct AttentionHeads: ParallelRangeJob {
+    let output: FloatPointer, probabilities: FloatPointer
+    let query: ConstFloatPointer, key: ConstFloatPointer, value: ConstFloatPointer
+    let shape: AttentionShape
+
+    func run(_ units: Range<Int>) {
+        let s = shape
+        let hs = s.headSize
+        let group = s.heads / s.kvHeads
+        let scale = 1 / Float(hs).squareRoot()
+        let (qrs, kvrs, ors, prs) = (s.queryRowStride, s.kvRowStride, s.outputRowStride, s.probabilityRowStride)
+        for unit in units {
+            let (b, h) = unit.quotientAndRemainder(dividingBy: s.heads)
+            let q = query + b * s.queryBatchStride + h * hs
+            let k = key + b * s.kvBatchStride + (h / group) * hs
+            let v = value + b * s.kvBatchStride + (h / group) * hs
+            let p = probabilities + unit * s.queryLength * prs
+            let o = output + b * s.queryLength * ors + h * hs
+            var r0 = 0
+            while r0 < s.queryLength {
+                let r1 = min(s.queryLength, r0 + CPUBackend.attentionBlock)
+                let keys = s.keyOffset + r1
+                // S = Q·Kᵀ/√HS for this block's rows and the keys they can see.
+                CPUBackend.sgemm(
+                    false, true, r1 - r0, keys, hs, scale, q + r0 * qrs, qrs, k, kvrs, 0, p + r0 * prs, prs)
+                for t in r0..<r1 {
+                    let row = p + t * prs
+                    let visible = s.keyOffset + t + 1
+                    CPUBackend.softmaxInPlace(row, count: visible)
+                    (row + visible).update(repeating: 0, count: s.keyLength - visible)
+                }
+                // O = P·V
+                CPUBackend.sgemm(false, false, r1 - r0, hs, keys, 1, p + r0 * prs, prs, v, kvrs, 0, o + r0 * ors, ors)
+                r0 = r1
+            }
+        }
+    }
+}
+
+/// Attention backward for a range of (batch, key/value head) units: the heads of a group accumulate their
+/// dK and dV on one thread.
+struct AttentionGradientGroups: ParallelRangeJob {
+    let dQuery: FloatPointer, dKey: FloatPointer, dValue: FloatPointer, dOutput: ConstFloatPointer
+    let probabilities: ConstFloatPointer, query: ConstFloatPointer, key: ConstFloatPointer, value: ConstFloatPointer
+    let scratch: FloatPointer
+    let shape: AttentionShape
+
+    func run(_ units: Range<Int>) {
+        let s = shape
+        let hs = s.headSize
+        let group = s.heads / s.kvHeads
+        let scale = 1 / Float(hs).squareRoot()
+        let (qrs, kvrs, ors, prs) = (s.queryRowStride, s.kvRowStride, s.outputRowStride, s.probabilityRowStride)
+        for unit in units {
+            let (b, g) = unit.quotientAndRemainder(dividingBy: s.kvHeads)
+            let k = key + b * s.kvBatchStride + g * hs
+            let v = value + b * s.kvBatchStride + g * hs
+            let dk = dKey + b * s.kvBatchStride + g * hs
+            let dv = dValue + b * s.kvBatchStride + g * hs
+            for j in 0..<s.keyLength {
+                (dk + j * kvrs).update(repeating: 0, count: hs)
+                (dv + j * kvrs).update(repeating: 0, count: hs)
+            }
+            for h in g * group..<(g + 1) * group {
+                let q = query + b * s.queryBatchStride + h * hs
+                let dq = dQuery + b * s.queryBatchStride + h * hs
+                let dO = dOutput + b * s.queryLength * ors + h * hs
+                let p = probabilities + (b * s.heads + h) * s.queryLength * prs
+                let dS = scratch + (b * s.heads + h) * s.queryLength * prs
+                var r0 = 0
+                while r0 < s.queryLength {
+                    let r1 = min(s.queryLength, r0 + CPUBackend.attentionBlock)
+                    let keys = s.keyOffset + r1
+                    let rows = r1 - r0
+                    // dP = dO·Vᵀ
+                    CPUBackend.sgemm(false, true, rows, keys, hs, 1, dO + r0 * ors, ors, v, kvrs, 0, dS + r0 * prs, prs)
+                    // dS = P ⊙ (dP − Σⱼ P·dP) / √HS (softmax backward); P is 0 past the causal edge.
+                    for t in r0..<r1 {
+                        CPUBackend.softmaxBackwardInPlace(
+                            dS + t * prs, probabilities: p + t * prs, count: keys, visible: s.keyOffset + t + 1,
+                            scale: scale)
+                    }
+                    // dQ = dS·K;  dK += dSᵀ·Q;  dV += Pᵀ·dO
+                    CPUBackend.sgemm(
+                        false, false, rows, hs, keys, 1, dS + r0 * prs, prs, k, kvrs, 0, dq + r0 * qrs, qrs)
+                    CPUBackend.sgemm(true, false, keys, hs, rows, 1, dS + r0 * prs, prs, q + r0 * qrs, qrs, 1, dk, kvrs)
+                    CPUBackend.sgemm(true, false, keys, hs, rows, 1, p + r0 * prs, prs, dO + r0 * ors, ors, 1, dv, kvrs)
+                    r0 = r1
+                }
+            }
         }
     }
 }

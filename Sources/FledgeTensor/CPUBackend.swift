@@ -47,21 +47,10 @@ public final class CPUBackend: Backend, @unchecked Sendable {
             Self.sgemm(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             return
         }
-        if m >= n {
-            pool.parallelFor(m, alignment: 16) { rows in
-                let aBlock = transposeA ? a + rows.lowerBound : a + rows.lowerBound * lda
-                Self.sgemm(
-                    transposeA, transposeB, rows.count, n, k, alpha, aBlock, lda, b, ldb, beta,
-                    c + rows.lowerBound * ldc, ldc)
-            }
-        } else {
-            pool.parallelFor(n, alignment: 16) { cols in
-                let bBlock = transposeB ? b + cols.lowerBound * ldb : b + cols.lowerBound
-                Self.sgemm(
-                    transposeA, transposeB, m, cols.count, k, alpha, a, lda, bBlock, ldb, beta,
-                    c + cols.lowerBound, ldc)
-            }
-        }
+        let job = GEMMBlocks(
+            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
+            ldb: ldb, beta: beta, c: c, ldc: ldc)
+        pool.parallelFor(max(m, n), alignment: 16, job)
     }
 
     // MARK: Linear
@@ -70,14 +59,9 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         output: FloatPointer, input: ConstFloatPointer, weight: ConstFloatPointer, bias: ConstFloatPointer?,
         rows: Int, inFeatures: Int, outFeatures: Int
     ) {
-        let (c, oc) = (inFeatures, outFeatures)
-        pool.parallelFor(rows, alignment: 8) { block in
-            let out = output + block.lowerBound * oc
-            if let bias {
-                for r in 0..<block.count { (out + r * oc).update(from: bias, count: oc) }
-            }
-            Self.sgemm(false, true, block.count, oc, c, 1, input + block.lowerBound * c, c, weight, c, bias == nil ? 0 : 1, out, oc)
-        }
+        let job = LinearRows(
+            output: output, input: input, weight: weight, bias: bias, inFeatures: inFeatures, outFeatures: outFeatures)
+        pool.parallelFor(rows, alignment: 8, job)
     }
 
     public func linearBackward(
@@ -98,13 +82,64 @@ public final class CPUBackend: Backend, @unchecked Sendable {
             b: input, ldb: c, beta: 1, c: dWeight, ldc: c)
         if let dBias {
             // Column sums of dOut, each thread owning a range of columns (deterministic, no races).
-            pool.parallelFor(oc, alignment: 16, minimumPerThread: 64) { cols in
-                forEachChunk16(cols) { j, lanes in
-                    var acc = Vec16()
-                    for r in 0..<rows { acc += loadLanes(dOutput + r * oc + j, lanes) }
-                    storeLanes(loadLanes(dBias + j, lanes) + acc, dBias + j, lanes)
-                }
-            }
+            pool.parallelFor(
+                oc, alignment: 16, minimumPerThread: 64,
+                ColumnSums(sums: dBias, matrix: dOutput, rows: rows, columns: oc))
+        }
+    }
+}
+
+/// C = alpha·op(A)·op(B) + beta·C, one block of rows of C (when M ≥ N) or of columns per thread.
+struct GEMMBlocks: ParallelRangeJob {
+    let transposeA: Bool, transposeB: Bool
+    let m: Int, n: Int, k: Int
+    let alpha: Float
+    let a: ConstFloatPointer, lda: Int
+    let b: ConstFloatPointer, ldb: Int
+    let beta: Float
+    let c: FloatPointer, ldc: Int
+
+    func run(_ block: Range<Int>) {
+        if m >= n {
+            let aBlock = transposeA ? a + block.lowerBound : a + block.lowerBound * lda
+            CPUBackend.sgemm(
+                transposeA, transposeB, block.count, n, k, alpha, aBlock, lda, b, ldb, beta, c + block.lowerBound * ldc,
+                ldc)
+        } else {
+            let bBlock = transposeB ? b + block.lowerBound * ldb : b + block.lowerBound
+            CPUBackend.sgemm(
+                transposeA, transposeB, m, block.count, k, alpha, a, lda, bBlock, ldb, beta, c + block.lowerBound, ldc)
+        }
+    }
+}
+
+/// out = input · weightᵀ + bias for a block of rows.
+struct LinearRows: ParallelRangeJob {
+    let output: FloatPointer, input: ConstFloatPointer, weight: ConstFloatPointer, bias: ConstFloatPointer?
+    let inFeatures: Int, outFeatures: Int
+
+    func run(_ block: Range<Int>) {
+        let (c, oc) = (inFeatures, outFeatures)
+        let out = output + block.lowerBound * oc
+        if let bias {
+            for r in 0..<block.count { (out + r * oc).update(from: bias, count: oc) }
+        }
+        CPUBackend.sgemm(
+            false, true, block.count, oc, c, 1, input + block.lowerBound * c, c, weight, c, bias == nil ? 0 : 1, out, oc
+        )
+    }
+}
+
+/// sums[j] += Σ_r matrix[r, j] for a range of columns j.
+struct ColumnSums: ParallelRangeJob {
+    let sums: FloatPointer, matrix: ConstFloatPointer
+    let rows: Int, columns: Int
+
+    func run(_ cols: Range<Int>) {
+        forEachChunk16(cols) { j, lanes in
+            var acc = Vec16()
+            for r in 0..<rows { acc += loadLanes(matrix + r * columns + j, lanes) }
+            storeLanes(loadLanes(sums + j, lanes) + acc, sums + j, lanes)
         }
     }
 }

@@ -2,6 +2,8 @@
 // draws. Its whole state is four words, so a checkpoint can store it and a resume continue it exactly.
 // Reference: Blackman & Vigna, "Scrambled linear pseudorandom number generators" (2018).
 
+import Foundation
+
 /// A seeded, reproducible random number generator.
 public struct RandomSource: RandomNumberGenerator, Sendable, Equatable, Codable {
     /// The generator's full state.
@@ -59,8 +61,6 @@ public struct RandomSource: RandomNumberGenerator, Sendable, Equatable, Codable 
         for i in buffer.indices { buffer[i] = low + (high - low) * Float(uniform()) }
     }
 }
-
-import Foundation
 
 @inline(__always) private func _log(_ x: Double) -> Double { Foundation.log(x) }
 @inline(__always) private func _cos(_ x: Double) -> Double { Foundation.cos(x) }

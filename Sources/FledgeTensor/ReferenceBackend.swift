@@ -36,7 +36,9 @@ public final class ReferenceBackend: Backend {
         for r in 0..<rows {
             for o in 0..<outFeatures {
                 var sum = Double(bias?[o] ?? 0)
-                for i in 0..<inFeatures { sum += Double(input[r * inFeatures + i]) * Double(weight[o * inFeatures + i]) }
+                for i in 0..<inFeatures {
+                    sum += Double(input[r * inFeatures + i]) * Double(weight[o * inFeatures + i])
+                }
                 output[r * outFeatures + o] = Float(sum)
             }
         }

@@ -9,7 +9,9 @@ public typealias Vec16 = SIMD16<Float>
 func load16(_ p: UnsafePointer<Float>) -> Vec16 { UnsafeRawPointer(p).loadUnaligned(as: Vec16.self) }
 
 @inlinable @inline(__always)
-func store16(_ v: Vec16, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec16.self) }
+func store16(_ v: Vec16, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec16.self)
+}
 
 /// Loads `n` < 16 floats; the other lanes are `fill`.
 @inlinable @inline(__always)

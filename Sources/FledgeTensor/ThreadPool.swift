@@ -1,12 +1,50 @@
 // ThreadPool: a persistent pool of worker threads that run one parallel region at a time.
 // The calling thread takes part as worker 0, so `threadCount` 1 means "run inline". Workers spin briefly
 // and then sleep on a condition variable between regions, so back-to-back kernels start quickly.
+// A region's work is a value of a `ParallelJob` / `ParallelRangeJob` type, not a closure: workers reach it
+// through a pointer to the caller's stack and a specialised static trampoline, so starting a region
+// allocates nothing (a closure would need `withoutActuallyEscaping`, which heap-allocates on every call).
 // Not a task scheduler: regions must not be nested (a nested call runs inline, serially).
 
 import Foundation
 import Synchronization
 
-/// A fixed set of threads that run `parallel` regions; the caller is thread 0.
+/// Work run once on every thread of a region.
+public protocol ParallelJob {
+    /// Runs the share of thread `thread` (0 ..< threadCount; 0 is the calling thread).
+    func run(thread: Int, of threadCount: Int)
+}
+
+/// Work over the indices 0..<count, split into one contiguous chunk per thread.
+public protocol ParallelRangeJob {
+    /// Runs the indices in `range`.
+    func run(_ range: Range<Int>)
+}
+
+extension ParallelJob {
+    /// Calls `run` on the job behind `context` (a pointer to a value of this type).
+    static func trampoline(_ context: UnsafeRawPointer, _ thread: Int, _ threadCount: Int) {
+        context.assumingMemoryBound(to: Self.self).pointee.run(thread: thread, of: threadCount)
+    }
+}
+
+/// A range job cut into one chunk per thread, chunk boundaries on multiples of `alignment`.
+struct ChunkedJob<Body: ParallelRangeJob>: ParallelJob {
+    let body: Body
+    let count: Int
+    let threads: Int
+    let alignment: Int
+
+    func run(thread index: Int, of threadCount: Int) {
+        guard index < threads else { return }
+        let units = (count + alignment - 1) / alignment
+        let lo = min(count, (units * index / threads) * alignment)
+        let hi = min(count, (units * (index + 1) / threads) * alignment)
+        if lo < hi { body.run(lo..<hi) }
+    }
+}
+
+/// A fixed set of threads that run parallel regions; the caller is thread 0.
 public final class ThreadPool: @unchecked Sendable {
     /// Number of threads taking part in a region, including the caller.
     public let threadCount: Int
@@ -16,7 +54,9 @@ public final class ThreadPool: @unchecked Sendable {
     private let busy = Atomic<Bool>(false)
     private let stopping = Atomic<Bool>(false)
     private let condition = NSCondition()
-    private var job: ((Int) -> Void)?
+    // The current region: a pointer to the job on the caller's stack and the trampoline that runs it.
+    private var jobContext: UnsafeRawPointer?
+    private var jobEntry: ((UnsafeRawPointer, Int, Int) -> Void)?
 
     /// The number of cores this process may use.
     public static var coreCount: Int { ProcessInfo.processInfo.activeProcessorCount }
@@ -39,44 +79,42 @@ public final class ThreadPool: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Runs `body(threadIndex)` once on each of the `threadCount` threads and returns when all are done.
-    public func parallel(_ body: (Int) -> Void) {
+    /// Runs `job` once on each of the `threadCount` threads and returns when all are done.
+    public func parallel<Job: ParallelJob>(_ job: Job) {
         if threadCount == 1 || busy.exchange(true, ordering: .acquiring) {
             // Inline: a single-threaded pool, or a nested region.
-            if threadCount == 1 { body(0) } else { for index in 0..<threadCount { body(index) } }
+            for index in 0..<threadCount { job.run(thread: index, of: threadCount) }
             return
         }
-        withoutActuallyEscaping(body) { escapable in
-            job = escapable
+        withUnsafePointer(to: job) { pointer in
+            jobContext = UnsafeRawPointer(pointer)
+            jobEntry = Job.trampoline
             pending.store(threadCount - 1, ordering: .relaxed)
             condition.lock()
             generation.add(1, ordering: .releasing)
             condition.broadcast()
             condition.unlock()
-            escapable(0)
+            job.run(thread: 0, of: threadCount)
             while pending.load(ordering: .acquiring) != 0 {}
-            job = nil
+            jobContext = nil
+            jobEntry = nil
         }
         busy.store(false, ordering: .releasing)
     }
 
-    /// Splits `0..<count` into one contiguous chunk per thread and runs `body` on each non-empty chunk.
-    /// Chunks are multiples of `alignment` elements (except the last), so SIMD loops stay aligned.
-    public func parallelFor(_ count: Int, alignment: Int = 1, minimumPerThread: Int = 1, _ body: (Range<Int>) -> Void)
-    {
+    /// Splits `0..<count` into one contiguous chunk per thread and runs `job` on each non-empty chunk.
+    /// Chunks are multiples of `alignment` elements (except the last), so SIMD loops stay aligned; fewer
+    /// threads are used when a thread would get fewer than `minimumPerThread` indices.
+    public func parallelFor<Job: ParallelRangeJob>(
+        _ count: Int, alignment: Int = 1, minimumPerThread: Int = 1, _ job: Job
+    ) {
         guard count > 0 else { return }
         let threads = min(threadCount, max(1, count / max(1, minimumPerThread)))
         if threads == 1 {
-            body(0..<count)
+            job.run(0..<count)
             return
         }
-        let units = (count + alignment - 1) / alignment
-        parallel { index in
-            guard index < threads else { return }
-            let lo = min(count, (units * index / threads) * alignment)
-            let hi = min(count, (units * (index + 1) / threads) * alignment)
-            if lo < hi { body(lo..<hi) }
-        }
+        parallel(ChunkedJob(body: job, count: count, threads: threads, alignment: alignment))
     }
 
     private func workerLoop(index: Int) {
@@ -91,7 +129,7 @@ public final class ThreadPool: @unchecked Sendable {
             }
             seen = generation.load(ordering: .acquiring)
             if stopping.load(ordering: .acquiring) { return }
-            job?(index)
+            if let entry = jobEntry, let context = jobContext { entry(context, index, threadCount) }
             pending.subtract(1, ordering: .releasing)
         }
     }

@@ -28,7 +28,7 @@ struct BenchCommand: ParsableCommand {
             }
             let backend = CPUBackend(threadCount: threading.threads)
             print("fledge bench train: \(threading.threads) threads, BLAS \(BLAS.libraryName.prefix(40)), fp32")
-            print("config  params      tokens/step  ms/step(median)  tokens/s   GFLOP/s  peak RSS MB")
+            print("config  params      tokens/step  ms/step(median)  tokens/s   GFLOP/s  peak RSS MB  allocs/step")
             var results: [BenchmarkResult] = []
             for shape in shapes {
                 let r: BenchmarkResult
@@ -36,10 +36,13 @@ struct BenchCommand: ParsableCommand {
                     r = try TrainStepBenchmark.run(shape: shape, backend: backend, steps: steps, warmup: warmup)
                 } catch { exitWithError(error) }
                 results.append(r)
+                let allocations = r.allocationsPerStep.map { String(format: "%.1f", $0) } ?? "-"
                 print(
                     String(
-                        format: "%-6@  %-10d  %11d  %15.1f  %8.0f  %8.1f  %11.0f", r.name as NSString, r.parameters, r.tokensPerStep,
-                        r.medianMilliseconds, r.tokensPerSecond, r.gflopsPerSecond, r.peakRSSMegabytes))
+                        format: "%-6@  %-10d  %11d  %15.1f  %8.0f  %8.1f  %11.0f  %11@", r.name as NSString,
+                        r.parameters,
+                        r.tokensPerStep, r.medianMilliseconds, r.tokensPerSecond, r.gflopsPerSecond, r.peakRSSMegabytes,
+                        allocations as NSString))
             }
             let json = try JSONEncoder().encode(["fledge": results])
             print(String(decoding: json, as: UTF8.self))

@@ -8,7 +8,8 @@ extension ModelPreset: ExpressibleByArgument {}
 
 struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "model", abstract: "Model presets and checkpoints.", subcommands: [Presets.self, Info.self, Init.self])
+        commandName: "model", abstract: "Model presets and checkpoints.",
+        subcommands: [Presets.self, Info.self, Init.self])
 
     struct Presets: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the presets with their exact parameter counts.")
@@ -19,14 +20,17 @@ struct ModelCommand: ParsableCommand {
                 let c = preset.config()
                 print(
                     String(
-                        format: "%-6@  %6d  %5d  %5d  %4d  %7d  %5d  %11d  %11d", preset.rawValue as NSString, c.layers, c.width,
-                        c.heads, c.mlpWidth, c.contextLength, c.vocabularySize, c.parameterCount, c.estimatedParameterCount))
+                        format: "%-6@  %6d  %5d  %5d  %4d  %7d  %5d  %11d  %11d", preset.rawValue as NSString, c.layers,
+                        c.width,
+                        c.heads, c.mlpWidth, c.contextLength, c.vocabularySize, c.parameterCount,
+                        c.estimatedParameterCount))
             }
         }
     }
 
     struct Info: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show the tensors and size of a config.json or a preset.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show the tensors and size of a config.json or a preset.")
 
         @Option(help: "A preset: \(ModelPreset.allCases.map(\.rawValue).joined(separator: ", ")).")
         var preset: ModelPreset?
@@ -41,7 +45,9 @@ struct ModelCommand: ParsableCommand {
             } catch { exitWithError(error) }
             let layout = ParameterLayout(config: model)
             for entry in layout.entries {
-                print("\(entry.name.padding(toLength: 28, withPad: " ", startingAt: 0)) \(entry.shape)  offset \(entry.offset)")
+                print(
+                    "\(entry.name.padding(toLength: 28, withPad: " ", startingAt: 0)) \(entry.shape)  offset \(entry.offset)"
+                )
             }
             print("parameters: \(layout.totalCount) (estimate 12·L·d² + V·d = \(model.estimatedParameterCount))")
         }
@@ -60,7 +66,8 @@ struct ModelCommand: ParsableCommand {
             do {
                 let model = try GPT(config: loadConfig(preset: preset, path: config), backend: CPUBackend(), seed: seed)
                 try ModelCheckpoint.save(model, to: URL(fileURLWithPath: output))
-                print("wrote \(output)/config.json and \(output)/model.safetensors (\(model.parameterCount) parameters)")
+                print(
+                    "wrote \(output)/config.json and \(output)/model.safetensors (\(model.parameterCount) parameters)")
             } catch { exitWithError(error) }
         }
     }

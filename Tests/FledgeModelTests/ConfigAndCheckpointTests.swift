@@ -60,7 +60,8 @@ struct ConfigTests {
     @Test func exactParameterCountOfGPT2Style() {
         // wte V·C + wpe T·C + L·(2 LN 4C + qkv 3C²+3C + proj C²+C + fc 4C²+4C + proj 4C²+C) + ln_f 2C
         let c = ModelConfig(vocabularySize: 8000, contextLength: 128, layers: 6, width: 128, heads: 4)
-        let perLayer = 4 * 128 + (3 * 128 * 128 + 3 * 128) + (128 * 128 + 128) + (4 * 128 * 128 + 4 * 128) + (4 * 128 * 128 + 128)
+        let perLayer =
+            4 * 128 + (3 * 128 * 128 + 3 * 128) + (128 * 128 + 128) + (4 * 128 * 128 + 4 * 128) + (4 * 128 * 128 + 128)
         #expect(c.parameterCount == 8000 * 128 + 128 * 128 + 6 * perLayer + 2 * 128)
     }
 
@@ -87,7 +88,9 @@ struct ConfigTests {
     @Test func weightDecayAppliesToMatricesOnly() {
         let defaults = AdamWConfig()
         #expect(AdamW.decays(.matrix, defaults) && AdamW.decays(.residualMatrix, defaults))
-        #expect(!AdamW.decays(.normWeight, defaults) && !AdamW.decays(.bias, defaults) && !AdamW.decays(.embedding, defaults))
+        #expect(
+            !AdamW.decays(.normWeight, defaults) && !AdamW.decays(.bias, defaults)
+                && !AdamW.decays(.embedding, defaults))
         #expect(AdamW.decays(.embedding, AdamWConfig(decayEmbeddings: true)))
     }
 }
@@ -147,7 +150,9 @@ struct CheckpointTests {
 
         // A missing tensor, a wrong shape, a wrong dtype, an extra tensor: write variants with the writer.
         func write(_ edit: (inout [(String, String, [Int], [Float])]) -> Void) -> String {
-            var tensors = model.layout.entries.map { e in (e.name, "F32", e.shape, Array(model.parameters.array[e.range])) }
+            var tensors = model.layout.entries.map { e in
+                (e.name, "F32", e.shape, Array(model.parameters.array[e.range]))
+            }
             edit(&tensors)
             let bytes = tensors.map { t in t.3.withUnsafeBytes { Data($0) } }
             var raw: [SafetensorsWriter.Tensor] = []
@@ -158,7 +163,8 @@ struct CheckpointTests {
             }
             defer { storage.forEach { $0.deallocate() } }
             for (t, s) in zip(tensors, storage) {
-                raw.append(SafetensorsWriter.Tensor(name: t.0, dtype: t.1, shape: t.2, bytes: UnsafeRawBufferPointer(s)))
+                raw.append(
+                    SafetensorsWriter.Tensor(name: t.0, dtype: t.1, shape: t.2, bytes: UnsafeRawBufferPointer(s)))
             }
             try! SafetensorsWriter.write(raw, to: weights)
             return errorText { _ = try ModelCheckpoint.load(from: dir, backend: ReferenceBackend()) }
@@ -181,7 +187,9 @@ struct CheckpointTests {
         let config = ModelConfig(vocabularySize: 100, contextLength: 32, layers: 2, width: 64, heads: 4)
         var object = try JSONSerialization.jsonObject(with: ModelCheckpoint.configJSON(config)) as! [String: Any]
         func parse(_ o: [String: Any]) -> String {
-            errorText { _ = try ModelCheckpoint.parseConfig(try JSONSerialization.data(withJSONObject: o), path: "config.json") }
+            errorText {
+                _ = try ModelCheckpoint.parseConfig(try JSONSerialization.data(withJSONObject: o), path: "config.json")
+            }
         }
         #expect(parse(object) == "")
         var missing = object

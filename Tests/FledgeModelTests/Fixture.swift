@@ -51,7 +51,8 @@ struct Fixture {
         try model.parameters.withUnsafeMutableBufferPointer { all in
             for entry in model.layout.entries {
                 try file.copyFloats(
-                    prefix + entry.name, expectedShape: entry.shape, into: UnsafeMutableBufferPointer(rebasing: all[entry.range]))
+                    prefix + entry.name, expectedShape: entry.shape,
+                    into: UnsafeMutableBufferPointer(rebasing: all[entry.range]))
             }
         }
     }

@@ -17,7 +17,10 @@ struct GradientCheckTests {
         try fixture.loadWeights(into: model)
         let acts = try Activations(config: config, batchSize: fixture.batchSize, sequenceLength: fixture.sequenceLength)
         func loss() throws -> Double {
-            Double(try #require(try model.forward(tokens: fixture.tokens, targets: fixture.targets, activations: acts, dropoutSeed: 42)))
+            Double(
+                try #require(
+                    try model.forward(
+                        tokens: fixture.tokens, targets: fixture.targets, activations: acts, dropoutSeed: 42)))
         }
         _ = try loss()
         model.zeroGradients()
@@ -56,7 +59,8 @@ struct GradientCheckTests {
     @Test func fullyIgnoredTargetsGiveZeroLossAndNoGradient() throws {
         let fixture = try Fixture("gpt2")
         let model = try fixture.model(backend: CPUBackend(threadCount: 2))
-        let acts = try Activations(config: model.config, batchSize: fixture.batchSize, sequenceLength: fixture.sequenceLength)
+        let acts = try Activations(
+            config: model.config, batchSize: fixture.batchSize, sequenceLength: fixture.sequenceLength)
         let ignored = [Int32](repeating: GPT.ignoreIndex, count: fixture.tokens.count)
         let loss = try model.forward(tokens: fixture.tokens, targets: ignored, activations: acts)
         #expect(loss == 0)
@@ -69,7 +73,8 @@ struct GradientCheckTests {
         // Changing the target at an ignored position changes nothing; changing a counted one does.
         let fixture = try Fixture("llama")
         let model = try fixture.model(backend: CPUBackend(threadCount: 2))
-        let acts = try Activations(config: model.config, batchSize: fixture.batchSize, sequenceLength: fixture.sequenceLength)
+        let acts = try Activations(
+            config: model.config, batchSize: fixture.batchSize, sequenceLength: fixture.sequenceLength)
         func gradients(_ targets: [Int32]) throws -> [Float] {
             try model.forward(tokens: fixture.tokens, targets: targets, activations: acts)
             model.zeroGradients()

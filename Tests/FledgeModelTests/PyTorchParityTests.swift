@@ -13,7 +13,9 @@ import Foundation
 import Testing
 
 struct PyTorchParityTests {
-    static let backends: [(String, any Backend)] = [("cpu", CPUBackend(threadCount: 2)), ("reference", ReferenceBackend())]
+    static let backends: [(String, any Backend)] = [
+        ("cpu", CPUBackend(threadCount: 2)), ("reference", ReferenceBackend()),
+    ]
 
     @Test(arguments: Fixture.variants)
     func forwardAndBackwardMatchPyTorch(variant: String) throws {
@@ -22,8 +24,10 @@ struct PyTorchParityTests {
         let expectedLoss = try fixture.file.floats("output.loss")[0]
         for (backendName, backend) in Self.backends {
             let model = try fixture.model(backend: backend)
-            let acts = try Activations(config: model.config, batchSize: fixture.batchSize, sequenceLength: fixture.sequenceLength)
-            let loss = try #require(try model.forward(tokens: fixture.tokens, targets: fixture.targets, activations: acts))
+            let acts = try Activations(
+                config: model.config, batchSize: fixture.batchSize, sequenceLength: fixture.sequenceLength)
+            let loss = try #require(
+                try model.forward(tokens: fixture.tokens, targets: fixture.targets, activations: acts))
             let logits = acts.withLogits({ Array($0) }, vocabularySize: model.config.vocabularySize)
             let logitAgreement = Agreement(logits[...], expectedLogits[...])
             let lossError = abs(loss - expectedLoss) / abs(expectedLoss)
@@ -40,7 +44,9 @@ struct PyTorchParityTests {
                 #expect(agreement.relative < 1e-4, "\(variant)/\(backendName) grad \(entry.name): \(agreement)")
                 worst.merge(agreement)
             }
-            print("parity \(variant)/\(backendName): logits \(logitAgreement); loss rel \(lossError); worst gradient \(worst)")
+            print(
+                "parity \(variant)/\(backendName): logits \(logitAgreement); loss rel \(lossError); worst gradient \(worst)"
+            )
         }
     }
 
@@ -50,13 +56,15 @@ struct PyTorchParityTests {
         let expectedLosses = try fixture.file.floats("train.losses")
         let expectedNorms = try fixture.file.floats("train.grad_norms")
         let model = try fixture.model(backend: CPUBackend(threadCount: 2))
-        let acts = try Activations(config: model.config, batchSize: fixture.batchSize, sequenceLength: fixture.sequenceLength)
+        let acts = try Activations(
+            config: model.config, batchSize: fixture.batchSize, sequenceLength: fixture.sequenceLength)
         let optimizer = try AdamW(model: model, config: fixture.adam)
         var losses: [Float] = []
         var norms: [Float] = []
         for _ in 0..<fixture.steps {
             model.zeroGradients()
-            losses.append(try #require(try model.forward(tokens: fixture.tokens, targets: fixture.targets, activations: acts)))
+            losses.append(
+                try #require(try model.forward(tokens: fixture.tokens, targets: fixture.targets, activations: acts)))
             try model.backward(activations: acts)
             norms.append(model.clipGradients(maxNorm: fixture.maxNorm))
             optimizer.update(model, learningRate: fixture.learningRate)
@@ -75,7 +83,9 @@ struct PyTorchParityTests {
             let actual = Array(weights[entry.range])
             if entry.name.hasSuffix("attn.qkv.bias") {
                 let noise = Agreement(actual[keyBias], expected[keyBias])
-                #expect(noise.maxAbs <= 2 * fixture.learningRate * Float(fixture.steps), "\(variant) \(entry.name) key part: \(noise)")
+                #expect(
+                    noise.maxAbs <= 2 * fixture.learningRate * Float(fixture.steps),
+                    "\(variant) \(entry.name) key part: \(noise)")
                 let rest = Array(actual[..<keyBias.lowerBound] + actual[keyBias.upperBound...])
                 let restExpected = Array(expected[..<keyBias.lowerBound] + expected[keyBias.upperBound...])
                 let agreement = Agreement(rest[...], restExpected[...])

@@ -143,7 +143,8 @@ struct CPUBackendTests {
         let x3 = Buffer(copy: x1)
         fast.rotary(
             data: x3.pointer, cos: cos.pointer, sin: sin.pointer, batchSize: batch, sequenceLength: seq, heads: heads,
-            headSize: headSize, rowStride: rowStride, batchStride: seq * rowStride, positionOffset: 3, inverse: !inverse)
+            headSize: headSize, rowStride: rowStride, batchStride: seq * rowStride, positionOffset: 3, inverse: !inverse
+        )
         expectClose(x3.array, original.array, tolerance: 1e-5, "rotary, inverse then forward")
     }
 
@@ -194,7 +195,8 @@ struct CPUBackendTests {
                 let out = Buffer(zeros: count)
                 let dx = Buffer(zeros: count)
                 backend.activation(function, output: out.pointer, input: x.pointer, count: count)
-                backend.activationBackward(function, dInput: dx.pointer, input: x.pointer, dOutput: dOut.pointer, count: count)
+                backend.activationBackward(
+                    function, dInput: dx.pointer, input: x.pointer, dOutput: dOut.pointer, count: count)
                 results += [out.array, dx.array]
             }
             expectClose(results[0], results[2], tolerance: 2e-5, "\(function) forward, n=\(count)")
@@ -211,7 +213,8 @@ struct CPUBackendTests {
             let out = Buffer(zeros: rows * width)
             let dx = Buffer(zeros: rows * 2 * width)
             backend.swiglu(output: out.pointer, input: x.pointer, rows: rows, width: width)
-            backend.swigluBackward(dInput: dx.pointer, input: x.pointer, dOutput: dOut.pointer, rows: rows, width: width)
+            backend.swigluBackward(
+                dInput: dx.pointer, input: x.pointer, dOutput: dOut.pointer, rows: rows, width: width)
             results += [out.array, dx.array]
         }
         expectClose(results[0], results[2], tolerance: 2e-5, "swiglu")
@@ -263,7 +266,8 @@ struct CPUBackendTests {
                 backend.adamW(
                     parameters: p.pointer, gradients: g.pointer, firstMoment: m.pointer, secondMoment: v.pointer,
                     count: count,
-                    hyper: AdamWStep(learningRate: 1e-2, beta1: 0.9, beta2: 0.95, epsilon: 1e-8, weightDecay: 0.1, step: 3))
+                    hyper: AdamWStep(
+                        learningRate: 1e-2, beta1: 0.9, beta2: 0.95, epsilon: 1e-8, weightDecay: 0.1, step: 3))
                 results += [out.array, dropped.array, scaled.array, p.array, m.array, v.array]
                 sums.append(backend.sumOfSquares(g.pointer, count: count))
             }
@@ -289,9 +293,14 @@ struct CPUBackendTests {
         let pool = ThreadPool(threadCount: threads)
         for count in [1, 5, 16, 1000] {
             let hits = Buffer(zeros: count)
-            let p = hits.pointer
-            pool.parallelFor(count, alignment: 4) { range in for i in range { p[i] += 1 } }
+            pool.parallelFor(count, alignment: 4, CountHits(hits: hits.pointer))
             #expect(hits.array.allSatisfy { $0 == 1 }, "count \(count)")
         }
     }
+}
+
+/// Adds 1 at every index of its range.
+struct CountHits: ParallelRangeJob {
+    let hits: UnsafeMutablePointer<Float>
+    func run(_ range: Range<Int>) { for i in range { hits[i] += 1 } }
 }

@@ -37,7 +37,9 @@ struct FiniteDifferenceTests {
         let r = Buffer(rows * oc, seed: 4)
         let out = Buffer(zeros: rows * oc)
         let forward = {
-            fast.linear(output: out.pointer, input: x.pointer, weight: w.pointer, bias: b.pointer, rows: rows, inFeatures: c, outFeatures: oc)
+            fast.linear(
+                output: out.pointer, input: x.pointer, weight: w.pointer, bias: b.pointer, rows: rows, inFeatures: c,
+                outFeatures: oc)
             return out.array
         }
         let (dx, dw, db) = (Buffer(zeros: rows * c), Buffer(zeros: oc * c), Buffer(zeros: oc))
@@ -59,18 +61,26 @@ struct FiniteDifferenceTests {
         let (out, mean, rstd) = (Buffer(zeros: rows * c), Buffer(zeros: rows), Buffer(zeros: rows))
         let forward = {
             if layerNorm {
-                fast.layerNorm(output: out.pointer, mean: mean.pointer, rstd: rstd.pointer, input: x.pointer, weight: w.pointer, bias: b.pointer, rows: rows, width: c, epsilon: 1e-5)
+                fast.layerNorm(
+                    output: out.pointer, mean: mean.pointer, rstd: rstd.pointer, input: x.pointer, weight: w.pointer,
+                    bias: b.pointer, rows: rows, width: c, epsilon: 1e-5)
             } else {
-                fast.rmsNorm(output: out.pointer, rstd: rstd.pointer, input: x.pointer, weight: w.pointer, rows: rows, width: c, epsilon: 1e-5)
+                fast.rmsNorm(
+                    output: out.pointer, rstd: rstd.pointer, input: x.pointer, weight: w.pointer, rows: rows, width: c,
+                    epsilon: 1e-5)
             }
             return out.array
         }
         _ = forward()
         let (dx, dw, db) = (Buffer(zeros: rows * c), Buffer(zeros: c), Buffer(zeros: c))
         if layerNorm {
-            fast.layerNormBackward(dInput: dx.pointer, accumulate: false, dWeight: dw.pointer, dBias: db.pointer, dOutput: r.pointer, input: x.pointer, weight: w.pointer, mean: mean.pointer, rstd: rstd.pointer, rows: rows, width: c)
+            fast.layerNormBackward(
+                dInput: dx.pointer, accumulate: false, dWeight: dw.pointer, dBias: db.pointer, dOutput: r.pointer,
+                input: x.pointer, weight: w.pointer, mean: mean.pointer, rstd: rstd.pointer, rows: rows, width: c)
         } else {
-            fast.rmsNormBackward(dInput: dx.pointer, accumulate: false, dWeight: dw.pointer, dOutput: r.pointer, input: x.pointer, weight: w.pointer, rstd: rstd.pointer, rows: rows, width: c)
+            fast.rmsNormBackward(
+                dInput: dx.pointer, accumulate: false, dWeight: dw.pointer, dOutput: r.pointer, input: x.pointer,
+                weight: w.pointer, rstd: rstd.pointer, rows: rows, width: c)
         }
         let name = layerNorm ? "layerNorm" : "rmsNorm"
         check("\(name) dInput", input: x, analytic: dx.array, weights: r.array, h: 1e-3, forward: forward)
@@ -85,21 +95,31 @@ struct FiniteDifferenceTests {
         let qkv = Buffer(b * t * row, seed: 9)
         let r = Buffer(b * t * heads * hs, seed: 10)
         let shape = AttentionShape(
-            batchSize: b, queryLength: t, keyOffset: 0, heads: heads, kvHeads: kvHeads, headSize: hs, queryRowStride: row,
+            batchSize: b, queryLength: t, keyOffset: 0, heads: heads, kvHeads: kvHeads, headSize: hs,
+            queryRowStride: row,
             queryBatchStride: t * row, kvRowStride: row, kvBatchStride: t * row, outputRowStride: heads * hs,
             probabilityRowStride: t)
-        let (out, probs, scratch) = (Buffer(zeros: b * t * heads * hs), Buffer(zeros: shape.probabilityCount), Buffer(zeros: shape.probabilityCount))
+        let (out, probs, scratch) = (
+            Buffer(zeros: b * t * heads * hs), Buffer(zeros: shape.probabilityCount),
+            Buffer(zeros: shape.probabilityCount)
+        )
         let forward = {
-            fast.attention(output: out.pointer, probabilities: probs.pointer, query: qkv.pointer, key: qkv.pointer + heads * hs, value: qkv.pointer + (heads + kvHeads) * hs, shape: shape)
+            fast.attention(
+                output: out.pointer, probabilities: probs.pointer, query: qkv.pointer, key: qkv.pointer + heads * hs,
+                value: qkv.pointer + (heads + kvHeads) * hs, shape: shape)
             return out.array
         }
         _ = forward()
         let dqkv = Buffer(zeros: b * t * row)
         fast.attentionBackward(
-            dQuery: dqkv.pointer, dKey: dqkv.pointer + heads * hs, dValue: dqkv.pointer + (heads + kvHeads) * hs, dOutput: r.pointer,
-            probabilities: probs.pointer, query: qkv.pointer, key: qkv.pointer + heads * hs, value: qkv.pointer + (heads + kvHeads) * hs,
+            dQuery: dqkv.pointer, dKey: dqkv.pointer + heads * hs, dValue: dqkv.pointer + (heads + kvHeads) * hs,
+            dOutput: r.pointer,
+            probabilities: probs.pointer, query: qkv.pointer, key: qkv.pointer + heads * hs,
+            value: qkv.pointer + (heads + kvHeads) * hs,
             scratch: scratch.pointer, shape: shape)
-        check("attention dQKV (\(heads)/\(kvHeads) heads)", input: qkv, analytic: dqkv.array, weights: r.array, h: 1e-3, forward: forward)
+        check(
+            "attention dQKV (\(heads)/\(kvHeads) heads)", input: qkv, analytic: dqkv.array, weights: r.array, h: 1e-3,
+            forward: forward)
     }
 
     @Test(arguments: ActivationFunction.allCases)
@@ -149,16 +169,24 @@ struct FiniteDifferenceTests {
         // Embedding, then rotary over one "head" of width C: checks both backward passes together.
         let forward = {
             tokens.withUnsafeBufferPointer { tk in
-                fast.embedding(output: out.pointer, tokens: tk.baseAddress!, tokenTable: wte.pointer, positionTable: wpe.pointer, batchSize: b, sequenceLength: t, width: c, positionOffset: 0)
+                fast.embedding(
+                    output: out.pointer, tokens: tk.baseAddress!, tokenTable: wte.pointer, positionTable: wpe.pointer,
+                    batchSize: b, sequenceLength: t, width: c, positionOffset: 0)
             }
-            fast.rotary(data: out.pointer, cos: cos.pointer, sin: sin.pointer, batchSize: b, sequenceLength: t, heads: 1, headSize: c, rowStride: c, batchStride: t * c, positionOffset: 0, inverse: false)
+            fast.rotary(
+                data: out.pointer, cos: cos.pointer, sin: sin.pointer, batchSize: b, sequenceLength: t, heads: 1,
+                headSize: c, rowStride: c, batchStride: t * c, positionOffset: 0, inverse: false)
             return out.array
         }
         let dOut = Buffer(copy: r)
-        fast.rotary(data: dOut.pointer, cos: cos.pointer, sin: sin.pointer, batchSize: b, sequenceLength: t, heads: 1, headSize: c, rowStride: c, batchStride: t * c, positionOffset: 0, inverse: true)
+        fast.rotary(
+            data: dOut.pointer, cos: cos.pointer, sin: sin.pointer, batchSize: b, sequenceLength: t, heads: 1,
+            headSize: c, rowStride: c, batchStride: t * c, positionOffset: 0, inverse: true)
         let (dwte, dwpe) = (Buffer(zeros: vocab * c), Buffer(zeros: t * c))
         tokens.withUnsafeBufferPointer { tk in
-            fast.embeddingBackward(dTokenTable: dwte.pointer, dPositionTable: dwpe.pointer, dOutput: dOut.pointer, tokens: tk.baseAddress!, batchSize: b, sequenceLength: t, width: c)
+            fast.embeddingBackward(
+                dTokenTable: dwte.pointer, dPositionTable: dwpe.pointer, dOutput: dOut.pointer, tokens: tk.baseAddress!,
+                batchSize: b, sequenceLength: t, width: c)
         }
         check("embedding dTokenTable", input: wte, analytic: dwte.array, weights: r.array, forward: forward)
         check("embedding dPositionTable", input: wpe, analytic: dwpe.array, weights: r.array, forward: forward)
@@ -171,15 +199,21 @@ struct FiniteDifferenceTests {
         let (losses, lse) = (Buffer(zeros: rows), Buffer(zeros: rows))
         let forward: () -> [Float] = {
             targets.withUnsafeBufferPointer { t in
-                fast.crossEntropy(losses: losses.pointer, logSumExp: lse.pointer, logits: logits.pointer, targets: t.baseAddress!, rows: rows, vocabularySize: v, ignoreIndex: -100)
+                fast.crossEntropy(
+                    losses: losses.pointer, logSumExp: lse.pointer, logits: logits.pointer, targets: t.baseAddress!,
+                    rows: rows, vocabularySize: v, ignoreIndex: -100)
             }
             return losses.array
         }
         _ = forward()
         let d = Buffer(zeros: rows * v)
         targets.withUnsafeBufferPointer { t in
-            fast.crossEntropyBackward(dLogits: d.pointer, logits: logits.pointer, logSumExp: lse.pointer, targets: t.baseAddress!, rows: rows, vocabularySize: v, ignoreIndex: -100, scale: 1)
+            fast.crossEntropyBackward(
+                dLogits: d.pointer, logits: logits.pointer, logSumExp: lse.pointer, targets: t.baseAddress!, rows: rows,
+                vocabularySize: v, ignoreIndex: -100, scale: 1)
         }
-        check("crossEntropy", input: logits, analytic: d.array, weights: [Float](repeating: 1, count: rows), h: 1e-3, forward: forward)
+        check(
+            "crossEntropy", input: logits, analytic: d.array, weights: [Float](repeating: 1, count: rows), h: 1e-3,
+            forward: forward)
     }
 }
