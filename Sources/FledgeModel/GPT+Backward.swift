@@ -170,10 +170,7 @@ extension GPT {
             rows: rows, inFeatures: c.width, outFeatures: c.width)
         let qkv = a + s.qkv
         let dqkv = a + acts.dQKV
-        let shape = AttentionShape(
-            batchSize: b, queryLength: t, keyOffset: 0, heads: c.heads, kvHeads: c.kvHeads, headSize: hs,
-            queryRowStride: c.qkvWidth, queryBatchStride: t * c.qkvWidth, kvRowStride: c.qkvWidth,
-            kvBatchStride: t * c.qkvWidth, outputRowStride: c.width, probabilityRowStride: acts.keyCapacity)
+        let shape = attentionShape(acts, batchSize: b, length: t)
         backend.attentionBackward(
             dQuery: dqkv, dKey: dqkv + c.heads * hs, dValue: dqkv + (c.heads + c.kvHeads) * hs,
             dOutput: a + acts.dAttention, probabilities: a + s.probabilities, query: qkv, key: qkv + c.heads * hs,

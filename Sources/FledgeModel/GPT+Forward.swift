@@ -225,10 +225,7 @@ extension GPT {
                 m, qkv + c.heads * hs, heads: c.kvHeads, batchSize: b, length: t, positionOffset: positionOffset,
                 inverse: false)
         }
-        var shape = AttentionShape(
-            batchSize: b, queryLength: t, keyOffset: 0, heads: c.heads, kvHeads: c.kvHeads, headSize: hs,
-            queryRowStride: qkvWidth, queryBatchStride: t * qkvWidth, kvRowStride: qkvWidth,
-            kvBatchStride: t * qkvWidth, outputRowStride: c.width, probabilityRowStride: acts.keyCapacity)
+        var shape = attentionShape(acts, batchSize: b, length: t)
         var keys = ConstFloatPointer(qkv + c.heads * hs)
         var values = ConstFloatPointer(qkv + (c.heads + c.kvHeads) * hs)
         if let cache {
@@ -272,6 +269,15 @@ extension GPT {
         backend.linear(
             output: output, input: a + s.activated, weight: p + w.mlpProjWeight,
             bias: w.mlpProjBias.map { p + $0 }, rows: rows, inFeatures: c.mlpWidth, outFeatures: c.width)
+    }
+
+    /// Where attention finds q, k and v in a (B, T, QKV) buffer, for queries at positions 0..<T.
+    func attentionShape(_ acts: Activations, batchSize b: Int, length t: Int) -> AttentionShape {
+        let c = config
+        return AttentionShape(
+            batchSize: b, queryLength: t, keyOffset: 0, heads: c.heads, kvHeads: c.kvHeads, headSize: c.headSize,
+            queryRowStride: c.qkvWidth, queryBatchStride: t * c.qkvWidth, kvRowStride: c.qkvWidth,
+            kvBatchStride: t * c.qkvWidth, outputRowStride: c.width, probabilityRowStride: acts.keyCapacity)
     }
 
     /// LayerNorm or RMSNorm, as configured (RMSNorm leaves `mean` untouched).

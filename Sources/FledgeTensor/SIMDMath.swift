@@ -28,11 +28,13 @@ func storePartial(_ v: Vec16, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
 }
 
 /// e^x for 16 lanes. Inputs are clamped to [-87.3, 88.3] (exp(-87.3) ≈ 1e-38 stands in for 0).
-@inlinable @inline(__always)
+@inlinable @_transparent
 func exp16(_ input: Vec16) -> Vec16 {
     var x = input.replacing(with: -87.3, where: input .< -87.3)  // `clamped` does not specialise; selects do
     x = x.replacing(with: 88.3, where: x .> 88.3)
-    let n = (x * 1.442_695_04).rounded(.toNearestOrEven)
+    // Round x·log2(e) to the nearest integer by adding and subtracting 1.5·2²³ (the generic SIMD
+    // `rounded(_:)` is not specialised and costs more than the rest of exp).
+    let n = (x * 1.442_695_04 + 12_582_912) - 12_582_912
     // Subtract n·ln2 in two parts (Cephes C1 + C2) so the reduced argument keeps full precision.
     x = x - n * 0.693_359_375
     x = x + n * 2.121_944_4e-4
@@ -44,17 +46,18 @@ func exp16(_ input: Vec16) -> Vec16 {
     p = p * x + 5.000_000_12e-1
     p = p * (x * x) + x + 1
     // 2^n from the bits: adding 1.5·2²³ leaves n + 127 in the low mantissa bits (n is an integer in
-    // [-126, 127]); a generic Float→Int32 SIMD conversion would not vectorise.
-    let shifted = unsafeBitCast(n + (12_582_912 + 127), to: SIMD16<Int32>.self) &- 0x4B40_0000
-    return p * unsafeBitCast(shifted &<< 23, to: Vec16.self)
+    // [-126, 127]), and shifting left by 23 moves them into the exponent while the magic number's own bits
+    // shift out. (A generic Float→Int32 SIMD conversion would not vectorise.)
+    let biased = unsafeBitCast(n + (12_582_912 + 127), to: SIMD16<Int32>.self)
+    return p * unsafeBitCast(biased &<< 23, to: Vec16.self)
 }
 
 /// tanh for 16 lanes through exp: tanh(u) = 1 − 2/(e^{2u} + 1).
-@inlinable @inline(__always)
+@inlinable @_transparent
 func tanh16(_ u: Vec16) -> Vec16 { 1 - 2 / (exp16(2 * u) + 1) }
 
 /// The logistic sigmoid for 16 lanes.
-@inlinable @inline(__always)
+@inlinable @_transparent
 func sigmoid16(_ x: Vec16) -> Vec16 { 1 / (1 + exp16(-x)) }
 
 /// Runs `body` on every 16-lane chunk of `0..<count` and once on the tail with `lanes` < 16; `body` gets the
