@@ -16,7 +16,7 @@ fi
 need=()
 [ -e /usr/include/x86_64-linux-gnu/cblas.h ] || [ -e /usr/include/cblas.h ] || need+=(libopenblas-dev)
 want_mkl=0
-if [ "${FLEDGE_NO_MKL:-0}" != 1 ] && ! ldconfig -p | grep -q libmkl_rt.so; then want_mkl=1; fi
+if [ "${FLEDGE_NO_MKL:-0}" != 1 ] && ! ldconfig -p | grep libmkl_rt.so >/dev/null; then want_mkl=1; fi
 
 if [ "$want_mkl" = 1 ] && [ -f /etc/apt/sources.list.d/debian.sources ] \
     && grep -q '^Components: main$' /etc/apt/sources.list.d/debian.sources; then
@@ -31,4 +31,4 @@ if [ ${#need[@]} -gt 0 ] || [ "$want_mkl" = 1 ]; then
             || echo "setup: MKL is not available here; Fledge will use OpenBLAS."
     fi
 fi
-echo "setup: ok (BLAS: $(ldconfig -p | grep -q libmkl_rt.so && echo 'MKL, with OpenBLAS linked' || echo OpenBLAS))"
+echo "setup: ok (BLAS: $(ldconfig -p | grep libmkl_rt.so >/dev/null && echo 'MKL, with OpenBLAS linked' || echo OpenBLAS))"
