@@ -13,10 +13,13 @@ if ! command -v swift >/dev/null 2>&1; then
     exit 1
 fi
 
+# MKL's libmkl_rt.so is not in the ldconfig cache (no SONAME entry), so look for the file.
+has_mkl() { ls /usr/lib/x86_64-linux-gnu/libmkl_rt.so* /usr/lib/libmkl_rt.so* >/dev/null 2>&1; }
+
 need=()
 [ -e /usr/include/x86_64-linux-gnu/cblas.h ] || [ -e /usr/include/cblas.h ] || need+=(libopenblas-dev)
 want_mkl=0
-if [ "${FLEDGE_NO_MKL:-0}" != 1 ] && ! ldconfig -p | grep libmkl_rt.so >/dev/null; then want_mkl=1; fi
+if [ "${FLEDGE_NO_MKL:-0}" != 1 ] && ! has_mkl; then want_mkl=1; fi
 
 if [ "$want_mkl" = 1 ] && [ -f /etc/apt/sources.list.d/debian.sources ] \
     && grep -q '^Components: main$' /etc/apt/sources.list.d/debian.sources; then
@@ -31,4 +34,4 @@ if [ ${#need[@]} -gt 0 ] || [ "$want_mkl" = 1 ]; then
             || echo "setup: MKL is not available here; Fledge will use OpenBLAS."
     fi
 fi
-echo "setup: ok (BLAS: $(ldconfig -p | grep libmkl_rt.so >/dev/null && echo 'MKL, with OpenBLAS linked' || echo OpenBLAS))"
+echo "setup: ok (BLAS: $(has_mkl && echo 'MKL, with OpenBLAS linked' || echo OpenBLAS))"
