@@ -14,7 +14,7 @@ if ! command -v swift >/dev/null 2>&1; then
 fi
 
 # MKL's libmkl_rt.so is not in the ldconfig cache (no SONAME entry), so look for the file.
-has_mkl() { ls /usr/lib/x86_64-linux-gnu/libmkl_rt.so* /usr/lib/libmkl_rt.so* >/dev/null 2>&1; }
+has_mkl() { compgen -G '/usr/lib/x86_64-linux-gnu/libmkl_rt.so*' >/dev/null || compgen -G '/usr/lib/libmkl_rt.so*' >/dev/null; }
 
 need=()
 [ -e /usr/include/x86_64-linux-gnu/cblas.h ] || [ -e /usr/include/cblas.h ] || need+=(libopenblas-dev)
