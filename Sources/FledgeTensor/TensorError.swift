@@ -3,7 +3,6 @@
 /// An error raised by FledgeTensor.
 public enum TensorError: Error, CustomStringConvertible, Equatable {
     case outOfMemory(bytes: Int)
-    case invalidArgument(String)
 
     public var description: String {
         switch self {
@@ -11,8 +10,6 @@ public enum TensorError: Error, CustomStringConvertible, Equatable {
             let gib = Double(bytes) / 1_073_741_824
             return "could not allocate \(bytes) bytes (\(String(format: "%.2f", gib)) GiB). "
                 + "Hint: use a smaller batch size or sequence length, or a smaller model."
-        case .invalidArgument(let message):
-            return message
         }
     }
 }
