@@ -65,6 +65,10 @@ public struct AttentionShape: Sendable, Equatable {
         self.probabilityRowStride = probabilityRowStride
     }
 
+    /// Query heads per key/value head; query head h reads key/value head h / groupSize.
+    public var groupSize: Int { heads / kvHeads }
+    /// The score scale 1/√HS.
+    public var scale: Float { 1 / Float(headSize).squareRoot() }
     /// Number of keys (and values) visible to the last query.
     public var keyLength: Int { keyOffset + queryLength }
     /// Floats in the probability buffer: (B, NH, Tq, probabilityRowStride).

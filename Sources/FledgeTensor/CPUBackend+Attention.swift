@@ -31,9 +31,7 @@ extension CPUBackend {
     /// row[0..<count] = softmax(row[0..<count]).
     @inline(__always)
     static func softmaxInPlace(_ row: FloatPointer, count: Int) {
-        var maxV = Vec16(repeating: -.infinity)
-        forEachChunk16(0..<count) { i, lanes in maxV = max16(maxV, loadLanes(row + i, lanes, fill: -.infinity)) }
-        let m = maxV.max()
+        let m = rowMaximum(row, count: count)
         var sum = Vec16()
         forEachChunk16(0..<count) { i, lanes in
             var e = exp16(loadLanes(row + i, lanes) - m)
@@ -67,9 +65,7 @@ struct AttentionHeads: ParallelRangeJob {
 
     func run(_ units: Range<Int>) {
         let s = shape
-        let hs = s.headSize
-        let group = s.heads / s.kvHeads
-        let scale = 1 / Float(hs).squareRoot()
+        let (hs, group, scale) = (s.headSize, s.groupSize, s.scale)
         let (qrs, kvrs, ors, prs) = (s.queryRowStride, s.kvRowStride, s.outputRowStride, s.probabilityRowStride)
         for unit in units {
             let (b, h) = unit.quotientAndRemainder(dividingBy: s.heads)
@@ -109,9 +105,7 @@ struct AttentionGradientGroups: ParallelRangeJob {
 
     func run(_ units: Range<Int>) {
         let s = shape
-        let hs = s.headSize
-        let group = s.heads / s.kvHeads
-        let scale = 1 / Float(hs).squareRoot()
+        let (hs, group, scale) = (s.headSize, s.groupSize, s.scale)
         let (qrs, kvrs, ors, prs) = (s.queryRowStride, s.kvRowStride, s.outputRowStride, s.probabilityRowStride)
         for unit in units {
             let (b, g) = unit.quotientAndRemainder(dividingBy: s.kvHeads)

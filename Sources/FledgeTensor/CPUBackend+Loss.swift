@@ -40,9 +40,7 @@ struct CrossEntropyRows: ParallelRangeJob {
         let v = vocabularySize
         for r in block {
             let x = logits + r * v
-            var maxV = Vec16(repeating: -.infinity)
-            forEachChunk16(0..<v) { i, lanes in maxV = max16(maxV, loadLanes(x + i, lanes, fill: -.infinity)) }
-            let m = maxV.max()
+            let m = rowMaximum(x, count: v)
             // Subtract the row max for numerical stability.
             var sum = Vec16()
             forEachChunk16(0..<v) { i, lanes in

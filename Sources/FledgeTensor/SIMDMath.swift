@@ -87,3 +87,11 @@ func storeLanes(_ v: Vec16, _ p: UnsafeMutablePointer<Float>, _ lanes: Int) {
 /// Lane-wise maximum by compare-and-select (the generic `pointwiseMax` is not specialised).
 @inlinable @inline(__always)
 func max16(_ a: Vec16, _ b: Vec16) -> Vec16 { a.replacing(with: b, where: b .> a) }
+
+/// The largest of `count` floats (−∞ when count is 0).
+@inlinable @inline(__always)
+func rowMaximum(_ p: UnsafePointer<Float>, count: Int) -> Float {
+    var maxV = Vec16(repeating: -.infinity)
+    forEachChunk16(0..<count) { i, lanes in maxV = max16(maxV, loadLanes(p + i, lanes, fill: -.infinity)) }
+    return maxV.max()
+}
