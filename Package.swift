@@ -32,8 +32,11 @@ let package = Package(
             providers: [.apt(["libopenblas-dev"])]
         ),
         .target(name: "FledgeTensor", dependencies: ["COpenBLAS"], swiftSettings: numericSettings),
+        .target(name: "FledgeTokenizer", swiftSettings: numericSettings),
         .target(name: "FledgeModel", dependencies: ["FledgeTensor"], swiftSettings: numericSettings),
-        .target(name: "FledgeKit", dependencies: ["FledgeTensor", "FledgeModel"], swiftSettings: numericSettings),
+        .target(
+            name: "FledgeKit", dependencies: ["FledgeTensor", "FledgeTokenizer", "FledgeModel"],
+            swiftSettings: numericSettings),
         .executableTarget(
             name: "fledge",
             dependencies: [
@@ -43,6 +46,12 @@ let package = Package(
             swiftSettings: numericSettings
         ),
         .testTarget(name: "FledgeTensorTests", dependencies: ["FledgeTensor"], swiftSettings: numericSettings),
+        .testTarget(
+            name: "FledgeTokenizerTests",
+            dependencies: ["FledgeTokenizer"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: numericSettings
+        ),
         .testTarget(
             name: "FledgeModelTests",
             dependencies: ["FledgeModel"],

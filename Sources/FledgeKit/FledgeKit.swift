@@ -1,3 +1,4 @@
 // FledgeKit: the umbrella module; `import FledgeKit` brings every library module of Fledge.
 @_exported import FledgeModel
 @_exported import FledgeTensor
+@_exported import FledgeTokenizer

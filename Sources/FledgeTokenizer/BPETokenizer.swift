@@ -1,0 +1,183 @@
+// BPETokenizer: byte-level BPE as in GPT-2 (Sennrich et al. 2016; Radford et al. 2019). Text is cut by a
+// PreTokenizer, each piece's UTF-8 bytes start as byte tokens, and the ranked merges are applied lowest rank
+// first until none applies. Any input, invalid UTF-8 included, encodes and decodes back exactly.
+// Not here: training (BPETrainer.swift), files (BPETokenizer+Files.swift), special tokens (SpecialTokens.swift).
+
+/// A byte-level BPE tokenizer: vocabulary (id ↔ bytes), ranked merges, a pre-tokenizer, special tokens.
+public final class BPETokenizer: @unchecked Sendable {
+    /// Bytes of every token id (special tokens hold their text's UTF-8).
+    public let tokenBytes: [[UInt8]]
+    /// Ranked merges: merges[rank] = (left, right) ids; their result is `mergedID[rank]`.
+    public let merges: [(left: Int32, right: Int32)]
+    public let preTokenizer: PreTokenizer
+    public let specialTokens: SpecialTokens
+
+    /// (left << 32 | right) → (rank << 32 | merged id).
+    let mergeTable: [UInt64: UInt64]
+    /// Id of each single byte.
+    let byteTokens: [Int32]
+    let idsByBytes: [[UInt8]: Int32]
+
+    /// Number of ids, special tokens included.
+    public var vocabularySize: Int { tokenBytes.count }
+
+    /// Builds a tokenizer from token byte strings and ranked merges (by id). Every byte value must have a
+    /// token, and every merge's result must be in the vocabulary.
+    public init(
+        tokenBytes: [[UInt8]], merges: [(left: Int32, right: Int32)], preTokenizer: PreTokenizer,
+        specialTokens: SpecialTokens = SpecialTokens()
+    ) throws {
+        var ids: [[UInt8]: Int32] = [:]
+        for (id, bytes) in tokenBytes.enumerated() where ids[bytes] == nil { ids[bytes] = Int32(id) }
+        var byteTokens = [Int32](repeating: -1, count: 256)
+        for byte in 0..<256 {
+            guard let id = ids[[UInt8(byte)]] else {
+                throw TokenizerError(
+                    "the vocabulary has no token for byte 0x\(String(byte, radix: 16))",
+                    hint: "a byte-level BPE vocabulary must contain all 256 single bytes.")
+            }
+            byteTokens[byte] = id
+        }
+        var table: [UInt64: UInt64] = [:]
+        table.reserveCapacity(merges.count)
+        for (rank, merge) in merges.enumerated() {
+            guard merge.left >= 0, merge.right >= 0, Int(merge.left) < tokenBytes.count,
+                Int(merge.right) < tokenBytes.count,
+                let merged = ids[tokenBytes[Int(merge.left)] + tokenBytes[Int(merge.right)]]
+            else {
+                throw TokenizerError(
+                    "merge \(rank) (\(merge.left), \(merge.right)) produces a token that is not in the vocabulary",
+                    hint: "the merges and the vocabulary come from different tokenizers.")
+            }
+            let key = UInt64(UInt32(merge.left)) << 32 | UInt64(UInt32(merge.right))
+            if table[key] == nil { table[key] = UInt64(rank) << 32 | UInt64(UInt32(merged)) }
+        }
+        self.tokenBytes = tokenBytes
+        self.merges = merges
+        self.preTokenizer = preTokenizer
+        self.specialTokens = specialTokens
+        self.mergeTable = table
+        self.byteTokens = byteTokens
+        self.idsByBytes = ids
+    }
+
+    /// The id of a token given by its bytes.
+    public func id(of bytes: [UInt8]) -> Int32? { idsByBytes[bytes] }
+
+    /// Appends the BPE ids of one piece (no special tokens inside) to `output`.
+    func encodePiece(_ piece: UnsafeBufferPointer<UInt8>, into output: inout [Int32], scratch: inout [Int32]) {
+        scratch.removeAll(keepingCapacity: true)
+        for byte in piece { scratch.append(byteTokens[Int(byte)]) }
+        // Repeatedly merge the lowest-ranked adjacent pair, left to right among equals.
+        while scratch.count > 1 {
+            var bestRank = UInt64.max
+            var bestIndex = -1
+            var bestID: Int32 = 0
+            for i in 0..<scratch.count - 1 {
+                let key = UInt64(UInt32(scratch[i])) << 32 | UInt64(UInt32(scratch[i + 1]))
+                if let value = mergeTable[key], value >> 32 < bestRank {
+                    bestRank = value >> 32
+                    bestIndex = i
+                    bestID = Int32(truncatingIfNeeded: value & 0xFFFF_FFFF)
+                }
+            }
+            if bestIndex < 0 { break }
+            // Merge every non-overlapping occurrence of this pair (they share the rank).
+            let (left, right) = (scratch[bestIndex], scratch[bestIndex + 1])
+            var write = bestIndex
+            var read = bestIndex
+            while read < scratch.count {
+                if read + 1 < scratch.count && scratch[read] == left && scratch[read + 1] == right {
+                    scratch[write] = bestID
+                    read += 2
+                } else {
+                    scratch[write] = scratch[read]
+                    read += 1
+                }
+                write += 1
+            }
+            scratch.removeLast(scratch.count - write)
+        }
+        output.append(contentsOf: scratch)
+    }
+
+    /// Token ids of `text`. Special-token strings in the text are ordinary text unless `allowSpecial` is true.
+    public func encode(_ text: String, allowSpecial: Bool = false) -> [Int32] {
+        var cache = MergeCache()
+        return encode(text, allowSpecial: allowSpecial, cache: &cache)
+    }
+
+    /// Token ids of `text`, reusing `cache` for pieces seen before.
+    public func encode(_ text: String, allowSpecial: Bool = false, cache: inout MergeCache) -> [Int32] {
+        encode(bytes: Array(text.utf8), allowSpecial: allowSpecial, cache: &cache)
+    }
+
+    /// Token ids of arbitrary bytes (invalid UTF-8 included); `decodeBytes` gives the same bytes back.
+    public func encode(bytes: [UInt8], allowSpecial: Bool = false) -> [Int32] {
+        var cache = MergeCache()
+        return encode(bytes: bytes, allowSpecial: allowSpecial, cache: &cache)
+    }
+
+    /// Token ids of arbitrary bytes, reusing `cache`.
+    public func encode(bytes: [UInt8], allowSpecial: Bool = false, cache: inout MergeCache) -> [Int32] {
+        var output: [Int32] = []
+        output.reserveCapacity(bytes.count / 3 + 1)
+        bytes.withUnsafeBufferPointer { all in
+            let segments = allowSpecial ? specialTokens.segments(all) : [(range: 0..<all.count, special: nil)]
+            for segment in segments {
+                if let special = segment.special {
+                    output.append(special)
+                    continue
+                }
+                let text = UnsafeBufferPointer(rebasing: all[segment.range])
+                preTokenizer.split(text) { range in
+                    cache.encode(UnsafeBufferPointer(rebasing: text[range]), tokenizer: self, into: &output)
+                }
+            }
+        }
+        return output
+    }
+
+    /// The bytes of `ids` joined. Throws for an id outside the vocabulary.
+    public func decodeBytes(_ ids: [Int32]) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        for (position, id) in ids.enumerated() {
+            guard id >= 0, Int(id) < tokenBytes.count else {
+                throw TokenizerError(
+                    "token id \(id) at position \(position) is outside the vocabulary (0..<\(tokenBytes.count))",
+                    hint: "decode ids produced by this tokenizer (or a model trained with it).")
+            }
+            bytes.append(contentsOf: tokenBytes[Int(id)])
+        }
+        return bytes
+    }
+
+    /// The text of `ids` (invalid UTF-8 becomes U+FFFD; use `decodeBytes` for the exact bytes).
+    public func decode(_ ids: [Int32]) throws -> String { String(decoding: try decodeBytes(ids), as: UTF8.self) }
+}
+
+/// Remembers the ids of pieces already encoded (words repeat: the cache skips most merging).
+public struct MergeCache {
+    var entries: [[UInt8]: [Int32]] = [:]
+    var scratch: [Int32] = []
+    /// Most entries kept; the cache is cleared when it fills.
+    public var capacity = 200_000
+
+    public init() {}
+
+    mutating func encode(_ piece: UnsafeBufferPointer<UInt8>, tokenizer: BPETokenizer, into output: inout [Int32]) {
+        if piece.count == 1 {
+            output.append(tokenizer.byteTokens[Int(piece[0])])
+            return
+        }
+        let key = Array(piece)
+        if let ids = entries[key] {
+            output.append(contentsOf: ids)
+            return
+        }
+        let start = output.count
+        tokenizer.encodePiece(piece, into: &output, scratch: &scratch)
+        if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
+        entries[key] = Array(output[start...])
+    }
+}
