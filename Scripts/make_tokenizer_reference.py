@@ -5,12 +5,18 @@ Tests/FledgeTokenizerTests/Fixtures/
   texts.json          the test texts: passages of ../shared/corpora plus edge cases
   gpt2_ids.json       GPT-2 ids of every text, from tiktoken (r50k_base) — checked equal to HF tokenizers
   pretokenize.json    the pieces of every text under the GPT-2 and cl100k patterns (Python `regex`)
+  hf_bpe.json         a byte-level BPE tokenizer.json trained by HF tokenizers on milton.txt (vocab 2000)
+  hf_bpe_ids.json     its ids of every text (Fledge must load the file and produce the same)
+and, when .build/release/fledge exists, checks the other direction: a tokenizer.json written by
+`fledge tokenizer train` loads in HF tokenizers and encodes every text exactly as Fledge does.
 
   python3 -m venv .venv && .venv/bin/pip install tiktoken tokenizers regex
   .venv/bin/python Scripts/make_tokenizer_reference.py
 """
 import json
 import os
+import subprocess
+import tempfile
 
 import regex
 import tiktoken
@@ -74,6 +80,37 @@ def main():
     json.dump(ids, open(os.path.join(OUT, "gpt2_ids.json"), "w"))
     json.dump(pieces, open(os.path.join(OUT, "pretokenize.json"), "w"), ensure_ascii=False)
     print(f"{len(texts)} texts, {sum(map(len, ids))} GPT-2 tokens")
+
+    # (ii) A tokenizer trained by HF: Fledge must load its tokenizer.json and give the same ids.
+    milton = os.path.join(SHARED, "corpora", "milton.txt")
+    hf_bpe = Tokenizer(models.BPE())
+    hf_bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf_bpe.decoder = decoders.ByteLevel()
+    from tokenizers import trainers
+    hf_bpe.train([milton], trainers.BpeTrainer(vocab_size=2000, min_frequency=2, show_progress=False,
+                                               special_tokens=["<pad>", "<unk>", "<bos>", "<eos>"],
+                                               initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    hf_bpe.save(os.path.join(OUT, "hf_bpe.json"))
+    json.dump([hf_bpe.encode(t).ids for t in texts], open(os.path.join(OUT, "hf_bpe_ids.json"), "w"))
+
+    # (iii) A tokenizer.json written by Fledge must load in HF and encode as Fledge does.
+    fledge = os.path.join(ROOT, ".build", "release", "fledge")
+    if os.path.exists(fledge):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "tokenizer.json")
+            subprocess.run([fledge, "tokenizer", "train", "--input", milton, "--vocab-size", "2000", "--output", path],
+                           check=True, capture_output=True)
+            loaded = Tokenizer.from_file(path)
+            same = 0
+            for text in texts:
+                theirs = loaded.encode(text).ids
+                ours = [int(x) for x in subprocess.run([fledge, "tokenizer", "encode", "--tokenizer", path, "--text", text],
+                                                        check=True, capture_output=True, text=True).stdout.split()]
+                assert theirs == ours, f"HF reads Fledge's tokenizer.json differently on {text[:40]!r}"
+                same += 1
+            print(f"HF tokenizers loads Fledge's tokenizer.json and encodes all {same} texts identically")
+    else:
+        print("(build Fledge in release mode to check that HF loads Fledge's tokenizer.json)")
 
 
 if __name__ == "__main__":

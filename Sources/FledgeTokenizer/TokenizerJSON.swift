@@ -1,0 +1,210 @@
+// TokenizerJSON: Hugging Face `tokenizer.json` for byte-level BPE (model "BPE" with a "ByteLevel"
+// pre-tokenizer, or the cl100k pattern as Sequence[Split(Regex), ByteLevel(use_regex: false)]), so that HF
+// `tokenizers`/`transformers` load Fledge's files and Fledge loads theirs. Format: the tokenizers library's
+// serialisation (`Tokenizer.to_str()`), version "1.0". Parts Fledge cannot honour (normalizers, other
+// models or pre-tokenizers) are refused with the field named, never silently ignored.
+
+import Foundation
+
+/// Reading and writing Hugging Face tokenizer.json files.
+public enum TokenizerJSON {
+    static let cl100kPattern =
+        #"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"#
+
+    /// The tokenizer.json text of a byte-level BPE tokenizer.
+    public static func data(for tokenizer: BPETokenizer) throws -> Data {
+        var vocab: [String: Int] = [:]
+        let specialIDs = Set(tokenizer.specialTokens.tokens.map(\.id))
+        for (id, bytes) in tokenizer.tokenBytes.enumerated() {
+            let text = specialIDs.contains(Int32(id)) ? String(decoding: bytes, as: UTF8.self) : ByteLevel.encode(bytes)
+            vocab[text] = id
+        }
+        let merges = tokenizer.merges.map {
+            [
+                ByteLevel.encode(tokenizer.tokenBytes[Int($0.left)]),
+                ByteLevel.encode(tokenizer.tokenBytes[Int($0.right)]),
+            ]
+        }
+        let addedTokens: [[String: Any]] = tokenizer.specialTokens.tokens.sorted { $0.id < $1.id }.map {
+            [
+                "id": Int($0.id), "content": $0.text, "single_word": false, "lstrip": false, "rstrip": false,
+                "normalized": false, "special": true,
+            ]
+        }
+        let byteLevel: [String: Any] = [
+            "type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true,
+        ]
+        let preTokenizer: Any
+        switch tokenizer.preTokenizer {
+        case .gpt2:
+            preTokenizer = byteLevel
+        case .cl100k:
+            preTokenizer = [
+                "type": "Sequence",
+                "pretokenizers": [
+                    ["type": "Split", "pattern": ["Regex": cl100kPattern], "behavior": "Isolated", "invert": false],
+                    ["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false],
+                ],
+            ]
+        case .whitespace:
+            throw TokenizerError(
+                "a byte-level BPE tokenizer with the whitespace pre-tokenizer has no tokenizer.json form",
+                hint: "use the gpt2 or cl100k pre-tokenizer for byte-level BPE.")
+        }
+        let object: [String: Any] = [
+            "version": "1.0", "truncation": NSNull(), "padding": NSNull(), "added_tokens": addedTokens,
+            "normalizer": NSNull(), "pre_tokenizer": preTokenizer, "post_processor": NSNull(),
+            "decoder": ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true],
+            "model": [
+                "type": "BPE", "dropout": NSNull(), "unk_token": NSNull(), "continuing_subword_prefix": NSNull(),
+                "end_of_word_suffix": NSNull(), "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                "vocab": vocab, "merges": merges,
+            ],
+        ]
+        return try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
+    }
+
+    /// Writes `tokenizer` to `url` atomically (temporary file + rename).
+    public static func write(_ tokenizer: BPETokenizer, to url: URL) throws {
+        let data = try data(for: tokenizer)
+        let temporary = url.deletingLastPathComponent().appendingPathComponent(
+            ".\(url.lastPathComponent).tmp-\(getpid())")
+        do {
+            try data.write(to: temporary)
+            if rename(temporary.path, url.path) != 0 { throw TokenizerError("rename failed", hint: "") }
+        } catch {
+            try? FileManager.default.removeItem(at: temporary)
+            throw TokenizerError(
+                "cannot write \(url.path): \(error)",
+                hint: "check the folder exists, is writable and the disk has space.")
+        }
+    }
+
+    /// Loads a byte-level BPE tokenizer.json.
+    public static func load(_ url: URL) throws -> BPETokenizer {
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw TokenizerError("cannot read \(url.path)", hint: "check the path of tokenizer.json.")
+        }
+        return try load(data, path: url.path)
+    }
+
+    /// Parses tokenizer.json `data` (`path` names it in errors).
+    public static func load(_ data: Data, path: String) throws -> BPETokenizer {
+        func fail(_ field: String, _ problem: String, _ hint: String) -> TokenizerError {
+            TokenizerError("\(path): field '\(field)' \(problem)", hint: hint)
+        }
+        guard let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw TokenizerError("\(path) is not a JSON object", hint: "pass a Hugging Face tokenizer.json file.")
+        }
+        guard let model = root["model"] as? [String: Any] else {
+            throw fail(
+                "model", "is missing", "pass a complete tokenizer.json (as written by tokenizers' Tokenizer.save).")
+        }
+        let type = model["type"] as? String ?? "BPE"
+        guard type == "BPE" else {
+            throw fail(
+                "model.type", "is \(type.debugDescription), which this loader does not support",
+                "use a BPE tokenizer.json (WordLevel files load with WordLevelTokenizer).")
+        }
+        if let normalizer = root["normalizer"] as? [String: Any] {
+            throw fail(
+                "normalizer",
+                "is \((normalizer["type"] as? String ?? "?").debugDescription); Fledge applies no normalizers",
+                "normalise text before tokenizing and remove the normalizer, or use a tokenizer without one.")
+        }
+        let preTokenizer = try preTokenizerKind(root["pre_tokenizer"], fail: fail)
+        guard let vocab = model["vocab"] as? [String: Int] else {
+            throw fail("model.vocab", "is missing or not an object of token → id", "pass a BPE tokenizer.json.")
+        }
+        var specials: [(text: String, id: Int32)] = []
+        var specialTexts: [Int: String] = [:]
+        for (index, entry) in ((root["added_tokens"] as? [[String: Any]]) ?? []).enumerated() {
+            guard let id = entry["id"] as? Int, let content = entry["content"] as? String, id >= 0 else {
+                throw fail(
+                    "added_tokens[\(index)]", "lacks an id or content", "each added token needs \"id\" and \"content\"."
+                )
+            }
+            specials.append((content, Int32(id)))
+            specialTexts[id] = content
+        }
+        let size = max((vocab.values.max() ?? -1), (specialTexts.keys.max() ?? -1)) + 1
+        var tokenBytes = [[UInt8]?](repeating: nil, count: size)
+        for (token, id) in vocab {
+            guard id >= 0 else {
+                throw fail("model.vocab", "has a negative id for \(token.debugDescription)", "ids start at 0.")
+            }
+            if let special = specialTexts[id] {
+                tokenBytes[id] = Array(special.utf8)
+            } else if let bytes = ByteLevel.decode(token) {
+                tokenBytes[id] = bytes
+            } else {
+                throw fail(
+                    "model.vocab", "has token \(token.debugDescription) outside the byte-level alphabet",
+                    "this loader reads byte-level BPE vocabularies (GPT-2 style).")
+            }
+        }
+        for (id, text) in specialTexts where tokenBytes[id] == nil { tokenBytes[id] = Array(text.utf8) }
+        guard let missing = tokenBytes.firstIndex(where: { $0 == nil }) else {
+            return try build(
+                tokenBytes.map { $0! }, vocab: vocab, model: model, preTokenizer: preTokenizer, specials: specials,
+                fail: fail)
+        }
+        throw fail(
+            "model.vocab", "has no token with id \(missing) (ids must be 0..<\(size) without gaps)",
+            "the file is damaged; re-save it with tokenizers.")
+    }
+
+    private static func build(
+        _ tokenBytes: [[UInt8]], vocab: [String: Int], model: [String: Any], preTokenizer: PreTokenizer,
+        specials: [(text: String, id: Int32)], fail: (String, String, String) -> TokenizerError
+    ) throws -> BPETokenizer {
+        var merges: [(left: Int32, right: Int32)] = []
+        for (index, entry) in ((model["merges"] as? [Any]) ?? []).enumerated() {
+            let pair: [String]
+            if let text = entry as? String {
+                pair = text.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+            } else {
+                pair = entry as? [String] ?? []
+            }
+            guard pair.count == 2, let left = vocab[pair[0]], let right = vocab[pair[1]] else {
+                throw fail(
+                    "model.merges[\(index)]", "is not a pair of tokens in the vocabulary",
+                    "the merges and vocabulary do not belong together.")
+            }
+            merges.append((Int32(left), Int32(right)))
+        }
+        return try BPETokenizer(
+            tokenBytes: tokenBytes, merges: merges, preTokenizer: preTokenizer, specialTokens: SpecialTokens(specials))
+    }
+
+    private static func preTokenizerKind(_ value: Any?, fail: (String, String, String) -> TokenizerError) throws
+        -> PreTokenizer
+    {
+        guard let object = value as? [String: Any], let type = object["type"] as? String else {
+            throw fail("pre_tokenizer", "is missing", "byte-level BPE needs a ByteLevel pre-tokenizer.")
+        }
+        if type == "ByteLevel" {
+            guard (object["use_regex"] as? Bool) ?? true else {
+                throw fail(
+                    "pre_tokenizer.use_regex", "is false with no Split before it",
+                    "use the ByteLevel pre-tokenizer with use_regex: true.")
+            }
+            if (object["add_prefix_space"] as? Bool) == true {
+                throw fail(
+                    "pre_tokenizer.add_prefix_space", "is true; Fledge does not add a prefix space",
+                    "set add_prefix_space to false.")
+            }
+            return .gpt2
+        }
+        if type == "Sequence", let parts = object["pretokenizers"] as? [[String: Any]], parts.count == 2,
+            parts[0]["type"] as? String == "Split",
+            (parts[0]["pattern"] as? [String: String])?["Regex"] == cl100kPattern,
+            parts[1]["type"] as? String == "ByteLevel"
+        {
+            return .cl100k
+        }
+        throw fail(
+            "pre_tokenizer", "is \(type.debugDescription), which Fledge does not implement",
+            "use ByteLevel (GPT-2 pattern) or the cl100k Split + ByteLevel sequence.")
+    }
+}

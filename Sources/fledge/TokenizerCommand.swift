@@ -1,0 +1,184 @@
+// `fledge tokenizer`: train a tokenizer on text files, encode and decode with one, and inspect one.
+
+import ArgumentParser
+import FledgeKit
+import Foundation
+
+/// The kinds of tokenizer `fledge tokenizer train` can make.
+enum TokenizerKind: String, ExpressibleByArgument, CaseIterable {
+    case bytelevelBPE = "bytelevel-bpe"
+}
+
+extension PreTokenizer: ExpressibleByArgument {}
+
+/// Loads a tokenizer from tokenizer.json, a .tiktoken file, or "gpt2" (the bundled GPT-2 vocabulary).
+func loadTokenizer(_ spec: String) throws -> BPETokenizer {
+    if spec == "gpt2" {
+        let folder = URL(fileURLWithPath: "data/tokenizers/gpt2")
+        return try BPETokenizer.loadGPT2(
+            encoder: folder.appendingPathComponent("encoder.json"), merges: folder.appendingPathComponent("vocab.bpe"))
+    }
+    let url = URL(fileURLWithPath: spec)
+    return url.pathExtension == "tiktoken" ? try BPETokenizer.loadTiktoken(url) : try TokenizerJSON.load(url)
+}
+
+struct TokenizerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokenizer", abstract: "Train, use and inspect tokenizers.",
+        subcommands: [Train.self, Encode.self, Decode.self, Info.self])
+
+    struct Train: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Train a tokenizer on text files and write tokenizer.json.")
+
+        @Option(name: .long, parsing: .upToNextOption, help: "Text files to train on.") var input: [String]
+        @Option(help: "Tokenizer kind.") var kind: TokenizerKind = .bytelevelBPE
+        @Option(help: "Vocabulary size, special tokens and the 256 bytes included.") var vocabSize: Int = 8192
+        @Option(help: "Pairs seen fewer times are not merged.") var minFrequency: Int = 2
+        @Option(help: "Comma-separated special tokens (ids 0, 1, ...).") var specialTokens = "<pad>,<unk>,<bos>,<eos>"
+        @Option(help: "Pre-tokenizer: gpt2 or cl100k.") var preTokenizer: PreTokenizer = .gpt2
+        @Option(help: "Output tokenizer.json.") var output = "tokenizer.json"
+        @OptionGroup var threading: ThreadOptions
+
+        func validate() throws {
+            guard !input.isEmpty else { throw ValidationError("give at least one --input file.") }
+            guard minFrequency >= 1 else { throw ValidationError("--min-frequency must be at least 1.") }
+            guard preTokenizer != .whitespace else {
+                throw ValidationError("byte-level BPE needs --pre-tokenizer gpt2 or cl100k.")
+            }
+        }
+
+        func run() throws {
+            var config = BPETrainingConfig(vocabularySize: vocabSize)
+            config.minimumFrequency = minFrequency
+            config.preTokenizer = preTokenizer
+            config.specialTokens = specialTokens.split(separator: ",").map { String($0) }.filter { !$0.isEmpty }
+            config.threads = threading.threads
+            let start = Date()
+            let progress = ProgressLine()
+            do {
+                let tokenizer = try BPETrainer(config: config).train(files: input.map { URL(fileURLWithPath: $0) }) {
+                    event in
+                    switch event {
+                    case .counted(let bytes, let words):
+                        let mb = Double(bytes) / 1e6
+                        progress.update(
+                            String(
+                                format: "counting: %.1f MB, %d distinct words, %.1f MB/s", mb, words,
+                                mb / max(1e-9, Date().timeIntervalSince(start))))
+                    case .merged(let merges, let total):
+                        progress.update("merging: \(merges)/\(total)")
+                    }
+                }
+                progress.finish()
+                try TokenizerJSON.write(tokenizer, to: URL(fileURLWithPath: output))
+                print(
+                    String(
+                        format: "wrote %@: %d tokens (%d merges) in %.1f s", output, tokenizer.vocabularySize,
+                        tokenizer.merges.count, Date().timeIntervalSince(start)))
+            } catch {
+                progress.finish()
+                exitWithError(error)
+            }
+        }
+    }
+
+    struct Encode: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the token ids of a text.")
+
+        @Option(help: "tokenizer.json, a .tiktoken file, or gpt2.") var tokenizer = "gpt2"
+        @Option(help: "Text to encode (else --input, else standard input).") var text: String?
+        @Option(help: "A file to encode.") var input: String?
+        @Flag(help: "Turn special-token strings in the text into their ids.") var allowSpecial = false
+
+        func run() throws {
+            do {
+                let tok = try loadTokenizer(tokenizer)
+                let bytes: [UInt8]
+                if let text {
+                    bytes = Array(text.utf8)
+                } else if let input {
+                    guard let data = FileManager.default.contents(atPath: input) else {
+                        throw TokenizerError("cannot read \(input)", hint: "check the path.")
+                    }
+                    bytes = Array(data)
+                } else {
+                    bytes = Array(FileHandle.standardInput.readDataToEndOfFile())
+                }
+                print(tok.encode(bytes: bytes, allowSpecial: allowSpecial).map(String.init).joined(separator: " "))
+            } catch { exitWithError(error) }
+        }
+    }
+
+    struct Decode: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the text of token ids.")
+
+        @Option(help: "tokenizer.json, a .tiktoken file, or gpt2.") var tokenizer = "gpt2"
+        @Argument(help: "Token ids.") var ids: [Int32]
+
+        func run() throws {
+            do {
+                FileHandle.standardOutput.write(Data(try loadTokenizer(tokenizer).decodeBytes(ids)))
+                print()
+            } catch { exitWithError(error) }
+        }
+    }
+
+    struct Info: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Vocabulary size and special tokens; with --input, compression and the most frequent tokens.")
+
+        @Option(help: "tokenizer.json, a .tiktoken file, or gpt2.") var tokenizer = "gpt2"
+        @Option(help: "A text file to measure.") var input: String?
+        @Option(help: "How many frequent tokens to list.") var top = 20
+
+        func run() throws {
+            do {
+                let tok = try loadTokenizer(tokenizer)
+                print(
+                    "vocabulary size: \(tok.vocabularySize)  (\(tok.merges.count) merges, pre-tokenizer \(tok.preTokenizer.rawValue))"
+                )
+                let specials = tok.specialTokens.tokens.sorted { $0.id < $1.id }.map { "\($0.text)=\($0.id)" }
+                print("special tokens: \(specials.isEmpty ? "none" : specials.joined(separator: " "))")
+                guard let input else { return }
+                guard let data = FileManager.default.contents(atPath: input) else {
+                    throw TokenizerError("cannot read \(input)", hint: "check the path.")
+                }
+                let start = Date()
+                let ids = tok.encode(bytes: Array(data))
+                let seconds = Date().timeIntervalSince(start)
+                print(
+                    String(
+                        format: "%@: %d bytes, %d tokens, %.3f bytes per token (%.1f MB/s)", input, data.count,
+                        ids.count,
+                        Double(data.count) / Double(max(1, ids.count)), Double(data.count) / 1e6 / max(seconds, 1e-9)))
+                var counts = [Int](repeating: 0, count: tok.vocabularySize)
+                for id in ids { counts[Int(id)] += 1 }
+                print("most frequent tokens:")
+                for id in counts.indices.sorted(by: { counts[$0] > counts[$1] }).prefix(top) where counts[id] > 0 {
+                    let text = String(decoding: try tok.decodeBytes([Int32(id)]), as: UTF8.self)
+                    print(
+                        String(
+                            format: "  %6d  %8d  %5.2f%%  %@", id, counts[id],
+                            100 * Double(counts[id]) / Double(ids.count), text.debugDescription))
+                }
+            } catch { exitWithError(error) }
+        }
+    }
+}
+
+/// A single status line on standard error, redrawn in place (only when it is a terminal).
+final class ProgressLine {
+    private let live = isatty(2) != 0
+    private var last = Date.distantPast
+
+    func update(_ text: String) {
+        guard live, Date().timeIntervalSince(last) > 0.1 else { return }
+        last = Date()
+        FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8))
+    }
+
+    func finish() {
+        if live { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+    }
+}

@@ -1,0 +1,68 @@
+// Hugging Face tokenizer.json: a file trained and saved by HF tokenizers loads and encodes exactly as HF
+// does; Fledge's own files round-trip; malformed or unsupported files are refused naming the field.
+// (The other direction — HF loading Fledge's file — is checked by Scripts/make_tokenizer_reference.py.)
+
+import FledgeTokenizer
+import Foundation
+import Testing
+
+struct TokenizerJSONTests {
+    static let hfFile = Bundle.module.url(forResource: "hf_bpe", withExtension: "json", subdirectory: "Fixtures")!
+
+    @Test func hfTrainedTokenizerEncodesLikeHF() throws {
+        let tokenizer = try TokenizerJSON.load(Self.hfFile)
+        let expected = try TokenizerFixtures.json("hf_bpe_ids", as: [[Int32]].self)
+        #expect(tokenizer.vocabularySize == 2000)
+        #expect(tokenizer.specialTokens.id("<eos>") == 3)
+        let actual = TokenizerFixtures.texts.map { tokenizer.encode($0) }
+        #expect(actual == expected)
+    }
+
+    @Test(arguments: [PreTokenizer.gpt2, .cl100k])
+    func fledgeFilesRoundTrip(preTokenizer: PreTokenizer) throws {
+        var config = BPETrainingConfig(vocabularySize: 700)
+        config.preTokenizer = preTokenizer
+        let trained = try BPETrainer(config: config).train(texts: TokenizerFixtures.texts)
+        let loaded = try TokenizerJSON.load(try TokenizerJSON.data(for: trained), path: "memory")
+        #expect(loaded.tokenBytes == trained.tokenBytes)
+        #expect(loaded.preTokenizer == preTokenizer)
+        #expect(loaded.specialTokens == trained.specialTokens)
+        for text in TokenizerFixtures.texts.prefix(20) { #expect(loaded.encode(text) == trained.encode(text)) }
+    }
+
+    @Test func gpt2RoundTripsThroughTokenizerJSON() throws {
+        let gpt2 = TokenizerFixtures.gpt2
+        let loaded = try TokenizerJSON.load(try TokenizerJSON.data(for: gpt2), path: "memory")
+        #expect(loaded.vocabularySize == 50257)
+        let text = TokenizerFixtures.texts[0]
+        #expect(loaded.encode(text) == gpt2.encode(text))
+    }
+
+    @Test func malformedFilesNameTheField() throws {
+        var object = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.hfFile)) as! [String: Any]
+        func message(_ o: [String: Any]) -> String {
+            do {
+                _ = try TokenizerJSON.load(try JSONSerialization.data(withJSONObject: o), path: "tokenizer.json")
+                return ""
+            } catch { return "\(error)" }
+        }
+        #expect(message(object) == "")
+        var model = object["model"] as! [String: Any]
+        model["type"] = "Unigram"
+        object["model"] = model
+        #expect(message(object).contains("'model.type'"))
+        model["type"] = "BPE"
+        model["merges"] = [["zz_unknown", "t"]]
+        object["model"] = model
+        #expect(message(object).contains("model.merges[0]"))
+        model["merges"] = []
+        object["model"] = model
+        object["normalizer"] = ["type": "NFC"]
+        #expect(message(object).contains("'normalizer'"))
+        object["normalizer"] = NSNull()
+        object["pre_tokenizer"] = ["type": "Metaspace"]
+        #expect(message(object).contains("Metaspace"))
+        #expect(throws: TokenizerError.self) { try TokenizerJSON.load(Data("[1, 2]".utf8), path: "x.json") }
+        #expect(throws: TokenizerError.self) { try TokenizerJSON.load(URL(fileURLWithPath: "/no/tokenizer.json")) }
+    }
+}
