@@ -7,7 +7,7 @@ import Foundation
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Benchmarks.", subcommands: [Train.self])
+        commandName: "bench", abstract: "Benchmarks.", subcommands: [Train.self, TokenizerBench.self])
 
     struct Train: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -46,6 +46,43 @@ struct BenchCommand: ParsableCommand {
             }
             let json = try JSONEncoder().encode(["fledge": results])
             print(String(decoding: json, as: UTF8.self))
+        }
+    }
+
+    struct TokenizerBench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "tokenizer",
+            abstract: "Time BPE training and encoding; report compression on held-out text (table + JSON line).")
+
+        @Option(help: "Text to train on (~10 MB).") var train: String
+        @Option(help: "Held-out text for compression.") var heldOut: String
+        @Option(help: "Text to encode (default: the training text).") var encode: String?
+        @Option(help: "Vocabulary for encoding: tokenizer.json, .tiktoken, or gpt2.") var tokenizer = "gpt2"
+        @Option(help: "Vocabulary size to train.") var vocabSize = 8192
+        @Option(help: "Repetitions (medians are reported).") var rounds = 3
+        @Option(help: "Write the trained tokenizer.json here.") var output: String?
+        @OptionGroup var threading: ThreadOptions
+
+        func run() throws {
+            do {
+                let r = try TokenizerBenchmark.run(
+                    trainingFile: URL(fileURLWithPath: train), heldOutFile: URL(fileURLWithPath: heldOut),
+                    encodeFile: URL(fileURLWithPath: encode ?? train), encoder: try loadTokenizer(tokenizer),
+                    vocabularySize: vocabSize, threads: threading.threads, rounds: rounds,
+                    savingTrainedTo: output.map { URL(fileURLWithPath: $0) })
+                print("fledge bench tokenizer: \(threading.threads) threads, median of \(rounds)")
+                print(
+                    String(
+                        format: "train BPE (vocab %d)        %8.2f s", r.trainedVocabularySize, r.trainingMedianSeconds)
+                )
+                print(String(format: "held-out bytes per token      %8.3f", r.heldOutBytesPerToken))
+                print(String(format: "encode, 1 thread              %8.1f MB/s", r.encodeMBPerSecondOneThread))
+                print(
+                    String(
+                        format: "encode, batch (%d threads)     %8.1f MB/s", threading.threads, r.encodeMBPerSecondBatch
+                    ))
+                print(String(decoding: try JSONEncoder().encode(["fledge": r]), as: UTF8.self))
+            } catch { exitWithError(error) }
         }
     }
 }

@@ -77,3 +77,21 @@ struct RoundTripTests {
         }
     }
 }
+
+struct BatchEncodingTests {
+    @Test func batchEncodingEqualsOneByOne() {
+        let tokenizer = TokenizerFixtures.gpt2
+        let texts = TokenizerFixtures.texts.map { Array($0.utf8) }
+        let batch = tokenizer.encodeBatch(texts, threads: 3)
+        #expect(batch == texts.map { tokenizer.encode(bytes: $0) })
+    }
+
+    @Test func splittingAtLinesKeepsEveryByte() {
+        let text = Array(TokenizerFixtures.texts.joined(separator: "\n").utf8)
+        for parts in [1, 2, 7] {
+            let pieces = BPETokenizer.splitAtLines(text, parts: parts)
+            #expect(Array(pieces.joined()) == text)
+            #expect(pieces.dropLast().allSatisfy { $0.last == UInt8(ascii: "\n") })
+        }
+    }
+}
