@@ -7,6 +7,8 @@ Tests/FledgeTokenizerTests/Fixtures/
   pretokenize.json    the pieces of every text under the GPT-2 and cl100k patterns (Python `regex`)
   hf_bpe.json         a byte-level BPE tokenizer.json trained by HF tokenizers on milton.txt (vocab 2000)
   hf_bpe_ids.json     its ids of every text (Fledge must load the file and produce the same)
+  hf_word.json        a WordLevel tokenizer.json (Whitespace, Lowercase) trained by HF on milton.txt
+  hf_word_ids.json    its ids of every text
 and, when .build/release/fledge exists, checks the other direction: a tokenizer.json written by
 `fledge tokenizer train` loads in HF tokenizers and encodes every text exactly as Fledge does.
 
@@ -21,7 +23,7 @@ import tempfile
 import regex
 import tiktoken
 from tiktoken.load import load_tiktoken_bpe
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(ROOT, "..", "shared")
@@ -92,6 +94,14 @@ def main():
                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     hf_bpe.save(os.path.join(OUT, "hf_bpe.json"))
     json.dump([hf_bpe.encode(t).ids for t in texts], open(os.path.join(OUT, "hf_bpe_ids.json"), "w"))
+
+    hf_word = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    hf_word.normalizer = normalizers.Lowercase()
+    hf_word.pre_tokenizer = pre_tokenizers.Whitespace()
+    hf_word.train([milton], trainers.WordLevelTrainer(vocab_size=3000, min_frequency=1, show_progress=False,
+                                                      special_tokens=["<pad>", "<unk>", "<bos>", "<eos>"]))
+    hf_word.save(os.path.join(OUT, "hf_word.json"))
+    json.dump([hf_word.encode(t).ids for t in texts], open(os.path.join(OUT, "hf_word_ids.json"), "w"))
 
     # (iii) A tokenizer.json written by Fledge must load in HF and encode as Fledge does.
     fledge = os.path.join(ROOT, ".build", "release", "fledge")

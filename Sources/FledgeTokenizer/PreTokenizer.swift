@@ -3,7 +3,7 @@
 //   gpt2:   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+      (openai/gpt-2)
 //   cl100k: '(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|
 //           \s+(?!\S)|\s+                                                                       (tiktoken)
-//   whitespace: \w+|[^\w\s]+   (Hugging Face `Whitespace`, with \w = letters, numbers, marks, _)
+//   whitespace: \w+|[^\w\s]+   (Hugging Face `Whitespace`; \w as in UTS #18, see `isWordScalar`)
 // \s is the Unicode White_Space property, \p{L} letters, \p{N} numbers, as in tiktoken's Rust regex.
 // Pieces are byte ranges of the UTF-8 input.
 
@@ -223,12 +223,16 @@ struct ScalarScanner {
         }
     }
 
-    /// \w: letters, numbers, combining marks and underscore.
+    /// \w as Unicode regexes define it (UTS #18; Rust's regex, which HF tokenizers uses): Alphabetic, Mark,
+    /// Decimal_Number, Connector_Punctuation and Join_Control — so "²" and "½" are not word characters
+    /// but a zero-width joiner is.
     static func isWordScalar(_ c: ScalarClass, _ value: UInt32) -> Bool {
-        if c == .letter || c == .number || value == 0x5F { return true }
-        guard c == .other, value >= 0x300, let s = Unicode.Scalar(value) else { return false }
-        switch s.properties.generalCategory {
-        case .nonspacingMark, .spacingMark, .enclosingMark, .connectorPunctuation: return true
+        if value < 0x80 { return c == .letter || (c == .number) || value == 0x5F }
+        guard let s = Unicode.Scalar(value) else { return false }
+        let p = s.properties
+        if p.isAlphabetic || p.isJoinControl { return true }
+        switch p.generalCategory {
+        case .decimalNumber, .nonspacingMark, .spacingMark, .enclosingMark, .connectorPunctuation: return true
         default: return false
         }
     }

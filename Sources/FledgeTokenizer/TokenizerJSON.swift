@@ -64,22 +64,6 @@ public enum TokenizerJSON {
         return try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
     }
 
-    /// Writes `tokenizer` to `url` atomically (temporary file + rename).
-    public static func write(_ tokenizer: BPETokenizer, to url: URL) throws {
-        let data = try data(for: tokenizer)
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(
-            ".\(url.lastPathComponent).tmp-\(getpid())")
-        do {
-            try data.write(to: temporary)
-            if rename(temporary.path, url.path) != 0 { throw TokenizerError("rename failed", hint: "") }
-        } catch {
-            try? FileManager.default.removeItem(at: temporary)
-            throw TokenizerError(
-                "cannot write \(url.path): \(error)",
-                hint: "check the folder exists, is writable and the disk has space.")
-        }
-    }
-
     /// Loads a byte-level BPE tokenizer.json.
     public static func load(_ url: URL) throws -> BPETokenizer {
         guard let data = FileManager.default.contents(atPath: url.path) else {

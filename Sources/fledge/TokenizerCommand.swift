@@ -7,11 +7,18 @@ import Foundation
 /// The kinds of tokenizer `fledge tokenizer train` can make.
 enum TokenizerKind: String, ExpressibleByArgument, CaseIterable {
     case bytelevelBPE = "bytelevel-bpe"
+    case word
 }
 
 extension PreTokenizer: ExpressibleByArgument {}
 
-/// Loads a tokenizer from tokenizer.json, a .tiktoken file, or "gpt2" (the bundled GPT-2 vocabulary).
+/// Loads a tokenizer from tokenizer.json (BPE or WordLevel), a .tiktoken file, or "gpt2".
+func loadAnyTokenizer(_ spec: String) throws -> any Tokenizer {
+    spec == "gpt2" || spec.hasSuffix(".tiktoken")
+        ? try loadTokenizer(spec) : try TokenizerJSON.loadAny(URL(fileURLWithPath: spec))
+}
+
+/// Loads a byte-level BPE tokenizer from tokenizer.json, a .tiktoken file, or "gpt2" (the bundled GPT-2 vocabulary).
 func loadTokenizer(_ spec: String) throws -> BPETokenizer {
     if spec == "gpt2" {
         let folder = URL(fileURLWithPath: "data/tokenizers/gpt2")
@@ -33,7 +40,12 @@ struct TokenizerCommand: ParsableCommand {
 
         @Option(name: .long, parsing: .upToNextOption, help: "Text files to train on.") var input: [String]
         @Option(help: "Tokenizer kind.") var kind: TokenizerKind = .bytelevelBPE
-        @Option(help: "Vocabulary size, special tokens and the 256 bytes included.") var vocabSize: Int = 8192
+        @Option(
+            help:
+                "Vocabulary size, special tokens (and for BPE the 256 bytes) included; default 8192 (BPE), 30000 (word)."
+        )
+        var vocabSize: Int?
+        @Flag(help: "Lower-case text before counting words (word-level only).") var lowercase = false
         @Option(help: "Pairs seen fewer times are not merged.") var minFrequency: Int = 2
         @Option(help: "Comma-separated special tokens (ids 0, 1, ...).") var specialTokens = "<pad>,<unk>,<bos>,<eos>"
         @Option(help: "Pre-tokenizer: gpt2 or cl100k.") var preTokenizer: PreTokenizer = .gpt2
@@ -49,7 +61,8 @@ struct TokenizerCommand: ParsableCommand {
         }
 
         func run() throws {
-            var config = BPETrainingConfig(vocabularySize: vocabSize)
+            if kind == .word { return trainWordLevel() }
+            var config = BPETrainingConfig(vocabularySize: vocabSize ?? 8192)
             config.minimumFrequency = minFrequency
             config.preTokenizer = preTokenizer
             config.specialTokens = specialTokens.split(separator: ",").map { String($0) }.filter { !$0.isEmpty }
@@ -81,6 +94,22 @@ struct TokenizerCommand: ParsableCommand {
                 exitWithError(error)
             }
         }
+
+        func trainWordLevel() {
+            let start = Date()
+            let specials = specialTokens.split(separator: ",").map(String.init).filter { !$0.isEmpty }
+            do {
+                let tokenizer = try WordLevelTokenizer.train(
+                    files: input.map { URL(fileURLWithPath: $0) }, vocabularySize: vocabSize ?? 30_000,
+                    minimumFrequency: minFrequency, lowercase: lowercase, specialTokens: specials,
+                    unknownToken: specials.first { $0.contains("unk") } ?? "<unk>")
+                try TokenizerJSON.write(tokenizer, to: URL(fileURLWithPath: output))
+                print(
+                    String(
+                        format: "wrote %@: %d words in %.1f s", output, tokenizer.vocabularySize,
+                        Date().timeIntervalSince(start)))
+            } catch { exitWithError(error) }
+        }
     }
 
     struct Encode: ParsableCommand {
@@ -93,7 +122,7 @@ struct TokenizerCommand: ParsableCommand {
 
         func run() throws {
             do {
-                let tok = try loadTokenizer(tokenizer)
+                let tok = try loadAnyTokenizer(tokenizer)
                 let bytes: [UInt8]
                 if let text {
                     bytes = Array(text.utf8)
@@ -118,7 +147,7 @@ struct TokenizerCommand: ParsableCommand {
 
         func run() throws {
             do {
-                FileHandle.standardOutput.write(Data(try loadTokenizer(tokenizer).decodeBytes(ids)))
+                FileHandle.standardOutput.write(Data(try loadAnyTokenizer(tokenizer).decodeBytes(ids)))
                 print()
             } catch { exitWithError(error) }
         }
@@ -134,10 +163,14 @@ struct TokenizerCommand: ParsableCommand {
 
         func run() throws {
             do {
-                let tok = try loadTokenizer(tokenizer)
-                print(
-                    "vocabulary size: \(tok.vocabularySize)  (\(tok.merges.count) merges, pre-tokenizer \(tok.preTokenizer.rawValue))"
-                )
+                let tok = try loadAnyTokenizer(tokenizer)
+                if let bpe = tok as? BPETokenizer {
+                    print(
+                        "vocabulary size: \(tok.vocabularySize)  (byte-level BPE, \(bpe.merges.count) merges, pre-tokenizer \(bpe.preTokenizer.rawValue))"
+                    )
+                } else {
+                    print("vocabulary size: \(tok.vocabularySize)  (word-level)")
+                }
                 let specials = tok.specialTokens.tokens.sorted { $0.id < $1.id }.map { "\($0.text)=\($0.id)" }
                 print("special tokens: \(specials.isEmpty ? "none" : specials.joined(separator: " "))")
                 guard let input else { return }
@@ -145,7 +178,7 @@ struct TokenizerCommand: ParsableCommand {
                     throw TokenizerError("cannot read \(input)", hint: "check the path.")
                 }
                 let start = Date()
-                let ids = tok.encode(bytes: Array(data))
+                let ids = tok.encode(bytes: Array(data), allowSpecial: false)
                 let seconds = Date().timeIntervalSince(start)
                 print(
                     String(

@@ -66,3 +66,37 @@ struct TokenizerJSONTests {
         #expect(throws: TokenizerError.self) { try TokenizerJSON.load(URL(fileURLWithPath: "/no/tokenizer.json")) }
     }
 }
+
+struct WordLevelTests {
+    @Test func hfWordLevelFileEncodesLikeHF() throws {
+        let url = Bundle.module.url(forResource: "hf_word", withExtension: "json", subdirectory: "Fixtures")!
+        let tokenizer = try TokenizerJSON.loadWordLevel(Data(contentsOf: url), path: url.path)
+        let expected = try TokenizerFixtures.json("hf_word_ids", as: [[Int32]].self)
+        #expect(tokenizer.vocabularySize == 3000 && tokenizer.lowercase)
+        var mismatches = 0
+        for (text, ids) in zip(TokenizerFixtures.texts, expected) where tokenizer.encode(text) != ids {
+            mismatches += 1
+            if mismatches <= 3 {
+                Issue.record(
+                    "\(text.prefix(50).debugDescription): \(tokenizer.encode(text).prefix(10)) vs \(ids.prefix(10))")
+            }
+        }
+        #expect(mismatches == 0)
+    }
+
+    @Test func trainingKeepsFrequentWordsAndSplitsPunctuation() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("words-\(UUID().uuidString).txt")
+        try "The cat sat. The cat ran! A dog sat, the DOG ran.".write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let tokenizer = try WordLevelTokenizer.train(files: [file], vocabularySize: 10, lowercase: true)
+        #expect(Array(tokenizer.words.prefix(5)) == ["<pad>", "<unk>", "<bos>", "<eos>", "the"])
+        #expect(tokenizer.vocabularySize == 10)
+        let ids = tokenizer.encode("The cat flew.")
+        #expect(ids.count == 4)  // the, cat, <unk>, .
+        #expect(ids[2] == 1)
+        #expect(try tokenizer.decode(ids) == "the cat <unk> .")
+        let roundTrip = try TokenizerJSON.loadWordLevel(try TokenizerJSON.data(for: tokenizer), path: "memory")
+        #expect(roundTrip.words == tokenizer.words && roundTrip.lowercase)
+        #expect(throws: TokenizerError.self) { try WordLevelTokenizer.train(files: [file], vocabularySize: 4) }
+    }
+}
