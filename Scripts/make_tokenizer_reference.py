@@ -9,6 +9,8 @@ Tests/FledgeTokenizerTests/Fixtures/
   hf_bpe_ids.json     its ids of every text (Fledge must load the file and produce the same)
   hf_word.json        a WordLevel tokenizer.json (Whitespace, Lowercase) trained by HF on milton.txt
   hf_word_ids.json    its ids of every text
+  hf_char_bpe.json    a BPE tokenizer.json as in the HF tutorial (Whitespace, [UNK], character-level), milton.txt
+  hf_char_bpe_ids.json its ids of every text
 and, when .build/release/fledge exists, checks the other direction: a tokenizer.json written by
 `fledge tokenizer train` loads in HF tokenizers and encodes every text exactly as Fledge does.
 
@@ -103,22 +105,30 @@ def main():
     hf_word.save(os.path.join(OUT, "hf_word.json"))
     json.dump([hf_word.encode(t).ids for t in texts], open(os.path.join(OUT, "hf_word_ids.json"), "w"))
 
+    hf_char = Tokenizer(models.BPE(unk_token="[UNK]"))
+    hf_char.pre_tokenizer = pre_tokenizers.Whitespace()
+    hf_char.train([milton], trainers.BpeTrainer(vocab_size=2000, show_progress=False,
+                                                special_tokens=["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]))
+    hf_char.save(os.path.join(OUT, "hf_char_bpe.json"))
+    json.dump([hf_char.encode(t).ids for t in texts], open(os.path.join(OUT, "hf_char_bpe_ids.json"), "w"))
+
     # (iii) A tokenizer.json written by Fledge must load in HF and encode as Fledge does.
     fledge = os.path.join(ROOT, ".build", "release", "fledge")
     if os.path.exists(fledge):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "tokenizer.json")
-            subprocess.run([fledge, "tokenizer", "train", "--input", milton, "--vocab-size", "2000", "--output", path],
-                           check=True, capture_output=True)
-            loaded = Tokenizer.from_file(path)
-            same = 0
-            for text in texts:
-                theirs = loaded.encode(text).ids
-                ours = [int(x) for x in subprocess.run([fledge, "tokenizer", "encode", "--tokenizer", path, "--text", text],
-                                                        check=True, capture_output=True, text=True).stdout.split()]
-                assert theirs == ours, f"HF reads Fledge's tokenizer.json differently on {text[:40]!r}"
-                same += 1
-            print(f"HF tokenizers loads Fledge's tokenizer.json and encodes all {same} texts identically")
+        for kind, extra in [("bytelevel-bpe", []), ("bpe", []), ("word", ["--lowercase"])]:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "tokenizer.json")
+                subprocess.run([fledge, "tokenizer", "train", "--kind", kind, "--input", milton, "--vocab-size", "2000",
+                                "--output", path] + extra, check=True, capture_output=True)
+                loaded = Tokenizer.from_file(path)
+                same = 0
+                for text in texts:
+                    theirs = loaded.encode(text).ids
+                    ours = [int(x) for x in subprocess.run([fledge, "tokenizer", "encode", "--tokenizer", path, "--text", text],
+                                                            check=True, capture_output=True, text=True).stdout.split()]
+                    assert theirs == ours, f"HF reads Fledge's {kind} tokenizer.json differently on {text[:40]!r}"
+                    same += 1
+                print(f"HF tokenizers loads Fledge's {kind} tokenizer.json and encodes all {same} texts identically")
     else:
         print("(build Fledge in release mode to check that HF loads Fledge's tokenizer.json)")
 

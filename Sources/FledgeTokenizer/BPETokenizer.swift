@@ -3,7 +3,14 @@
 // first until none applies. Any input, invalid UTF-8 included, encodes and decodes back exactly.
 // Not here: training (BPETrainer.swift), files (BPETokenizer+Files.swift), special tokens (SpecialTokens.swift).
 
-/// A byte-level BPE tokenizer: vocabulary (id ↔ bytes), ranked merges, a pre-tokenizer, special tokens.
+/// What the merges start from: the 256 bytes (byte-level BPE, GPT-2), or the characters seen in training
+/// with an unknown token for the rest (Hugging Face's plain BPE with a Whitespace pre-tokenizer).
+public enum BPEAlphabet: Sendable, Equatable {
+    case bytes
+    case characters(unknown: Int32)
+}
+
+/// A BPE tokenizer: vocabulary (id ↔ bytes), ranked merges, a pre-tokenizer, special tokens.
 public final class BPETokenizer: @unchecked Sendable {
     /// Bytes of every token id (special tokens hold their text's UTF-8).
     public let tokenBytes: [[UInt8]]
@@ -11,10 +18,11 @@ public final class BPETokenizer: @unchecked Sendable {
     public let merges: [(left: Int32, right: Int32)]
     public let preTokenizer: PreTokenizer
     public let specialTokens: SpecialTokens
+    public let alphabet: BPEAlphabet
 
     /// (left << 32 | right) → (rank << 32 | merged id).
     let mergeTable: [UInt64: UInt64]
-    /// Id of each single byte.
+    /// Id of each single byte (character mode: of each ASCII character, else the unknown id).
     let byteTokens: [Int32]
     let idsByBytes: [[UInt8]: Int32]
 
@@ -25,12 +33,21 @@ public final class BPETokenizer: @unchecked Sendable {
     /// token, and every merge's result must be in the vocabulary.
     public init(
         tokenBytes: [[UInt8]], merges: [(left: Int32, right: Int32)], preTokenizer: PreTokenizer,
-        specialTokens: SpecialTokens = SpecialTokens()
+        specialTokens: SpecialTokens = SpecialTokens(), alphabet: BPEAlphabet = .bytes
     ) throws {
         var ids: [[UInt8]: Int32] = [:]
         for (id, bytes) in tokenBytes.enumerated() where ids[bytes] == nil { ids[bytes] = Int32(id) }
         var byteTokens = [Int32](repeating: -1, count: 256)
         for byte in 0..<256 {
+            if case .characters(let unknown) = alphabet {
+                guard unknown >= 0, Int(unknown) < tokenBytes.count else {
+                    throw TokenizerError(
+                        "the unknown token id \(unknown) is outside the vocabulary",
+                        hint: "set unk_token to a token of the vocabulary.")
+                }
+                byteTokens[byte] = byte < 0x80 ? ids[[UInt8(byte)]] ?? unknown : unknown
+                continue
+            }
             guard let id = ids[[UInt8(byte)]] else {
                 throw TokenizerError(
                     "the vocabulary has no token for byte 0x\(String(byte, radix: 16))",
@@ -56,6 +73,7 @@ public final class BPETokenizer: @unchecked Sendable {
         self.merges = merges
         self.preTokenizer = preTokenizer
         self.specialTokens = specialTokens
+        self.alphabet = alphabet
         self.mergeTable = table
         self.byteTokens = byteTokens
         self.idsByBytes = ids
@@ -67,7 +85,20 @@ public final class BPETokenizer: @unchecked Sendable {
     /// Appends the BPE ids of one piece (no special tokens inside) to `output`.
     func encodePiece(_ piece: UnsafeBufferPointer<UInt8>, into output: inout [Int32], scratch: inout [Int32]) {
         scratch.removeAll(keepingCapacity: true)
-        for byte in piece { scratch.append(byteTokens[Int(byte)]) }
+        switch alphabet {
+        case .bytes:
+            for byte in piece { scratch.append(byteTokens[Int(byte)]) }
+        case .characters(let unknown):
+            // One token per character: its id if the vocabulary has it, else the unknown token.
+            var i = 0
+            while i < piece.count {
+                let lead = piece[i]
+                let length = lead < 0x80 ? 1 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1
+                let end = min(piece.count, i + length)
+                scratch.append(length == 1 ? byteTokens[Int(lead)] : idsByBytes[Array(piece[i..<end])] ?? unknown)
+                i = end
+            }
+        }
         // Repeatedly merge the lowest-ranked adjacent pair, left to right among equals.
         while scratch.count > 1 {
             var bestRank = UInt64.max
@@ -138,10 +169,12 @@ public final class BPETokenizer: @unchecked Sendable {
         return output
     }
 
-    /// The bytes of `ids` joined. Throws for an id outside the vocabulary.
+    /// The bytes of `ids` joined (character mode: tokens joined by spaces, as HF decodes a BPE model without
+    /// a decoder). Throws for an id outside the vocabulary.
     public func decodeBytes(_ ids: [Int32]) throws -> [UInt8] {
         var bytes: [UInt8] = []
         for (position, id) in ids.enumerated() {
+            if case .characters = alphabet, position > 0 { bytes.append(0x20) }
             guard id >= 0, Int(id) < tokenBytes.count else {
                 throw TokenizerError(
                     "token id \(id) at position \(position) is outside the vocabulary (0..<\(tokenBytes.count))",

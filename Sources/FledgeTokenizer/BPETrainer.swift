@@ -97,27 +97,47 @@ public struct BPETrainer {
     /// Learns merges from word counts.
     func train(counts: WordCounts, progress: (BPETrainingProgress) -> Void) throws -> BPETokenizer {
         let specials = config.specialTokens
-        let base = specials.count + 256
-        guard config.vocabularySize >= base else {
-            throw TokenizerError(
-                "vocabulary size \(config.vocabularySize) is smaller than the 256 byte tokens plus \(specials.count) special tokens",
-                hint: "use --vocab-size \(base) or more (typical: 4096–32000).")
-        }
         guard !counts.table.isEmpty else {
             throw TokenizerError("the training input contains no text", hint: "pass non-empty text files.")
         }
-        // Ids: special tokens, then the 256 bytes in the order of their vocabulary characters (as HF sorts
-        // its initial alphabet), then one id per merge.
-        var tokenBytes: [[UInt8]] = specials.map { Array($0.utf8) }
-        let byteOrder = (0..<256).sorted { ByteLevel.characters[$0] < ByteLevel.characters[$1] }
-        var byteID = [Int32](repeating: 0, count: 256)
-        for byte in byteOrder {
-            byteID[byte] = Int32(tokenBytes.count)
-            tokenBytes.append([UInt8(byte)])
+        let characterLevel = config.preTokenizer == .whitespace
+        var alphabet = BPEAlphabet.bytes
+        if characterLevel {
+            guard let unknown = specials.firstIndex(where: { $0.lowercased().contains("unk") }) else {
+                throw TokenizerError(
+                    "character-level BPE needs an unknown token among the special tokens \(specials)",
+                    hint: "add one, e.g. --special-tokens \"<pad>,<unk>,<bos>,<eos>\".")
+            }
+            alphabet = .characters(unknown: Int32(unknown))
         }
-        // Words in sorted order, as id sequences.
+        // Ids: special tokens, then the initial alphabet in the order of its characters (as HF sorts it),
+        // then one id per merge. Byte-level: the 256 bytes; character-level: every character seen.
+        var tokenBytes: [[UInt8]] = specials.map { Array($0.utf8) }
         let sortedWords = counts.table.sorted { $0.key.lexicographicallyPrecedes($1.key) }
-        var words: [[Int32]] = sortedWords.map { $0.key.map { byteID[Int($0)] } }
+        var words: [[Int32]]
+        if characterLevel {
+            var characters = Set<Unicode.Scalar>()
+            for word in sortedWords { characters.formUnion(String(decoding: word.key, as: UTF8.self).unicodeScalars) }
+            var charID: [Unicode.Scalar: Int32] = [:]
+            for scalar in characters.sorted(by: { $0.value < $1.value }) {
+                charID[scalar] = Int32(tokenBytes.count)
+                tokenBytes.append(Array(String(scalar).utf8))
+            }
+            words = sortedWords.map { String(decoding: $0.key, as: UTF8.self).unicodeScalars.map { charID[$0]! } }
+        } else {
+            let byteOrder = (0..<256).sorted { ByteLevel.characters[$0] < ByteLevel.characters[$1] }
+            var byteID = [Int32](repeating: 0, count: 256)
+            for byte in byteOrder {
+                byteID[byte] = Int32(tokenBytes.count)
+                tokenBytes.append([UInt8(byte)])
+            }
+            words = sortedWords.map { $0.key.map { byteID[Int($0)] } }
+        }
+        guard config.vocabularySize >= tokenBytes.count else {
+            throw TokenizerError(
+                "vocabulary size \(config.vocabularySize) is smaller than the \(tokenBytes.count - specials.count) \(characterLevel ? "characters" : "byte tokens") of the alphabet plus \(specials.count) special tokens",
+                hint: "use --vocab-size \(tokenBytes.count) or more (typical: 4096–32000).")
+        }
         let frequency: [Int] = sortedWords.map(\.value)
         var pairCounts: [UInt64: Int] = [:]
         var pairWords: [UInt64: Set<Int32>] = [:]
@@ -185,7 +205,8 @@ public struct BPETrainer {
         progress(.merged(merges: merges.count, total: wanted))
         let specialTokens = SpecialTokens(specials.enumerated().map { ($0.element, Int32($0.offset)) })
         return try BPETokenizer(
-            tokenBytes: tokenBytes, merges: merges, preTokenizer: config.preTokenizer, specialTokens: specialTokens)
+            tokenBytes: tokenBytes, merges: merges, preTokenizer: config.preTokenizer, specialTokens: specialTokens,
+            alphabet: alphabet)
     }
 
     @inline(__always) static func key(_ a: Int32, _ b: Int32) -> UInt64 { UInt64(UInt32(a)) << 32 | UInt64(UInt32(b)) }

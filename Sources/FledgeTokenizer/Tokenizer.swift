@@ -35,7 +35,7 @@ extension TokenizerJSON {
         guard let data = FileManager.default.contents(atPath: url.path) else {
             throw TokenizerError("cannot read \(url.path)", hint: "check the path of tokenizer.json.")
         }
-        let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        let root = try? JSONSerialization.jsonObject(with: escapingByteOrderMarks(data)) as? [String: Any]
         if (root?["model"] as? [String: Any])?["type"] as? String == "WordLevel" {
             return try loadWordLevel(data, path: url.path)
         }

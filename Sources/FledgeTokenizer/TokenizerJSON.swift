@@ -15,15 +15,18 @@ public enum TokenizerJSON {
     public static func data(for tokenizer: BPETokenizer) throws -> Data {
         var vocab: [String: Int] = [:]
         let specialIDs = Set(tokenizer.specialTokens.tokens.map(\.id))
+        var unknownToken: Any = NSNull()
+        var spell: ([UInt8]) -> String = ByteLevel.encode
+        if case .characters(let unknown) = tokenizer.alphabet {
+            // Character-level vocabularies are written as plain strings.
+            spell = { String(decoding: $0, as: UTF8.self) }
+            unknownToken = String(decoding: tokenizer.tokenBytes[Int(unknown)], as: UTF8.self)
+        }
         for (id, bytes) in tokenizer.tokenBytes.enumerated() {
-            let text = specialIDs.contains(Int32(id)) ? String(decoding: bytes, as: UTF8.self) : ByteLevel.encode(bytes)
-            vocab[text] = id
+            vocab[specialIDs.contains(Int32(id)) ? String(decoding: bytes, as: UTF8.self) : spell(bytes)] = id
         }
         let merges = tokenizer.merges.map {
-            [
-                ByteLevel.encode(tokenizer.tokenBytes[Int($0.left)]),
-                ByteLevel.encode(tokenizer.tokenBytes[Int($0.right)]),
-            ]
+            [spell(tokenizer.tokenBytes[Int($0.left)]), spell(tokenizer.tokenBytes[Int($0.right)])]
         }
         let addedTokens: [[String: Any]] = tokenizer.specialTokens.tokens.sorted { $0.id < $1.id }.map {
             [
@@ -47,16 +50,23 @@ public enum TokenizerJSON {
                 ],
             ]
         case .whitespace:
-            throw TokenizerError(
-                "a byte-level BPE tokenizer with the whitespace pre-tokenizer has no tokenizer.json form",
-                hint: "use the gpt2 or cl100k pre-tokenizer for byte-level BPE.")
+            guard case .characters = tokenizer.alphabet else {
+                throw TokenizerError(
+                    "a byte-level BPE tokenizer with the whitespace pre-tokenizer has no tokenizer.json form",
+                    hint: "use the gpt2 or cl100k pre-tokenizer for byte-level BPE.")
+            }
+            preTokenizer = ["type": "Whitespace"]
         }
+        let byteLevelDecoder: [String: Any] = [
+            "type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true,
+        ]
+        let decoder: Any = tokenizer.alphabet == .bytes ? byteLevelDecoder : NSNull()
         let object: [String: Any] = [
             "version": "1.0", "truncation": NSNull(), "padding": NSNull(), "added_tokens": addedTokens,
             "normalizer": NSNull(), "pre_tokenizer": preTokenizer, "post_processor": NSNull(),
-            "decoder": ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true],
+            "decoder": decoder,
             "model": [
-                "type": "BPE", "dropout": NSNull(), "unk_token": NSNull(), "continuing_subword_prefix": NSNull(),
+                "type": "BPE", "dropout": NSNull(), "unk_token": unknownToken, "continuing_subword_prefix": NSNull(),
                 "end_of_word_suffix": NSNull(), "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
                 "vocab": vocab, "merges": merges,
             ],
@@ -77,7 +87,7 @@ public enum TokenizerJSON {
         func fail(_ field: String, _ problem: String, _ hint: String) -> TokenizerError {
             TokenizerError("\(path): field '\(field)' \(problem)", hint: hint)
         }
-        guard let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        guard let root = try? JSONSerialization.jsonObject(with: escapingByteOrderMarks(data)) as? [String: Any] else {
             throw TokenizerError("\(path) is not a JSON object", hint: "pass a Hugging Face tokenizer.json file.")
         }
         guard let model = root["model"] as? [String: Any] else {
@@ -113,11 +123,14 @@ public enum TokenizerJSON {
         }
         let size = max((vocab.values.max() ?? -1), (specialTexts.keys.max() ?? -1)) + 1
         var tokenBytes = [[UInt8]?](repeating: nil, count: size)
+        let characterLevel = preTokenizer == .whitespace
         for (token, id) in vocab {
             guard id >= 0 else {
                 throw fail("model.vocab", "has a negative id for \(token.debugDescription)", "ids start at 0.")
             }
-            if let special = specialTexts[id] {
+            if characterLevel {
+                tokenBytes[id] = Array(token.utf8)
+            } else if let special = specialTexts[id] {
                 tokenBytes[id] = Array(special.utf8)
             } else if let bytes = ByteLevel.decode(token) {
                 tokenBytes[id] = bytes
@@ -128,10 +141,19 @@ public enum TokenizerJSON {
             }
         }
         for (id, text) in specialTexts where tokenBytes[id] == nil { tokenBytes[id] = Array(text.utf8) }
+        var alphabet = BPEAlphabet.bytes
+        if characterLevel {
+            guard let unknown = model["unk_token"] as? String, let id = vocab[unknown] else {
+                throw fail(
+                    "model.unk_token", "is missing or not in the vocabulary",
+                    "a BPE tokenizer with the Whitespace pre-tokenizer needs an unk_token (e.g. \"[UNK]\").")
+            }
+            alphabet = .characters(unknown: Int32(id))
+        }
         guard let missing = tokenBytes.firstIndex(where: { $0 == nil }) else {
             return try build(
                 tokenBytes.map { $0! }, vocab: vocab, model: model, preTokenizer: preTokenizer, specials: specials,
-                fail: fail)
+                alphabet: alphabet, fail: fail)
         }
         throw fail(
             "model.vocab", "has no token with id \(missing) (ids must be 0..<\(size) without gaps)",
@@ -140,7 +162,7 @@ public enum TokenizerJSON {
 
     private static func build(
         _ tokenBytes: [[UInt8]], vocab: [String: Int], model: [String: Any], preTokenizer: PreTokenizer,
-        specials: [(text: String, id: Int32)], fail: (String, String, String) -> TokenizerError
+        specials: [(text: String, id: Int32)], alphabet: BPEAlphabet, fail: (String, String, String) -> TokenizerError
     ) throws -> BPETokenizer {
         var merges: [(left: Int32, right: Int32)] = []
         for (index, entry) in ((model["merges"] as? [Any]) ?? []).enumerated() {
@@ -158,7 +180,8 @@ public enum TokenizerJSON {
             merges.append((Int32(left), Int32(right)))
         }
         return try BPETokenizer(
-            tokenBytes: tokenBytes, merges: merges, preTokenizer: preTokenizer, specialTokens: SpecialTokens(specials))
+            tokenBytes: tokenBytes, merges: merges, preTokenizer: preTokenizer, specialTokens: SpecialTokens(specials),
+            alphabet: alphabet)
     }
 
     private static func preTokenizerKind(_ value: Any?, fail: (String, String, String) -> TokenizerError) throws
@@ -187,8 +210,32 @@ public enum TokenizerJSON {
         {
             return .cl100k
         }
+        if type == "Whitespace" { return .whitespace }
         throw fail(
             "pre_tokenizer", "is \(type.debugDescription), which Fledge does not implement",
             "use ByteLevel (GPT-2 pattern) or the cl100k Split + ByteLevel sequence.")
+    }
+
+    /// `data` with a leading byte-order mark removed and every other raw U+FEFF (which can only stand inside
+    /// a string) written as the escape `\ufeff`: Foundation's JSONSerialization drops raw U+FEFF from string
+    /// values, which would lose a vocabulary entry (texts with a BOM make one).
+    static func escapingByteOrderMarks(_ data: Data) -> Data {
+        let bom: [UInt8] = [0xEF, 0xBB, 0xBF]
+        var bytes = [UInt8](data)
+        if bytes.starts(with: bom) { bytes.removeFirst(3) }
+        guard bytes.count >= 3 else { return Data(bytes) }
+        var output: [UInt8] = []
+        output.reserveCapacity(bytes.count)
+        var i = 0
+        while i < bytes.count {
+            if i + 2 < bytes.count && bytes[i] == 0xEF && bytes[i + 1] == 0xBB && bytes[i + 2] == 0xBF {
+                output.append(contentsOf: Array("\\ufeff".utf8))
+                i += 3
+            } else {
+                output.append(bytes[i])
+                i += 1
+            }
+        }
+        return Data(output)
     }
 }

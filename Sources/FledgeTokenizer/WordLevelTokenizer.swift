@@ -128,7 +128,7 @@ extension TokenizerJSON {
 
     /// Loads a WordLevel tokenizer.json.
     public static func loadWordLevel(_ data: Data, path: String) throws -> WordLevelTokenizer {
-        guard let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+        guard let root = try? JSONSerialization.jsonObject(with: escapingByteOrderMarks(data)) as? [String: Any],
             let model = root["model"] as? [String: Any]
         else {
             throw TokenizerError(

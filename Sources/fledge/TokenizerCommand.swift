@@ -7,6 +7,8 @@ import Foundation
 /// The kinds of tokenizer `fledge tokenizer train` can make.
 enum TokenizerKind: String, ExpressibleByArgument, CaseIterable {
     case bytelevelBPE = "bytelevel-bpe"
+    /// BPE over characters with the Whitespace pre-tokenizer and an unknown token (the HF tutorial setup).
+    case bpe
     case word
 }
 
@@ -64,7 +66,7 @@ struct TokenizerCommand: ParsableCommand {
             if kind == .word { return trainWordLevel() }
             var config = BPETrainingConfig(vocabularySize: vocabSize ?? 8192)
             config.minimumFrequency = minFrequency
-            config.preTokenizer = preTokenizer
+            config.preTokenizer = kind == .bpe ? .whitespace : preTokenizer
             config.specialTokens = specialTokens.split(separator: ",").map { String($0) }.filter { !$0.isEmpty }
             config.threads = threading.threads
             let start = Date()

@@ -100,3 +100,40 @@ struct WordLevelTests {
         #expect(throws: TokenizerError.self) { try WordLevelTokenizer.train(files: [file], vocabularySize: 4) }
     }
 }
+
+struct CharacterBPETests {
+    @Test func hfTutorialBPEFileEncodesLikeHF() throws {
+        let url = Bundle.module.url(forResource: "hf_char_bpe", withExtension: "json", subdirectory: "Fixtures")!
+        let tokenizer = try TokenizerJSON.load(url)
+        let expected = try TokenizerFixtures.json("hf_char_bpe_ids", as: [[Int32]].self)
+        #expect(tokenizer.preTokenizer == .whitespace && tokenizer.alphabet == .characters(unknown: 0))
+        let actual = TokenizerFixtures.texts.map { tokenizer.encode($0) }
+        #expect(actual == expected)
+    }
+
+    @Test func byteOrderMarkTokensSurviveLoading() throws {
+        // Regression: Foundation's JSONSerialization drops a raw U+FEFF inside strings, which lost a token.
+        var config = BPETrainingConfig(vocabularySize: 60)
+        config.preTokenizer = .whitespace
+        let trained = try BPETrainer(config: config).train(texts: ["\u{FEFF}abc abd\n\u{FEFF}abe"])
+        let loaded = try TokenizerJSON.load(try TokenizerJSON.data(for: trained), path: "memory")
+        #expect(loaded.tokenBytes == trained.tokenBytes)
+        #expect(loaded.encode("\u{FEFF}x") == trained.encode("\u{FEFF}x"))
+        #expect(!loaded.encode("\u{FEFF}").contains(1))  // not the unknown token
+    }
+
+    @Test func characterLevelTrainingUsesUnknownAndJoinsWithSpaces() throws {
+        var config = BPETrainingConfig(vocabularySize: 80)
+        config.preTokenizer = .whitespace
+        let tokenizer = try BPETrainer(config: config).train(texts: ["hello world, hello there! hello"])
+        let ids = tokenizer.encode("hello zebra!")
+        #expect(ids.contains(1))  // "z" was never seen: <unk>
+        // Like HF's BPE without a decoder: tokens joined by single spaces.
+        let there = tokenizer.encode("hello there!")
+        let tokens = there.map { String(decoding: tokenizer.tokenBytes[Int($0)], as: UTF8.self) }
+        #expect(try tokenizer.decode(there) == tokens.joined(separator: " "))
+        #expect(tokens.first == "hello" && tokens.last == "!")
+        config.specialTokens = ["<pad>", "<eos>"]
+        #expect(throws: TokenizerError.self) { try BPETrainer(config: config).train(texts: ["abc"]) }
+    }
+}
