@@ -37,29 +37,10 @@ public struct BPETrainer {
     public func train(files urls: [URL], progress: (BPETrainingProgress) -> Void = { _ in }) throws -> BPETokenizer {
         var counts = WordCounts()
         var bytesRead = 0
-        for url in urls {
-            guard let handle = FileHandle(forReadingAtPath: url.path) else {
-                throw TokenizerError(
-                    "cannot read \(url.path)", hint: "check the path and permissions of the training input.")
-            }
-            defer { try? handle.close() }
-            var carry: [UInt8] = []
-            while true {
-                let chunk = handle.readData(ofLength: 8 << 20)
-                var bytes = carry + chunk
-                carry = []
-                if !chunk.isEmpty, let cut = bytes.lastIndex(of: UInt8(ascii: "\n")) {
-                    // Keep the unfinished last line for the next chunk, so no word is cut in two.
-                    carry = Array(bytes[(cut + 1)...])
-                    bytes.removeSubrange((cut + 1)...)
-                }
-                if !bytes.isEmpty {
-                    counts.merge(countWords(bytes))
-                    bytesRead += bytes.count
-                    progress(.counted(bytes: bytesRead, words: counts.table.count))
-                }
-                if chunk.isEmpty { break }
-            }
+        try forEachLineChunk(of: urls) { bytes in
+            counts.merge(countWords(bytes))
+            bytesRead += bytes.count
+            progress(.counted(bytes: bytesRead, words: counts.table.count))
         }
         return try train(counts: counts, progress: progress)
     }
@@ -71,27 +52,8 @@ public struct BPETrainer {
         return try train(counts: counts, progress: progress)
     }
 
-    /// Pre-tokenizes `bytes` on all threads (split at line breaks) and counts the words.
     func countWords(_ bytes: [UInt8]) -> WordCounts {
-        let threads = max(1, min(config.threads, bytes.count / 65_536 + 1))
-        var cuts = [0]
-        for t in 1..<threads {
-            var cut = max(cuts.last!, bytes.count * t / threads)
-            while cut < bytes.count && bytes[cut] != UInt8(ascii: "\n") { cut += 1 }
-            cuts.append(min(bytes.count, cut))
-        }
-        cuts.append(bytes.count)
-        let parts = UnsafeMutableBufferPointer<WordCounts>.allocate(capacity: threads)
-        parts.initialize(repeating: WordCounts())
-        defer { parts.deinitialize().deallocate() }
-        let cutPoints = cuts
-        bytes.withUnsafeBufferPointer { all in
-            let job = CountingJob(text: all, cuts: cutPoints, results: parts, preTokenizer: config.preTokenizer)
-            DispatchQueue.concurrentPerform(iterations: threads) { t in job.run(t) }
-        }
-        var total = parts[0]
-        for t in 1..<threads { total.merge(parts[t]) }
-        return total
+        FledgeTokenizer.countWords(bytes, preTokenizer: config.preTokenizer, threads: config.threads)
     }
 
     /// Learns merges from word counts.
@@ -216,6 +178,53 @@ public struct BPETrainer {
         counts[key, default: 0] += delta
         changed.insert(key)
     }
+}
+
+/// Reads text files in chunks of about 8 MB, each ending at a line break (so no word is cut in two), and
+/// calls `body` with each: memory stays bounded by the chunk and what `body` keeps.
+func forEachLineChunk(of urls: [URL], _ body: ([UInt8]) throws -> Void) throws {
+    for url in urls {
+        guard let handle = FileHandle(forReadingAtPath: url.path) else {
+            throw TokenizerError(
+                "cannot read \(url.path)", hint: "check the path and permissions of the training input.")
+        }
+        defer { try? handle.close() }
+        var carry: [UInt8] = []
+        while true {
+            let chunk = handle.readData(ofLength: 8 << 20)
+            var bytes = carry + chunk
+            carry = []
+            if !chunk.isEmpty, let cut = bytes.lastIndex(of: UInt8(ascii: "\n")) {
+                carry = Array(bytes[(cut + 1)...])
+                bytes.removeSubrange((cut + 1)...)
+            }
+            if !bytes.isEmpty { try body(bytes) }
+            if chunk.isEmpty { break }
+        }
+    }
+}
+
+/// Pre-tokenizes `bytes` on `requested` threads (split at line breaks) and counts the words.
+func countWords(_ bytes: [UInt8], preTokenizer: PreTokenizer, threads requested: Int) -> WordCounts {
+    let threads = max(1, min(requested, bytes.count / 65_536 + 1))
+    var cuts = [0]
+    for t in 1..<threads {
+        var cut = max(cuts.last!, bytes.count * t / threads)
+        while cut < bytes.count && bytes[cut] != UInt8(ascii: "\n") { cut += 1 }
+        cuts.append(min(bytes.count, cut))
+    }
+    cuts.append(bytes.count)
+    let parts = UnsafeMutableBufferPointer<WordCounts>.allocate(capacity: threads)
+    parts.initialize(repeating: WordCounts())
+    defer { parts.deinitialize().deallocate() }
+    let cutPoints = cuts
+    bytes.withUnsafeBufferPointer { all in
+        let job = CountingJob(text: all, cuts: cutPoints, results: parts, preTokenizer: preTokenizer)
+        DispatchQueue.concurrentPerform(iterations: threads) { t in job.run(t) }
+    }
+    var total = parts[0]
+    for t in 1..<threads { total.merge(parts[t]) }
+    return total
 }
 
 /// Counts the words of slice t of `text` into `results[t]`; slices are disjoint, so threads never share.

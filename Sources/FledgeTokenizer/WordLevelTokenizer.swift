@@ -75,22 +75,20 @@ public final class WordLevelTokenizer: @unchecked Sendable {
     /// order) seen at least `minimumFrequency` times, up to `vocabularySize`.
     public static func train(
         files: [URL], vocabularySize: Int = 30_000, minimumFrequency: Int = 1, lowercase: Bool = false,
-        specialTokens: [String] = ["<pad>", "<unk>", "<bos>", "<eos>"], unknownToken: String = "<unk>"
+        specialTokens: [String] = ["<pad>", "<unk>", "<bos>", "<eos>"], unknownToken: String = "<unk>",
+        threads: Int = ProcessInfo.processInfo.activeProcessorCount
     ) throws -> WordLevelTokenizer {
         guard vocabularySize > specialTokens.count else {
             throw TokenizerError(
                 "vocabulary size \(vocabularySize) leaves no room for words after \(specialTokens.count) special tokens",
                 hint: "use a larger --vocab-size (the default for word-level is 30000).")
         }
+        // Stream the files in line-aligned chunks and count words on all cores, as the BPE trainer does.
         var counts: [String: Int] = [:]
-        for url in files {
-            guard let data = FileManager.default.contents(atPath: url.path) else {
-                throw TokenizerError(
-                    "cannot read \(url.path)", hint: "check the path and permissions of the training input.")
-            }
-            var text = String(decoding: data, as: UTF8.self)
-            if lowercase { text = text.lowercased() }
-            for word in PreTokenizer.whitespace.pieces(text) { counts[word, default: 0] += 1 }
+        try forEachLineChunk(of: files) { chunk in
+            let bytes = lowercase ? Array(String(decoding: chunk, as: UTF8.self).lowercased().utf8) : chunk
+            let words = countWords(bytes, preTokenizer: .whitespace, threads: threads)
+            for (word, count) in words.table { counts[String(decoding: word, as: UTF8.self), default: 0] += count }
         }
         guard !counts.isEmpty else {
             throw TokenizerError("the training input contains no words", hint: "pass non-empty text files.")

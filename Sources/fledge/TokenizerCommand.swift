@@ -104,7 +104,7 @@ struct TokenizerCommand: ParsableCommand {
                 let tokenizer = try WordLevelTokenizer.train(
                     files: input.map { URL(fileURLWithPath: $0) }, vocabularySize: vocabSize ?? 30_000,
                     minimumFrequency: minFrequency, lowercase: lowercase, specialTokens: specials,
-                    unknownToken: specials.first { $0.contains("unk") } ?? "<unk>")
+                    unknownToken: specials.first { $0.contains("unk") } ?? "<unk>", threads: threading.threads)
                 try TokenizerJSON.write(tokenizer, to: URL(fileURLWithPath: output))
                 print(
                     String(
