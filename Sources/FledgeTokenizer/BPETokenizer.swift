@@ -154,13 +154,7 @@ public final class BPETokenizer: @unchecked Sendable {
         var output: [Int32] = []
         output.reserveCapacity(bytes.count / 3 + 1)
         bytes.withUnsafeBufferPointer { all in
-            let segments = allowSpecial ? specialTokens.segments(all) : [(range: 0..<all.count, special: nil)]
-            for segment in segments {
-                if let special = segment.special {
-                    output.append(special)
-                    continue
-                }
-                let text = UnsafeBufferPointer(rebasing: all[segment.range])
+            specialTokens.encode(all, allowSpecial: allowSpecial, into: &output) { text, output in
                 preTokenizer.split(text) { range in
                     cache.encode(UnsafeBufferPointer(rebasing: text[range]), tokenizer: self, into: &output)
                 }

@@ -18,6 +18,22 @@ public struct SpecialTokens: Sendable, Equatable {
     /// The id of the special token `text`.
     public func id(_ text: String) -> Int32? { tokens.first { $0.text == text }?.id }
 
+    /// Appends each special token's id to `output` and calls `ordinary` for the text between them; with
+    /// `allowSpecial` false the whole text is ordinary.
+    func encode(
+        _ text: UnsafeBufferPointer<UInt8>, allowSpecial: Bool, into output: inout [Int32],
+        ordinary: (UnsafeBufferPointer<UInt8>, inout [Int32]) -> Void
+    ) {
+        guard allowSpecial else { return ordinary(text, &output) }
+        for segment in segments(text) {
+            if let special = segment.special {
+                output.append(special)
+            } else {
+                ordinary(UnsafeBufferPointer(rebasing: text[segment.range]), &output)
+            }
+        }
+    }
+
     /// Cuts `text` into ordinary runs and special tokens.
     func segments(_ text: UnsafeBufferPointer<UInt8>) -> [(range: Range<Int>, special: Int32?)] {
         guard !tokens.isEmpty else { return [(0..<text.count, nil)] }

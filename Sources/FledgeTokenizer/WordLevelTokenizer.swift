@@ -39,17 +39,11 @@ public final class WordLevelTokenizer: @unchecked Sendable {
         let bytes = Array(text.utf8)
         var output: [Int32] = []
         bytes.withUnsafeBufferPointer { all in
-            let segments = allowSpecial ? specialTokens.segments(all) : [(range: 0..<all.count, special: nil)]
-            for segment in segments {
-                if let special = segment.special {
-                    output.append(special)
-                    continue
-                }
-                var source = String(decoding: all[segment.range], as: UTF8.self)
+            specialTokens.encode(all, allowSpecial: allowSpecial, into: &output) { segment, output in
+                var source = String(decoding: segment, as: UTF8.self)
                 if lowercase { source = source.lowercased() }
-                var piece = Array(source.utf8)
-                piece.withUnsafeMutableBufferPointer { buffer in
-                    let text = UnsafeBufferPointer(buffer)
+                let piece = Array(source.utf8)
+                piece.withUnsafeBufferPointer { text in
                     PreTokenizer.whitespace.split(text) { range in
                         output.append(ids[String(decoding: text[range], as: UTF8.self)] ?? unknownID)
                     }
