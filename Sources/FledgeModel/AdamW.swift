@@ -84,9 +84,6 @@ public final class AdamW: @unchecked Sendable {
             }
         }
     }
-
-    /// Restores the step count (the moments are restored by writing into `firstMoment`/`secondMoment`).
-    public func restore(step: Int) { self.step = step }
 }
 
 extension GPT {

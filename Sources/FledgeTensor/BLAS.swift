@@ -74,10 +74,8 @@ public enum BLAS {
         let symbol = dlsym(linked, "cblas_sgemm")!
         dladdr(symbol, &info)
         let path = info.dli_fname.map { String(cString: $0) } ?? "libblas.so.3"
-        let resolved =
-            (try? FileManager.default.destinationOfSymbolicLink(atPath: path)).map { _ in
-                URL(fileURLWithPath: path).resolvingSymlinksInPath().path
-            } ?? path
+        // Follow Debian's alternatives links to the library actually loaded.
+        let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
         let name =
             resolved.contains("openblas")
             ? "openblas" : resolved.contains("blis") ? "blis" : resolved.contains("mkl") ? "mkl" : "system"

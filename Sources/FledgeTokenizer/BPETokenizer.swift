@@ -79,9 +79,6 @@ public final class BPETokenizer: @unchecked Sendable {
         self.idsByBytes = ids
     }
 
-    /// The id of a token given by its bytes.
-    public func id(of bytes: [UInt8]) -> Int32? { idsByBytes[bytes] }
-
     /// Appends the BPE ids of one piece (no special tokens inside) to `output`.
     func encodePiece(_ piece: UnsafeBufferPointer<UInt8>, into output: inout [Int32], scratch: inout [Int32]) {
         scratch.removeAll(keepingCapacity: true)

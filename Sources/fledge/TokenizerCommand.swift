@@ -54,6 +54,9 @@ struct TokenizerCommand: ParsableCommand {
         @Option(help: "Output tokenizer.json.") var output = "tokenizer.json"
         @OptionGroup var threading: ThreadOptions
 
+        /// The --special-tokens list, in order.
+        var specialTokenList: [String] { specialTokens.split(separator: ",").map(String.init).filter { !$0.isEmpty } }
+
         func validate() throws {
             guard !input.isEmpty else { throw ValidationError("give at least one --input file.") }
             guard minFrequency >= 1 else { throw ValidationError("--min-frequency must be at least 1.") }
@@ -67,7 +70,7 @@ struct TokenizerCommand: ParsableCommand {
             var config = BPETrainingConfig(vocabularySize: vocabSize ?? 8192)
             config.minimumFrequency = minFrequency
             config.preTokenizer = kind == .bpe ? .whitespace : preTokenizer
-            config.specialTokens = specialTokens.split(separator: ",").map { String($0) }.filter { !$0.isEmpty }
+            config.specialTokens = specialTokenList
             config.threads = threading.threads
             let start = Date()
             let progress = ProgressLine()
@@ -99,7 +102,7 @@ struct TokenizerCommand: ParsableCommand {
 
         func trainWordLevel() {
             let start = Date()
-            let specials = specialTokens.split(separator: ",").map(String.init).filter { !$0.isEmpty }
+            let specials = specialTokenList
             do {
                 let tokenizer = try WordLevelTokenizer.train(
                     files: input.map { URL(fileURLWithPath: $0) }, vocabularySize: vocabSize ?? 30_000,

@@ -85,6 +85,17 @@ struct ConfigTests {
         #expect(p[a.layout["h.0.attn.qkv.bias"]!.range].allSatisfy { $0 == 0 })
     }
 
+    @Test func activationEstimateEqualsThePlannedArena() throws {
+        for preset in [ModelPreset.tiny, .m20] {
+            let c = preset.config()
+            for (batch, length) in [(1, 7), (4, 64)] {
+                let acts = try Activations(config: c, batchSize: batch, sequenceLength: length)
+                #expect(
+                    Activations.estimatedBytes(config: c, batchSize: batch, sequenceLength: length) == acts.count * 4)
+            }
+        }
+    }
+
     @Test func weightDecayAppliesToMatricesOnly() {
         let defaults = AdamWConfig()
         #expect(AdamW.decays(.matrix, defaults) && AdamW.decays(.residualMatrix, defaults))
