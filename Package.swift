@@ -34,8 +34,9 @@ let package = Package(
         .target(name: "FledgeTensor", dependencies: ["COpenBLAS"], swiftSettings: numericSettings),
         .target(name: "FledgeTokenizer", swiftSettings: numericSettings),
         .target(name: "FledgeModel", dependencies: ["FledgeTensor"], swiftSettings: numericSettings),
+        .target(name: "FledgeData", dependencies: ["FledgeTokenizer"], swiftSettings: numericSettings),
         .target(
-            name: "FledgeKit", dependencies: ["FledgeTensor", "FledgeTokenizer", "FledgeModel"],
+            name: "FledgeKit", dependencies: ["FledgeTensor", "FledgeTokenizer", "FledgeModel", "FledgeData"],
             swiftSettings: numericSettings),
         .executableTarget(
             name: "fledge",
@@ -52,6 +53,7 @@ let package = Package(
             resources: [.copy("Fixtures")],
             swiftSettings: numericSettings
         ),
+        .testTarget(name: "FledgeDataTests", dependencies: ["FledgeData"], swiftSettings: numericSettings),
         .testTarget(
             name: "FledgeModelTests",
             dependencies: ["FledgeModel"],

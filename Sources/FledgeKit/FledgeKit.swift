@@ -1,4 +1,5 @@
 // FledgeKit: the umbrella module; `import FledgeKit` brings every library module of Fledge.
+@_exported import FledgeData
 @_exported import FledgeModel
 @_exported import FledgeTensor
 @_exported import FledgeTokenizer

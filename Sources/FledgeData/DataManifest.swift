@@ -1,0 +1,135 @@
+// DataManifest: manifest.json of a prepared dataset — every source (files, sizes, SHA-256), every setting,
+// the counts in and out of every stage, near-duplicate clusters, the achieved mix, the splits and their
+// shards, and the tokenizer's hash — so a dataset can be reproduced and audited (ARCHITECTURE.md, "File
+// formats"). JSON keys are snake_case.
+
+import Foundation
+
+/// Everything `fledge data prepare` did, as written to manifest.json.
+public struct DataManifest: Codable, Sendable {
+    public static let formatVersion = 1
+
+    public var formatVersion = DataManifest.formatVersion
+    public var created: String
+    public var config: PreparationConfig
+    public var sources: [SourceRecord]
+    public var tokenizer: TokenizerRecord
+    public var stages: [StageRecord]
+    public var nearDuplicates: NearDuplicateRecord
+    public var splits: [String: SplitRecord]
+    /// Loss-mask shards exist (question/answer data).
+    public var lossMask: Bool
+    /// "uint16" or "uint32".
+    public var tokenType: String
+    public var skippedRecords: Int
+    public var seconds: Double
+
+    /// Reads manifest.json of a prepared folder.
+    public static func load(_ folder: URL) throws -> DataManifest {
+        let url = folder.appendingPathComponent("manifest.json")
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw DataError(
+                "\(url.path) not found",
+                hint: "point at a folder written by `fledge data prepare` (it holds manifest.json and *.bin shards).")
+        }
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        do {
+            let manifest = try decoder.decode(DataManifest.self, from: data)
+            guard manifest.formatVersion == formatVersion else {
+                throw DataError(
+                    "\(url.path) has format_version \(manifest.formatVersion), this Fledge reads \(formatVersion)",
+                    hint: "re-run `fledge data prepare` with this version of Fledge.")
+            }
+            return manifest
+        } catch let error as DataError {
+            throw error
+        } catch let DecodingError.keyNotFound(key, context) {
+            let path = (context.codingPath + [key]).map(\.stringValue).joined(separator: ".")
+            throw DataError("\(url.path) lacks the field \(path)", hint: "re-run `fledge data prepare` to rewrite it.")
+        } catch {
+            throw DataError(
+                "\(url.path) is not a valid manifest: \(error)", hint: "re-run `fledge data prepare` to rewrite it.")
+        }
+    }
+
+    /// The JSON text (pretty, sorted keys).
+    public func jsonData() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(self)
+    }
+}
+
+/// One source in the manifest.
+public struct SourceRecord: Codable, Sendable {
+    public var name: String
+    public var path: String
+    public var weight: Double
+    public var licence: String?
+    public var files: [SourceFile]
+    public var documentsRead: Int
+    public var bytesRead: Int
+    /// Documents and tokens of this source in each split after mixing (repeats counted).
+    public var trainDocuments: Int
+    public var trainTokens: Int
+    public var validationDocuments: Int
+    public var validationTokens: Int
+}
+
+/// The tokenizer the shards were made with.
+public struct TokenizerRecord: Codable, Sendable {
+    /// SHA-256 of the tokenizer's tokenizer.json form (as `fledge` writes it).
+    public var sha256: String
+    public var vocabularySize: Int
+    public var eosToken: String
+    public var eosId: Int32
+    public var bosToken: String
+    public var bosId: Int32
+}
+
+/// Counts in and out of one stage.
+public struct StageRecord: Codable, Sendable {
+    public var stage: String
+    public var documentsIn: Int
+    public var documentsOut: Int
+    /// Unicode scalars of the documents that leave the stage.
+    public var charactersOut: Int
+    /// Tokens out (stages after tokenisation).
+    public var tokensOut: Int?
+    /// Documents removed (or changed) by each rule of the stage.
+    public var removed: [String: Int]
+    public var seconds: Double
+}
+
+/// Near-duplicate clusters found.
+public struct NearDuplicateRecord: Codable, Sendable {
+    public var bands: Int
+    public var rows: Int
+    /// Kept documents that had at least one near duplicate removed.
+    public var clusters: Int
+    public var largestCluster: Int
+    /// A few (kept, removed) document ids, for inspection.
+    public var examples: [[String]]
+}
+
+/// One split (train or validation).
+public struct SplitRecord: Codable, Sendable {
+    public var documents: Int
+    public var tokens: Int
+    /// UTF-8 bytes of the text behind the tokens (special tokens excluded): bits per byte = loss·tokens/(ln 2·bytes).
+    public var textBytes: Int
+    public var characters: Int
+    /// Tokens that are training targets (the loss mask's ones; all tokens without a mask).
+    public var targetTokens: Int
+    public var shards: [ShardRecord]
+}
+
+/// One shard file.
+public struct ShardRecord: Codable, Sendable {
+    public var file: String
+    public var maskFile: String?
+    public var tokens: Int
+    public var sha256: String
+}

@@ -1,0 +1,186 @@
+// `fledge data`: prepare token shards from raw text (clean, deduplicate, split, mix, tokenise) and inspect a
+// prepared folder.
+
+import ArgumentParser
+import FledgeKit
+import Foundation
+
+extension InputFormat: ExpressibleByArgument {}
+extension DocumentBoundary: ExpressibleByArgument {}
+extension BadRecordPolicy: ExpressibleByArgument {}
+extension InvalidUTF8Policy: ExpressibleByArgument {}
+extension MixMode: ExpressibleByArgument {}
+
+struct DataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "data", abstract: "Prepare token shards from raw text, and inspect them.",
+        subcommands: [Prepare.self, Info.self])
+
+    struct Prepare: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Clean, deduplicate, split, mix and tokenise text into shards with a manifest.")
+
+        @Argument(help: "Text/JSONL files or folders (each a source of weight 1).") var inputs: [String] = []
+        @Option(help: "A source NAME=PATH[:WEIGHT] (repeatable); weights set the share of training tokens.")
+        var source: [String] = []
+        @Option(help: "A source's licence NAME=TEXT, recorded in the manifest (repeatable).") var licence: [String] = []
+        @Option(help: "tokenizer.json, a .tiktoken file, or gpt2.") var tokenizer: String
+        @Option(help: "Output folder (shards, manifest.json, documents.jsonl, tokenizer.json).") var output: String
+        @Flag(help: "Replace the output folder if it exists (only once the new one is complete).") var overwrite = false
+
+        @Option(help: "Input format: auto, text, jsonl, qa.") var format: InputFormat = .auto
+        @Option(help: "The JSONL field with the text.") var textField = "text"
+        @Option(help: "Plain-text document boundary: file, line, blank-line, separator.")
+        var splitOn: DocumentBoundary = .file
+        @Option(help: "The separator string for --split-on separator.") var separator = "<|endoftext|>"
+        @Option(help: "File-name glob for folders (repeatable; default: every non-hidden file).") var include:
+            [String] = []
+        @Option(help: "A JSON record that does not parse or lacks its field: stop or skip (and count).")
+        var onBadRecord: BadRecordPolicy = .stop
+
+        @Flag(help: "Skip Unicode NFC normalisation.") var noNfc = false
+        @Flag(help: "Keep newlines and spaces as they are.") var keepWhitespace = false
+        @Flag(help: "Keep control characters.") var keepControlCharacters = false
+        @Option(help: "Invalid UTF-8: replace (with U+FFFD) or drop the document.") var invalidUtf8: InvalidUTF8Policy =
+            .replace
+        @Option(help: "Drop documents with fewer characters.") var minChars = 1
+        @Option(help: "Drop documents with more characters.") var maxChars: Int?
+        @Flag(help: "Keep only documents that look English (see EnglishFilter.swift for the heuristic).")
+        var englishOnly = false
+
+        @Flag(help: "Keep exact duplicates.") var keepDuplicates = false
+        @Flag(help: "Keep near duplicates.") var keepNearDuplicates = false
+        @Option(help: "Jaccard similarity of word shingles at which documents are near duplicates.")
+        var nearDuplicateThreshold = 0.8
+        @Option(help: "Words per shingle for near-duplicate detection.") var shingleWords = 5
+
+        @Option(help: "Share of documents (by content hash) held out for validation.") var valFraction = 0.05
+        @Option(help: "Hold out a fixed number of validation tokens instead.") var valTokens: Int?
+        @Option(help: "Reach the source weights by downsample (no repeats) or upsample (repeat smaller sources).")
+        var mix: MixMode = .downsample
+
+        @Option(help: "End-of-sequence token (default: the tokenizer's <|endoftext|>, <eos>, </s> or [EOS]).")
+        var eosToken: String?
+        @Option(help: "Beginning-of-sequence token (default: <bos>, <s>, ... else the EOS token).") var bosToken:
+            String?
+        @Flag(help: "Put the BOS token before each plain-text document.") var bos = false
+        @Option(help: "Question/answer template; the loss mask starts at {answer}.")
+        var qaTemplate = "{bos}Question: {question}\nAnswer: {answer}{eos}"
+        @Option(help: "Most tokens per shard file.") var shardTokens = 100_000_000
+        @OptionGroup var threading: ThreadOptions
+
+        func validate() throws {
+            guard !inputs.isEmpty || !source.isEmpty else {
+                throw ValidationError("give input files or folders, or --source NAME=PATH:WEIGHT.")
+            }
+            guard valFraction > 0, valFraction < 1 else {
+                throw ValidationError("--val-fraction must be between 0 and 1 (exclusive), e.g. 0.05.")
+            }
+            if let valTokens, valTokens < 1 { throw ValidationError("--val-tokens must be at least 1.") }
+            guard nearDuplicateThreshold > 0, nearDuplicateThreshold <= 1 else {
+                throw ValidationError("--near-duplicate-threshold must be in (0, 1], e.g. 0.8.")
+            }
+            guard shingleWords >= 1, shardTokens >= 1, minChars >= 0 else {
+                throw ValidationError("--shingle-words and --shard-tokens must be at least 1, --min-chars at least 0.")
+            }
+            if let maxChars, maxChars < minChars { throw ValidationError("--max-chars must be at least --min-chars.") }
+        }
+
+        /// The typed configuration these options describe.
+        func preparationConfig() throws -> PreparationConfig {
+            var config = PreparationConfig()
+            config.sources =
+                try inputs.map {
+                    SourceSpec(name: URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent, path: $0)
+                }
+                + source.map { try SourceSpec.parse($0) }
+            for entry in licence {
+                guard let equals = entry.firstIndex(of: "="),
+                    let index = config.sources.firstIndex(where: { $0.name == entry[..<equals] })
+                else {
+                    throw ValidationError("--licence \(entry): expected NAME=TEXT with NAME one of the sources.")
+                }
+                config.sources[index].licence = String(entry[entry.index(after: equals)...])
+            }
+            config.input.format = format
+            config.input.textField = textField
+            config.input.boundary = splitOn
+            config.input.separator = separator
+            config.input.include = include
+            config.input.onBadRecord = onBadRecord
+            config.cleaning.normalizeUnicode = !noNfc
+            config.cleaning.normalizeWhitespace = !keepWhitespace
+            config.cleaning.removeControlCharacters = !keepControlCharacters
+            config.cleaning.invalidEncoding = invalidUtf8
+            config.minCharacters = minChars
+            config.maxCharacters = maxChars
+            config.englishOnly = englishOnly
+            config.removeExactDuplicates = !keepDuplicates
+            config.removeNearDuplicates = !keepNearDuplicates
+            config.nearDuplicates.threshold = nearDuplicateThreshold
+            config.nearDuplicates.shingleWords = shingleWords
+            config.split.validationFraction = valFraction
+            config.split.validationTokens = valTokens
+            config.mix = mix
+            config.sequence.eosToken = eosToken
+            config.sequence.bosToken = bosToken
+            config.sequence.addBOS = bos
+            config.sequence.questionAnswerTemplate = qaTemplate.replacingOccurrences(of: "\\n", with: "\n")
+            config.shardTokens = shardTokens
+            return config
+        }
+
+        func run() throws {
+            do {
+                let config = try preparationConfig()
+                let preparer = DataPreparer(
+                    config: config, tokenizer: try loadAnyTokenizer(tokenizer), threads: threading.threads)
+                let line = ProgressLine()
+                let start = Date()
+                var stageStart = (name: "", time: Date())
+                preparer.progress = { progress in
+                    if progress.stage != stageStart.name { stageStart = (progress.stage, Date()) }
+                    let rate = Double(progress.done) / max(Date().timeIntervalSince(stageStart.time), 1e-3)
+                    let speed =
+                        progress.unit == "bytes"
+                        ? String(format: "%.1f MB/s", rate / 1e6) : String(format: "%.0f docs/s", rate)
+                    line.update(
+                        String(
+                            format: "%@ %5.1f%%  %@  %.0fs", progress.stage,
+                            100 * Double(progress.done) / Double(max(progress.total, 1)), speed,
+                            Date().timeIntervalSince(start)))
+                }
+                let manifest = try preparer.run(output: URL(fileURLWithPath: output), overwrite: overwrite)
+                line.finish()
+                let bytes = manifest.sources.reduce(0) { $0 + $1.bytesRead }
+                print(manifest.summary())
+                print(
+                    String(
+                        format: "\nprepared %@ in %.1f s (%.1f MB/s of input, %d threads) → %@", formatBytes(bytes),
+                        manifest.seconds, Double(bytes) / 1e6 / manifest.seconds, threading.threads, output))
+            } catch { exitWithError(error) }
+        }
+    }
+
+    struct Info: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Summarise a prepared folder and check its shards.")
+
+        @Argument(help: "A folder written by `fledge data prepare`.") var folder: String
+
+        func run() throws {
+            do {
+                let dataset = try PreparedDataset(URL(fileURLWithPath: folder))
+                print(dataset.manifest.summary())
+                for split in dataset.manifest.splits.keys.sorted() {
+                    let stream = try dataset.stream(split)
+                    print("\(split): \(stream.shards.count) shards, \(stream.count) tokens, headers and sizes OK")
+                }
+            } catch { exitWithError(error) }
+        }
+    }
+}
+
+/// "12.3 MB".
+func formatBytes(_ bytes: Int) -> String {
+    bytes >= 1_000_000 ? String(format: "%.1f MB", Double(bytes) / 1e6) : String(format: "%.1f kB", Double(bytes) / 1e3)
+}
