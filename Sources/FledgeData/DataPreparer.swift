@@ -492,7 +492,9 @@ public final class DataPreparer {
             id(i)
             out += #","source":"#.utf8
             out += names[documents[i].source].utf8
-            if status[i] == .kept { out += (isValidation[i] ? #","split":"validation""# : #","split":"train""#).utf8 }
+            if status[i] == .kept || status[i] == .mixedOut {
+                out += (isValidation[i] ? #","split":"validation""# : #","split":"train""#).utf8
+            }
             out += #","status":""#.utf8
             out += status[i].rawValue.utf8
             out.append(0x22)

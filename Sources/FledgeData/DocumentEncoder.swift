@@ -20,6 +20,12 @@ public struct SequenceFormat: Codable, Sendable, Equatable {
     public var questionAnswerTemplate = "{bos}Question: {question}\nAnswer: {answer}{eos}"
 
     public init() {}
+
+    /// `addBOS` is spelled without the acronym so that snake_case keys ("add_bos") decode back.
+    enum CodingKeys: String, CodingKey {
+        case eosToken, bosToken, questionAnswerTemplate
+        case addBOS = "addBos"
+    }
 }
 
 /// A piece of a question/answer template.

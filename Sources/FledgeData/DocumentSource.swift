@@ -276,7 +276,8 @@ public struct DocumentReader {
                 make(line, pair.question, pair.answer)
             } else {
                 guard let value = record[config.textField] as? String else {
-                    try missing(config.textField, in: record, at: where_, option: "--text-field NAME")
+                    try missing(
+                        config.textField, in: record, at: where_, hint: "name the text field with --text-field NAME")
                     continue
                 }
                 make(line, Array(value.utf8), nil)
@@ -313,18 +314,19 @@ public struct DocumentReader {
         question: [UInt8], answer: [UInt8]
     )? {
         for field in ["question", "answer"] where !(record[field] is String) {
-            try missing(field, in: record, at: where_, option: "question/answer records")
+            try missing(
+                field, in: record, at: where_, hint: "each record needs string fields \"question\" and \"answer\"")
             return nil
         }
         return (Array((record["question"] as! String).utf8), Array((record["answer"] as! String).utf8))
     }
 
-    private mutating func missing(_ field: String, in record: [String: Any], at where_: String, option: String) throws {
+    private mutating func missing(_ field: String, in record: [String: Any], at where_: String, hint: String) throws {
         let fields = record.keys.sorted().joined(separator: ", ")
         let problem = record[field] == nil ? "has no field \"\(field)\"" : "has a non-string \"\(field)\""
         try badRecord(
             "\(where_) \(problem) (fields: \(fields))",
-            hint: "name the text field with \(option), or pass --on-bad-record skip to skip such records.")
+            hint: "\(hint), or pass --on-bad-record skip to skip such records.")
     }
 
     private mutating func badRecord(_ message: String, hint: String) throws {
