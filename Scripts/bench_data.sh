@@ -22,5 +22,5 @@ du -sh "$work/corpus"
 for run in $(seq "$runs"); do
     echo "--- run $run"
     $fledge data prepare "$work/corpus" --tokenizer "$work/tokenizer.json" --output "$work/prepared" \
-        --split-on blank-line --overwrite --threads "$threads" | grep -vE "^(split|train|validation|near duplicates)|^$"
+        --split-on blank-line --overwrite --threads "$threads" | grep -vE "^(split +documents|train +[0-9]|validation +[0-9]|near duplicates)|^$"
 done

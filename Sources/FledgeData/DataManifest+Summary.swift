@@ -42,9 +42,11 @@ extension DataManifest {
             for source in sources {
                 lines.append(
                     String(
-                        format: "%@ %7.2f %7.1f%% %8.1f%% %13d %11d", pad(source.name, 12), source.weight,
-                        100 * source.weight / weightTotal, 100 * Double(source.trainTokens) / Double(trainTotal),
-                        source.trainTokens, source.validationTokens))
+                        format: "%@ %7.2f %@ %8.1f%% %13d %11d", pad(source.name, 12), source.weight,
+                        config.mix == .none
+                            ? "      -" : String(format: "%6.1f%%", 100 * source.weight / weightTotal),
+                        100 * Double(source.trainTokens) / Double(trainTotal), source.trainTokens,
+                        source.validationTokens))
             }
         }
         return lines.joined(separator: "\n")

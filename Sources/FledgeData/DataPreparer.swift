@@ -92,7 +92,9 @@ public final class DataPreparer {
         var uses = [Int](repeating: 0, count: documents.count)
         for side in [false, true] {
             let members = items.indices.filter { validation[$0] == side }
-            let sideUses = Mixer.mix(members.map { items[$0] }, weights: weights, mode: side ? .downsample : config.mix)
+            let sideUses = Mixer.mix(
+                members.map { items[$0] }, weights: weights,
+                mode: side && config.mix != .none ? .downsample : config.mix)
             for (k, member) in members.enumerated() { uses[alive[member]] = sideUses[k] }
         }
         var isValidation = [Bool](repeating: false, count: documents.count)

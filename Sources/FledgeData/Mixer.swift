@@ -4,6 +4,8 @@
 
 /// How the mix reaches its ratios.
 public enum MixMode: String, Codable, Sendable, CaseIterable {
+    /// Keep every document of every source; weights are ignored.
+    case none
     /// Use fewer tokens of the over-represented sources; nothing is repeated.
     case downsample
     /// Repeat documents of the under-represented sources (whole passes, then a partial pass in hash order).
@@ -47,7 +49,7 @@ public enum Mixer {
         for item in items { available[item.source] += item.tokens }
         let present = weights.indices.filter { available[$0] > 0 }
         let total = present.reduce(0) { $0 + weights[$1] }
-        guard present.count > 1 else { return items.map { _ in 1 } }
+        guard present.count > 1, mode != .none else { return items.map { _ in 1 } }
         // The whole mix in tokens: the largest that needs no repeats (downsample) or that uses all of every source (upsample).
         let sizes = present.map { Double(available[$0]) / (weights[$0] / total) }
         let mixTokens = mode == .downsample ? sizes.min()! : sizes.max()!

@@ -56,8 +56,11 @@ struct DataCommand: ParsableCommand {
 
         @Option(help: "Share of documents (by content hash) held out for validation.") var valFraction = 0.05
         @Option(help: "Hold out a fixed number of validation tokens instead.") var valTokens: Int?
-        @Option(help: "Reach the source weights by downsample (no repeats) or upsample (repeat smaller sources).")
-        var mix: MixMode = .downsample
+        @Option(
+            help:
+                "Reach the --source weights by downsample (no repeats) or upsample (repeat smaller sources), or none (keep all); default: downsample with --source, none for plain inputs."
+        )
+        var mix: MixMode?
 
         @Option(help: "End-of-sequence token (default: the tokenizer's <|endoftext|>, <eos>, </s> or [EOS]).")
         var eosToken: String?
@@ -121,7 +124,7 @@ struct DataCommand: ParsableCommand {
             config.nearDuplicates.shingleWords = shingleWords
             config.split.validationFraction = valFraction
             config.split.validationTokens = valTokens
-            config.mix = mix
+            config.mix = mix ?? (source.isEmpty ? .none : .downsample)
             config.sequence.eosToken = eosToken
             config.sequence.bosToken = bosToken
             config.sequence.addBOS = bos

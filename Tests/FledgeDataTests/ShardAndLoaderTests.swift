@@ -138,3 +138,30 @@ struct ShardAndLoaderTests {
         }
     }
 }
+
+struct HashTests {
+    @Test func sha256MatchesFIPSVectors() {
+        #expect(SHA256.hex([UInt8]()) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        let long = Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)
+        #expect(SHA256.hex(long) == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        // Incremental updates across block boundaries give the same digest.
+        let million = [UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000)
+        var hash = SHA256()
+        for start in stride(from: 0, to: million.count, by: 999) {
+            hash.update(Array(million[start..<min(start + 999, million.count)]))
+        }
+        #expect(hash.finalizeHex() == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+
+    @Test func contentHashSeparatesTextsAndIsStable() {
+        #expect(ContentHash(Array("hello".utf8)) == ContentHash(Array("hello".utf8)))
+        var seen = Set<ContentHash>()
+        for i in 0..<20_000 { seen.insert(ContentHash(Array("document \(i)".utf8))) }
+        #expect(seen.count == 20_000)
+        #expect(ContentHash(Array("abcdefgh".utf8)) != ContentHash(Array("abcdefgh\0".utf8)))
+        // The split side is a uniform number: about 5% of many hashes fall below 0.05.
+        let below = seen.filter { $0.unitInterval < 0.05 }.count
+        #expect(below > 850 && below < 1150)
+    }
+}

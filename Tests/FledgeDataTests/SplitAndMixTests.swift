@@ -75,7 +75,7 @@ struct SplitAndMixTests {
             DataFixtures.paragraphs(400, from: 0).joined(separator: "\n\n"), "s.txt", in: folder)
         let facts = DataFixtures.write(
             DataFixtures.paragraphs(250, from: 500).joined(separator: "\n\n"), "f.txt", in: folder)
-        for mode in MixMode.allCases {
+        for mode in [MixMode.downsample, .upsample] {
             let sub = folder.appendingPathComponent(mode.rawValue)
             try FileManager.default.createDirectory(at: sub, withIntermediateDirectories: true)
             let (manifest, _) = try DataFixtures.prepare(
@@ -102,6 +102,13 @@ struct SplitAndMixTests {
             let validation = manifest.sources.map(\.validationTokens)
             #expect(abs(Double(validation[1]) / Double(validation[0] + validation[1]) - 0.7) < 0.08)
         }
+    }
+
+    @Test func mixNoneKeepsEveryDocument() {
+        let items = (0..<10).map { MixItem(source: $0 % 2, hash: ContentHash([UInt8($0)]), tokens: 10 + $0) }
+        #expect(Mixer.mix(items, weights: [1, 5], mode: .none) == [Int](repeating: 1, count: 10))
+        let down = Mixer.mix(items, weights: [1, 1], mode: .downsample)
+        #expect(down.allSatisfy { $0 <= 1 })
     }
 
     @Test func fixedValidationSizeIsHonoured() throws {
