@@ -26,6 +26,12 @@ public struct MixItem: Sendable {
     public var source: Int
     public var hash: ContentHash
     public var tokens: Int
+
+    public init(source: Int, hash: ContentHash, tokens: Int) {
+        self.source = source
+        self.hash = hash
+        self.tokens = tokens
+    }
 }
 
 public enum Mixer {
