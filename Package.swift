@@ -36,7 +36,11 @@ let package = Package(
         .target(name: "FledgeModel", dependencies: ["FledgeTensor"], swiftSettings: numericSettings),
         .target(name: "FledgeData", dependencies: ["FledgeTokenizer"], swiftSettings: numericSettings),
         .target(
-            name: "FledgeKit", dependencies: ["FledgeTensor", "FledgeTokenizer", "FledgeModel", "FledgeData"],
+            name: "FledgeTraining", dependencies: ["FledgeModel", "FledgeData", "FledgeTokenizer"],
+            swiftSettings: numericSettings),
+        .target(
+            name: "FledgeKit",
+            dependencies: ["FledgeTensor", "FledgeTokenizer", "FledgeModel", "FledgeData", "FledgeTraining"],
             swiftSettings: numericSettings),
         .executableTarget(
             name: "fledge",
@@ -54,6 +58,8 @@ let package = Package(
             swiftSettings: numericSettings
         ),
         .testTarget(name: "FledgeDataTests", dependencies: ["FledgeData"], swiftSettings: numericSettings),
+        .testTarget(
+            name: "FledgeTrainingTests", dependencies: ["FledgeTraining", "FledgeKit"], swiftSettings: numericSettings),
         .testTarget(
             name: "FledgeModelTests",
             dependencies: ["FledgeModel"],

@@ -3,3 +3,4 @@
 @_exported import FledgeModel
 @_exported import FledgeTensor
 @_exported import FledgeTokenizer
+@_exported import FledgeTraining

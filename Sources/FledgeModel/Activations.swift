@@ -46,7 +46,7 @@ public final class Activations: @unchecked Sendable {
     /// Floats in the arena.
     public let count: Int
     /// Targets that count toward the loss in the last forward pass.
-    var targetCount = 0
+    public internal(set) var targetCount = 0
     /// Whether the last forward pass had targets (a loss), so that `backward` may run.
     var hasLoss = false
     /// Dropout seed of the last forward pass.

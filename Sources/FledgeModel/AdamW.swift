@@ -31,7 +31,7 @@ public struct AdamWConfig: Codable, Equatable, Sendable {
 public final class AdamW: @unchecked Sendable {
     public var config: AdamWConfig
     /// Updates taken so far.
-    public internal(set) var step = 0
+    public var step = 0
     public let firstMoment: Storage<Float>
     public let secondMoment: Storage<Float>
     /// Runs of the layout with one weight-decay setting: (range, decays).

@@ -8,7 +8,10 @@ import Foundation
 struct Fledge: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train small GPT-style language models from scratch.",
-        subcommands: [DemoCommand.self, TokenizerCommand.self, DataCommand.self, ModelCommand.self, BenchCommand.self])
+        subcommands: [
+            DemoCommand.self, TokenizerCommand.self, DataCommand.self, TrainCommand.self, ModelCommand.self,
+            BenchCommand.self,
+        ])
 }
 
 /// Shared `--threads` option.

@@ -207,7 +207,7 @@ struct TokenizerCommand: ParsableCommand {
 
 /// A single status line on standard error, redrawn in place (only when it is a terminal).
 final class ProgressLine {
-    private let live = isatty(2) != 0
+    let live = isatty(2) != 0
     private var last = Date.distantPast
 
     func update(_ text: String) {

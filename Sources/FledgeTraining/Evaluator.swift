@@ -1,0 +1,63 @@
+// Evaluator: validation loss, perplexity and bits per byte of a model on a token stream — the same windows
+// every time (sequential from the start), so numbers are comparable across steps and runs. Bits per byte
+// divide the loss by the stream's bytes per token (from the manifest), which makes runs with different
+// tokenizers comparable (nanochat's bpb).
+
+import FledgeData
+import FledgeModel
+import Foundation
+
+/// One evaluation.
+public struct Evaluation: Sendable, Equatable {
+    /// Mean cross-entropy per target token (nats).
+    public var loss: Float
+    public var perplexity: Float { exp(loss) }
+    public var bitsPerByte: Float
+    public var tokens: Int
+}
+
+/// Evaluates a model on a fixed set of windows of a stream.
+public final class Evaluator {
+    public let stream: TokenStream
+    public let batchSize: Int
+    public let sequenceLength: Int
+    public let batches: Int
+    private let activations: Activations
+    private var inputs: [Int32]
+    private var targets: [Int32]
+
+    /// Plans `batches` batches of the stream (fewer when the stream is short; at least one must fit).
+    public init(model: GPT, stream: TokenStream, batchSize: Int, sequenceLength: Int, batches: Int, split: String)
+        throws
+    {
+        let loader = try DataLoader(
+            stream: stream, batchSize: batchSize, sequenceLength: sequenceLength, order: .sequential, seed: 0,
+            split: split)
+        self.stream = stream
+        self.batchSize = batchSize
+        self.sequenceLength = sequenceLength
+        self.batches = min(batches, loader.batchesPerEpoch)
+        activations = try Activations(
+            config: model.config, batchSize: batchSize, sequenceLength: sequenceLength, forTraining: false)
+        inputs = [Int32](repeating: 0, count: batchSize * sequenceLength)
+        targets = inputs
+    }
+
+    /// The loss over the planned windows (weighted by counted targets).
+    public func evaluate(_ model: GPT) throws -> Evaluation {
+        let loader = try DataLoader(
+            stream: stream, batchSize: batchSize, sequenceLength: sequenceLength, order: .sequential, seed: 0)
+        var total = 0.0
+        var counted = 0
+        for _ in 0..<batches {
+            loader.next(inputs: &inputs, targets: &targets)
+            let loss =
+                try model.forward(tokens: inputs, targets: targets, activations: activations, training: false) ?? 0
+            total += Double(loss) * Double(activations.targetCount)
+            counted += activations.targetCount
+        }
+        let mean = Float(total / Double(max(counted, 1)))
+        let tokensPerByte = Double(stream.count) / Double(max(stream.textBytes, 1))
+        return Evaluation(loss: mean, bitsPerByte: Float(Double(mean) * tokensPerByte / log(2)), tokens: counted)
+    }
+}

@@ -1,0 +1,139 @@
+// RunCheckpoint: the checkpoints of a run directory — latest/, best/ and final/, each a complete folder
+// (config.json, tokenizer.json, model.safetensors, optimizer.safetensors, trainer-state.json, training.json)
+// written under a temporary name and swapped into place, so a crash or a full disk never leaves a mixed or
+// half-written checkpoint where a good one stood (ARCHITECTURE.md, "File formats").
+
+import FledgeData
+import FledgeModel
+import FledgeTensor
+import FledgeTokenizer
+import Foundation
+
+/// Which checkpoint of a run.
+public enum CheckpointKind: String, Sendable, CaseIterable {
+    case latest
+    case best
+    case final
+}
+
+/// Reading and writing checkpoints of a run directory.
+public enum RunCheckpoint {
+    static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return encoder
+    }
+
+    static func decoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return decoder
+    }
+
+    /// Writes a checkpoint of `kind` into `run`; `optimizer` nil leaves optimizer.safetensors out (best/).
+    public static func save(
+        _ kind: CheckpointKind, run: URL, model: GPT, optimizer: AdamW?, tokenizerJSON: Data, state: TrainerState,
+        config: TrainingConfig
+    ) throws {
+        let target = run.appendingPathComponent(kind.rawValue)
+        let temporary = run.appendingPathComponent(".\(kind.rawValue).tmp-\(getpid())")
+        let old = run.appendingPathComponent(".\(kind.rawValue).old-\(getpid())")
+        let files = FileManager.default
+        try? files.removeItem(at: temporary)
+        do {
+            try files.createDirectory(at: temporary, withIntermediateDirectories: true)
+            try ModelCheckpoint.save(model, to: temporary)
+            try tokenizerJSON.write(to: temporary.appendingPathComponent("tokenizer.json"))
+            if let optimizer {
+                try saveOptimizer(optimizer, to: temporary.appendingPathComponent("optimizer.safetensors"))
+            }
+            try encoder().encode(state).write(to: temporary.appendingPathComponent("trainer-state.json"))
+            try encoder().encode(config).write(to: temporary.appendingPathComponent("training.json"))
+            let existed = files.fileExists(atPath: target.path)
+            if existed { try files.moveItem(at: target, to: old) }
+            do {
+                try files.moveItem(at: temporary, to: target)
+            } catch {
+                if existed { try? files.moveItem(at: old, to: target) }
+                throw error
+            }
+            if existed { try? files.removeItem(at: old) }
+        } catch {
+            try? files.removeItem(at: temporary)
+            let detail = (error as? ModelError)?.message ?? error.localizedDescription
+            throw TrainingError(
+                "saving the \(kind.rawValue) checkpoint of \(run.path) at step \(state.step) failed: \(detail)",
+                hint: "free disk space (or check permissions); the previous \(kind.rawValue)/ checkpoint is untouched.")
+        }
+    }
+
+    /// AdamW moments as two flat F32 tensors, with the step count in the metadata.
+    static func saveOptimizer(_ optimizer: AdamW, to url: URL) throws {
+        try optimizer.firstMoment.withUnsafeBufferPointer { m in
+            try optimizer.secondMoment.withUnsafeBufferPointer { v in
+                try SafetensorsWriter.write(
+                    [
+                        SafetensorsWriter.Tensor(name: "exp_avg", shape: [m.count], bytes: UnsafeRawBufferPointer(m)),
+                        SafetensorsWriter.Tensor(
+                            name: "exp_avg_sq", shape: [v.count], bytes: UnsafeRawBufferPointer(v)),
+                    ], metadata: ["step": String(optimizer.step)], to: url)
+            }
+        }
+    }
+
+    /// Restores AdamW moments and step from `url`.
+    static func loadOptimizer(_ optimizer: AdamW, from url: URL) throws {
+        let file = try SafetensorsFile(url: url)
+        let count = optimizer.firstMoment.count
+        try optimizer.firstMoment.withUnsafeMutableBufferPointer {
+            try file.copyFloats("exp_avg", expectedShape: [count], into: $0)
+        }
+        try optimizer.secondMoment.withUnsafeMutableBufferPointer {
+            try file.copyFloats("exp_avg_sq", expectedShape: [count], into: $0)
+        }
+        guard let step = file.metadata["step"].flatMap(Int.init) else {
+            throw TrainingError("\(url.path) lacks the optimizer step", hint: "resume from a checkpoint Fledge wrote.")
+        }
+        optimizer.step = step
+    }
+
+    /// The checkpoint folder to load for `path`: the folder itself when it holds config.json, else its final/,
+    /// latest/ or best/ (in that order).
+    public static func folder(_ path: String, prefer: [CheckpointKind] = [.final, .latest, .best]) throws -> URL {
+        let url = URL(fileURLWithPath: path)
+        let files = FileManager.default
+        if files.fileExists(atPath: url.appendingPathComponent("config.json").path) { return url }
+        for kind in prefer
+        where files.fileExists(atPath: url.appendingPathComponent("\(kind.rawValue)/config.json").path) {
+            return url.appendingPathComponent(kind.rawValue)
+        }
+        throw TrainingError(
+            "\(path) is not a run or checkpoint (no config.json, \(prefer.map { "\($0.rawValue)/" }.joined(separator: ", ")))",
+            hint: "pass a run directory written by `fledge train`, or one of its checkpoint folders.")
+    }
+
+    /// Reads trainer-state.json and training.json of a checkpoint folder.
+    public static func loadState(_ folder: URL) throws -> (TrainerState, TrainingConfig) {
+        func read<T: Decodable>(_ name: String, _ type: T.Type) throws -> T {
+            let url = folder.appendingPathComponent(name)
+            guard let data = FileManager.default.contents(atPath: url.path) else {
+                throw TrainingError(
+                    "\(url.path) is missing", hint: "resume from latest/ of a run written by `fledge train`.")
+            }
+            do { return try decoder().decode(type, from: data) } catch {
+                throw TrainingError("\(url.path) is not valid: \(error)", hint: "resume from an intact checkpoint.")
+            }
+        }
+        return (try read("trainer-state.json", TrainerState.self), try read("training.json", TrainingConfig.self))
+    }
+
+    /// The model, optimizer and state of a checkpoint folder, to resume.
+    public static func load(_ folder: URL, backend: any Backend) throws -> (GPT, AdamW, TrainerState, TrainingConfig) {
+        let model = try ModelCheckpoint.load(from: folder, backend: backend)
+        let (state, config) = try loadState(folder)
+        let optimizer = try AdamW(model: model, config: config.optimizer)
+        try loadOptimizer(optimizer, from: folder.appendingPathComponent("optimizer.safetensors"))
+        return (model, optimizer, state, config)
+    }
+}

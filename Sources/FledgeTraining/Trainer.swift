@@ -1,0 +1,303 @@
+// Trainer: the training loop of `fledge train` — batches from the loader, forward and backward over
+// micro-batches, clipping, AdamW with the schedule's rate; evaluation, samples, checkpoints and the metrics
+// log on their intervals; divergence guards. Everything random derives from the seed and the step, and the
+// loader's position is two integers, so a run resumed from a checkpoint continues bit for bit.
+
+import FledgeData
+import FledgeModel
+import FledgeTensor
+import FledgeTokenizer
+import Foundation
+
+/// What the trainer reports while it runs.
+public enum TrainingEvent: Sendable {
+    /// After every update.
+    case step(TrainingStep)
+    case evaluation(step: Int, Evaluation)
+    case sample(step: Int, prompt: String, text: String)
+    /// Checkpoints, spikes, skipped updates.
+    case message(String)
+}
+
+/// One update's numbers.
+public struct TrainingStep: Sendable {
+    public var step: Int
+    public var totalSteps: Int
+    public var loss: Float
+    public var learningRate: Float
+    public var gradientNorm: Float
+    public var tokensPerSecond: Double
+    public var elapsed: Double
+    /// Seconds left, from the step rate (or the time budget).
+    public var remaining: Double
+}
+
+/// How a run ended.
+public struct TrainingOutcome: Sendable {
+    public var state: TrainerState
+    public var finalEvaluation: Evaluation?
+    public var interrupted: Bool
+}
+
+/// Runs training for one model on one prepared dataset.
+public final class Trainer {
+    public let model: GPT
+    public let optimizer: AdamW
+    public let config: TrainingConfig
+    public let run: URL
+    public let tokenizer: any Tokenizer
+    public let dataset: PreparedDataset
+    public private(set) var state: TrainerState
+    /// Receives progress on the training thread.
+    public var observe: (TrainingEvent) -> Void = { _ in }
+    /// Polled between updates; true saves a checkpoint and stops (Ctrl-C).
+    public var shouldStop: () -> Bool = { false }
+
+    let loader: DataLoader
+    let evaluator: Evaluator
+    let activations: Activations
+    let metrics: MetricsLog
+    let tokenizerJSON: Data
+    let sequenceLength: Int
+    private var inputs: [Int32]
+    private var targets: [Int32]
+
+    /// Plans a run in `run` (created if needed). With `state` (a resumed checkpoint's), continues from it.
+    public init(
+        model: GPT, optimizer: AdamW, config: TrainingConfig, dataset: PreparedDataset, run: URL,
+        state: TrainerState? = nil
+    ) throws {
+        try config.validate()
+        self.model = model
+        self.optimizer = optimizer
+        self.config = config
+        self.run = run
+        self.dataset = dataset
+        tokenizer = try dataset.tokenizer()
+        tokenizerJSON = try tokenizer.tokenizerJSON()
+        let T = config.sequenceLength ?? model.config.contextLength
+        sequenceLength = T
+        guard T >= 1, T <= model.config.contextLength else {
+            throw TrainingError(
+                "sequence length \(T) exceeds the model's context length \(model.config.contextLength)",
+                hint: "use --context \(model.config.contextLength) or less, or a model with a longer context.")
+        }
+        guard tokenizer.vocabularySize == model.config.vocabularySize else {
+            throw TrainingError(
+                "the data's tokenizer has \(tokenizer.vocabularySize) tokens but the model's vocabulary is \(model.config.vocabularySize)",
+                hint: "train with the tokenizer the model was built for, or build the model for this data's tokenizer.")
+        }
+        try Trainer.checkMemory(model: model, batchSize: config.batchSize, sequenceLength: T)
+        var start = state ?? TrainerState()
+        if state == nil { start.seed = config.seed }
+        start.dataFolder = dataset.folder.standardizedFileURL.path
+        self.state = start
+        loader = try DataLoader(
+            stream: try dataset.stream("train"), batchSize: config.batchSize, sequenceLength: T, order: .random,
+            seed: config.seed, position: LoaderPosition(epoch: start.dataEpoch, window: start.dataWindow))
+        evaluator = try Evaluator(
+            model: model, stream: try dataset.stream("validation"), batchSize: config.batchSize, sequenceLength: T,
+            batches: config.evalBatches, split: "validation")
+        activations = try Activations(config: model.config, batchSize: config.batchSize, sequenceLength: T)
+        inputs = [Int32](repeating: 0, count: config.batchSize * T)
+        targets = inputs
+        do {
+            try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+        } catch {
+            throw TrainingError(
+                "cannot create \(run.path): \(error.localizedDescription)", hint: "check the path and permissions.")
+        }
+        metrics = try MetricsLog(run.appendingPathComponent("metrics.jsonl"), resumingAt: state?.step)
+    }
+
+    /// Bytes a step needs: parameters, gradients, two AdamW moments, and the activations.
+    public static func memoryNeeded(model config: ModelConfig, parameters: Int, batchSize: Int, sequenceLength: Int)
+        -> Int
+    {
+        4 * 4 * parameters
+            + Activations.estimatedBytes(
+                config: config, batchSize: batchSize, sequenceLength: sequenceLength, forTraining: true)
+    }
+
+    static func checkMemory(model: GPT, batchSize: Int, sequenceLength: Int) throws {
+        let needed = memoryNeeded(
+            model: model.config, parameters: model.parameterCount, batchSize: batchSize, sequenceLength: sequenceLength)
+        let available = Int(ProcessInfo.processInfo.physicalMemory)
+        guard needed < available * 9 / 10 else {
+            throw TrainingError(
+                String(
+                    format:
+                        "batch %d × %d tokens needs about %.1f GB (weights, gradients, AdamW, activations); this machine has %.1f GB",
+                    batchSize, sequenceLength, Double(needed) / 1e9, Double(available) / 1e9),
+                hint:
+                    "use a smaller --batch-size with --accumulation to keep the tokens per update, or a shorter --context."
+            )
+        }
+    }
+
+    /// Tokens per update.
+    public var tokensPerUpdate: Int { config.batchSize * sequenceLength * config.accumulationSteps }
+
+    /// Trains until the step or time budget is spent, or `shouldStop`; saves final/ (or latest/ when stopped).
+    public func train() throws -> TrainingOutcome {
+        let sessionStart = Date()
+        let elapsedBefore = state.elapsedSeconds
+        func elapsed() -> Double { elapsedBefore + Date().timeIntervalSince(sessionStart) }
+        var lastCheckpoint = Date()
+        var rateWindow = (time: elapsed(), step: state.step)
+        var tokensPerSecond = 0.0
+        var lastEvaluation: Evaluation?
+        if state.step == 0 { lastEvaluation = try evaluate(elapsed: 0) }
+        while state.step < config.maxSteps && !(config.maxSeconds.map { elapsed() >= $0 } ?? false) {
+            if shouldStop() {
+                try save(.latest)
+                try writeReport()
+                return TrainingOutcome(state: state, finalEvaluation: lastEvaluation, interrupted: true)
+            }
+            let (loss, norm) = try update()
+            let now = elapsed()
+            if now - rateWindow.time >= 1 || state.step - rateWindow.step >= 20 {
+                tokensPerSecond =
+                    Double((state.step - rateWindow.step) * tokensPerUpdate) / max(now - rateWindow.time, 1e-9)
+                rateWindow = (now, state.step)
+            }
+            let stepsLeft = Double(config.maxSteps - state.step)
+            var remaining = stepsLeft * Double(tokensPerUpdate) / max(tokensPerSecond, 1e-9)
+            if let budget = config.maxSeconds { remaining = min(remaining, max(0, budget - now)) }
+            state.elapsedSeconds = now
+            observe(
+                .step(
+                    TrainingStep(
+                        step: state.step, totalSteps: config.maxSteps, loss: loss, learningRate: state.lastLearningRate,
+                        gradientNorm: norm, tokensPerSecond: tokensPerSecond, elapsed: now, remaining: remaining)))
+            var record = MetricsRecord(kind: "train", step: state.step, elapsed: now)
+            (record.loss, record.learningRate, record.gradientNorm) = (loss, state.lastLearningRate, norm)
+            (record.tokensPerSecond, record.tokens) = (tokensPerSecond, state.tokensSeen)
+            metrics.append(record)
+            if state.step % config.evalEvery == 0 { lastEvaluation = try evaluate(elapsed: now) }
+            let minutesDue =
+                config.checkpointMinutes.map { Date().timeIntervalSince(lastCheckpoint) >= $0 * 60 } ?? false
+            if state.step % config.checkpointEvery == 0 || minutesDue {
+                try save(.latest)
+                lastCheckpoint = Date()
+            }
+        }
+        state.elapsedSeconds = elapsed()
+        if lastEvaluation == nil || state.step % config.evalEvery != 0 {
+            lastEvaluation = try evaluate(elapsed: state.elapsedSeconds)
+        }
+        try save(.latest)
+        try save(.final)
+        try writeReport()
+        return TrainingOutcome(state: state, finalEvaluation: lastEvaluation, interrupted: false)
+    }
+
+    /// One update: micro-batches forward and backward, gradient scaling, clipping, the guard, AdamW.
+    func update() throws -> (loss: Float, norm: Float) {
+        model.zeroGradients()
+        var total: Float = 0
+        let accumulation = config.accumulationSteps
+        for micro in 0..<accumulation {
+            loader.next(inputs: &inputs, targets: &targets)
+            let seed = Trainer.dropoutSeed(state.seed, step: state.step, micro: micro)
+            let loss =
+                try model.forward(tokens: inputs, targets: targets, activations: activations, dropoutSeed: seed) ?? 0
+            try model.backward(activations: activations)
+            total += loss
+        }
+        if accumulation > 1 {
+            model.gradients.withUnsafeMutableBufferPointer {
+                model.backend.scale($0.baseAddress!, count: $0.count, by: 1 / Float(accumulation))
+            }
+        }
+        let loss = total / Float(accumulation)
+        let norm = config.clipNorm > 0 ? model.clipGradients(maxNorm: config.clipNorm) : model.gradientNorm()
+        let position = loader.position
+        (state.dataEpoch, state.dataWindow) = (position.epoch, position.window)
+        state.tokensSeen += tokensPerUpdate
+        guard loss.isFinite, norm.isFinite else {
+            let what = loss.isFinite ? "gradient norm is \(norm)" : "loss is \(loss)"
+            guard config.onNonFinite == .skip else {
+                throw TrainingError(
+                    "step \(state.step + 1): the \(what)",
+                    hint:
+                        "lower the learning rate (--lr), lengthen the warmup (--warmup), keep clipping on (--clip 1), and check the data; --on-nan skip skips such updates. The last checkpoint in \(run.path)/latest is intact."
+                )
+            }
+            state.step += 1
+            report("step \(state.step): the \(what); update skipped")
+            return (loss, norm)
+        }
+        let progress = max(
+            Double(state.step) / Double(config.maxSteps), config.maxSeconds.map { state.elapsedSeconds / $0 } ?? 0)
+        state.lastLearningRate = config.schedule.rate(step: state.step, progress: progress)
+        optimizer.update(model, learningRate: state.lastLearningRate)
+        state.step += 1
+        if let smoothed = state.smoothedLoss, state.step > config.schedule.warmupSteps,
+            loss > config.spikeFactor * smoothed
+        {
+            report(String(format: "step %d: loss spike %.3f (running mean %.3f)", state.step, loss, smoothed))
+        }
+        state.smoothedLoss = state.smoothedLoss.map { 0.95 * $0 + 0.05 * loss } ?? loss
+        return (loss, norm)
+    }
+
+    /// A dropout seed per (run seed, step, micro-batch): masks never repeat and need no stored RNG state.
+    static func dropoutSeed(_ seed: UInt64, step: Int, micro: Int) -> UInt64 {
+        var x = seed &+ UInt64(step) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(micro) &* 0xBF58_476D_1CE4_E5B9
+        x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
+        return x ^ (x >> 31)
+    }
+
+    /// Validation numbers and samples; a new best saves best/.
+    func evaluate(elapsed: Double) throws -> Evaluation {
+        let evaluation = try evaluator.evaluate(model)
+        observe(.evaluation(step: state.step, evaluation))
+        var record = MetricsRecord(kind: "eval", step: state.step, elapsed: elapsed)
+        (record.validationLoss, record.perplexity, record.bitsPerByte) =
+            (evaluation.loss, evaluation.perplexity, evaluation.bitsPerByte)
+        metrics.append(record)
+        let eos = dataset.manifest.tokenizer.eosId
+        for prompt in config.samplePrompts where config.sampleTokens > 0 {
+            let ids = tokenizer.encode(bytes: Array(prompt.utf8), allowSpecial: true)
+            let text = try SampleWriter().complete(
+                ids, model: model, tokenizer: tokenizer, tokens: config.sampleTokens, stopToken: eos)
+            observe(.sample(step: state.step, prompt: prompt, text: text))
+            var sample = MetricsRecord(kind: "sample", step: state.step, elapsed: elapsed)
+            (sample.prompt, sample.text) = (prompt, text)
+            metrics.append(sample)
+        }
+        if state.step > 0, evaluation.loss.isFinite, evaluation.loss < (state.bestValidationLoss ?? .infinity) {
+            state.bestValidationLoss = evaluation.loss
+            try RunCheckpoint.save(
+                .best, run: run, model: model, optimizer: nil, tokenizerJSON: tokenizerJSON, state: state,
+                config: config)
+        }
+        return evaluation
+    }
+
+    func save(_ kind: CheckpointKind) throws {
+        try RunCheckpoint.save(
+            kind, run: run, model: model, optimizer: optimizer, tokenizerJSON: tokenizerJSON, state: state,
+            config: config)
+        var record = MetricsRecord(kind: "event", step: state.step, elapsed: state.elapsedSeconds)
+        record.message = "saved \(kind.rawValue)/"
+        metrics.append(record)
+    }
+
+    func report(_ message: String) {
+        observe(.message(message))
+        var record = MetricsRecord(kind: "event", step: state.step, elapsed: state.elapsedSeconds)
+        record.message = message
+        metrics.append(record)
+    }
+
+    /// report.html in the run directory.
+    public func writeReport() throws {
+        try RunReport.write(
+            to: run.appendingPathComponent("report.html"), metrics: try MetricsLog.read(metrics.url),
+            model: model.config, parameters: model.parameterCount, training: config, manifest: dataset.manifest,
+            state: state)
+    }
+}
