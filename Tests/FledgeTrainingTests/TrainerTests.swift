@@ -1,0 +1,250 @@
+// The trainer: resume is bit-identical to an uninterrupted run, schedules have their shapes, masked
+// (question) positions contribute no gradient, NaN is caught (stop or skip), checkpoints and the report are
+// written, and setups that cannot work are refused with a message.
+
+import FledgeData
+import FledgeModel
+import FledgeTensor
+import FledgeTokenizer
+import FledgeTraining
+import Foundation
+import Testing
+
+enum TrainingFixtures {
+    static let root: URL = {
+        let here = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+        if FileManager.default.fileExists(atPath: here.appendingPathComponent("Package.swift").path) { return here }
+        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+    }()
+
+    static let text = String(
+        decoding: try! Data(contentsOf: root.appendingPathComponent("data/shakespeare/shakespeare.txt")).prefix(
+            120_000),
+        as: UTF8.self)
+
+    static let tokenizer: BPETokenizer = {
+        var config = BPETrainingConfig(vocabularySize: 300)
+        config.threads = 1
+        return try! BPETrainer(config: config).train(texts: [text])
+    }()
+
+    static func scratch(_ name: String = #function) -> URL {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "fledge-train-tests-\(name.filter { $0.isLetter })-\(UUID().uuidString.prefix(8))")
+        try! FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        return folder
+    }
+
+    /// A prepared folder of Shakespeare paragraphs (or question/answer pairs).
+    static func dataset(in folder: URL, questions: Bool = false) throws -> PreparedDataset {
+        let input = folder.appendingPathComponent(questions ? "qa.jsonl" : "text.txt")
+        if questions {
+            let lines = (0..<200).map { i in
+                "{\"question\": \"What follows \(i)?\", \"answer\": \"After \(i) comes \(i + 1), good sir.\"}"
+            }
+            try Data(lines.joined(separator: "\n").utf8).write(to: input)
+        } else {
+            try Data(text.utf8).write(to: input)
+        }
+        var config = PreparationConfig()
+        config.sources = [SourceSpec(name: "s", path: input.path)]
+        config.input.boundary = .blankLine
+        config.split.validationFraction = 0.1
+        config.removeNearDuplicates = !questions
+        let output = folder.appendingPathComponent("data")
+        _ = try DataPreparer(config: config, tokenizer: tokenizer, threads: 2).run(output: output)
+        return try PreparedDataset(output)
+    }
+
+    static func model(dropout: Float = 0.1, seed: UInt64 = 3) throws -> GPT {
+        let config = ModelConfig(
+            vocabularySize: 300, contextLength: 32, layers: 2, width: 32, heads: 2, dropout: dropout)
+        return try GPT(config: config, backend: CPUBackend(threadCount: 2), seed: seed)
+    }
+
+    static func trainingConfig(steps: Int = 20) -> TrainingConfig {
+        var config = TrainingConfig()
+        config.batchSize = 4
+        config.accumulationSteps = 2
+        config.maxSteps = steps
+        config.schedule.warmupSteps = 5
+        config.schedule.peak = 3e-3
+        config.evalEvery = 5
+        config.evalBatches = 2
+        config.sampleTokens = 8
+        config.checkpointEvery = 7
+        config.checkpointMinutes = nil
+        return config
+    }
+}
+
+struct TrainingLoopTests {
+    func losses(_ run: URL) throws -> [Float] {
+        try MetricsLog.read(run.appendingPathComponent("metrics.jsonl")).filter { $0.kind == "train" }.map { $0.loss! }
+    }
+
+    @Test func resumeIsBitIdenticalToAnUninterruptedRun() throws {
+        let folder = TrainingFixtures.scratch()
+        let dataset = try TrainingFixtures.dataset(in: folder)
+        let config = TrainingFixtures.trainingConfig(steps: 20)
+        // 20 steps straight.
+        let straight = try TrainingFixtures.model()
+        let runA = folder.appendingPathComponent("a")
+        _ = try Trainer(
+            model: straight, optimizer: try AdamW(model: straight, config: config.optimizer), config: config,
+            dataset: dataset, run: runA
+        ).train()
+        // 10 steps, stopped (as Ctrl-C does), then resumed from latest/ in a fresh model and optimizer.
+        let first = try TrainingFixtures.model()
+        let runB = folder.appendingPathComponent("b")
+        let trainer = try Trainer(
+            model: first, optimizer: try AdamW(model: first, config: config.optimizer), config: config,
+            dataset: dataset,
+            run: runB)
+        trainer.shouldStop = { trainer.state.step >= 10 }
+        let stopped = try trainer.train()
+        #expect(stopped.interrupted && stopped.state.step == 10)
+        let (model, optimizer, state, savedConfig) = try RunCheckpoint.load(
+            runB.appendingPathComponent("latest"), backend: CPUBackend(threadCount: 2))
+        #expect(savedConfig == config)
+        let resumed = try Trainer(
+            model: model, optimizer: optimizer, config: savedConfig, dataset: dataset, run: runB, state: state)
+        let outcome = try resumed.train()
+        #expect(!outcome.interrupted && outcome.state.step == 20)
+        let a = try losses(runA)
+        let b = try losses(runB)
+        #expect(a.count == 20 && b.count == 20)
+        #expect(a.map(\.bitPattern) == b.map(\.bitPattern), "losses differ: \(a) vs \(b)")
+        #expect(straight.parameters.array.map(\.bitPattern) == model.parameters.array.map(\.bitPattern))
+        #expect(a.last! < a.first!)
+        // Both runs wrote the same checkpoints and a report.
+        for kind in ["latest", "best", "final"] {
+            #expect(
+                FileManager.default.fileExists(atPath: runB.appendingPathComponent("\(kind)/model.safetensors").path))
+        }
+        let report = try String(contentsOf: runB.appendingPathComponent("report.html"), encoding: .utf8)
+        #expect(report.contains("<svg") && report.contains("validation loss") && report.contains("Samples"))
+        let evals = try MetricsLog.read(runB.appendingPathComponent("metrics.jsonl")).filter { $0.kind == "eval" }
+        #expect(evals.map(\.step) == [0, 5, 10, 15, 20])
+        #expect(evals.allSatisfy { ($0.bitsPerByte ?? 0) > 0 && ($0.perplexity ?? 0) > 1 })
+        let reloaded = try ModelCheckpoint.load(from: runB.appendingPathComponent("final"), backend: CPUBackend())
+        #expect(reloaded.parameters.array == model.parameters.array)
+    }
+
+    @Test func schedulesHaveTheirShapes() {
+        var schedule = LearningRateSchedule()
+        schedule.peak = 1
+        schedule.warmupSteps = 10
+        schedule.minimumFraction = 0.1
+        #expect(schedule.rate(step: 0, progress: 0) == 0.1)
+        #expect(schedule.rate(step: 9, progress: 0.09) == 1)
+        #expect(abs(schedule.rate(step: 50, progress: 0.5) - 0.55) < 1e-6)
+        #expect(abs(schedule.rate(step: 100, progress: 1) - 0.1) < 1e-6)
+        schedule.kind = .linear
+        #expect(abs(schedule.rate(step: 50, progress: 0.5) - 0.55) < 1e-6)
+        #expect(abs(schedule.rate(step: 75, progress: 0.75) - 0.325) < 1e-6)
+        schedule.kind = .constant
+        #expect(schedule.rate(step: 99, progress: 0.99) == 1)
+        schedule.kind = .wsd
+        schedule.decayFraction = 0.2
+        #expect(schedule.rate(step: 79, progress: 0.79) == 1)
+        #expect(abs(schedule.rate(step: 90, progress: 0.9) - 0.55) < 1e-6)
+        #expect(abs(schedule.rate(step: 100, progress: 1) - 0.1) < 1e-6)
+    }
+
+    @Test func maskedPositionsContributeNoGradient() throws {
+        let folder = TrainingFixtures.scratch()
+        let dataset = try TrainingFixtures.dataset(in: folder, questions: true)
+        #expect(dataset.manifest.lossMask)
+        let model = try TrainingFixtures.model(dropout: 0)
+        let T = 32
+        let loader = try DataLoader(
+            stream: try dataset.stream("train"), batchSize: 1, sequenceLength: T, order: .sequential, seed: 0)
+        var inputs = [Int32](repeating: 0, count: T)
+        var targets = inputs
+        loader.next(inputs: &inputs, targets: &targets)
+        let counted = targets.indices.filter { targets[$0] != GPT.ignoreIndex }
+        #expect(counted.count > 4 && counted.count < T - 4)  // both question and answer positions in the window
+        let acts = try Activations(config: model.config, batchSize: 1, sequenceLength: T)
+        model.zeroGradients()
+        try model.forward(tokens: inputs, targets: targets, activations: acts, training: false)
+        try model.backward(activations: acts)
+        let masked = model.gradients.array
+        // The same gradient, built from the answer positions alone: each position's gradient on its own, averaged.
+        var sum = [Double](repeating: 0, count: masked.count)
+        for position in counted {
+            var single = [Int32](repeating: GPT.ignoreIndex, count: T)
+            single[position] = targets[position]
+            model.zeroGradients()
+            try model.forward(tokens: inputs, targets: single, activations: acts, training: false)
+            try model.backward(activations: acts)
+            for (i, g) in model.gradients.array.enumerated() { sum[i] += Double(g) }
+        }
+        var worst = 0.0
+        for i in masked.indices {
+            worst = max(
+                worst, abs(Double(masked[i]) - sum[i] / Double(counted.count)) / (abs(Double(masked[i])) + 1e-4))
+        }
+        #expect(worst < 1e-3, "relative difference \(worst)")
+    }
+
+    @Test func nonFiniteLossStopsOrSkips() throws {
+        let folder = TrainingFixtures.scratch()
+        let dataset = try TrainingFixtures.dataset(in: folder)
+        var config = TrainingFixtures.trainingConfig(steps: 4)
+        config.evalEvery = 100
+        for policy in NonFinitePolicy.allCases {
+            config.onNonFinite = policy
+            let model = try TrainingFixtures.model()
+            model.parameters.withUnsafeMutableBufferPointer { $0[0] = .nan }  // poison the token embedding
+            let trainer = try Trainer(
+                model: model, optimizer: try AdamW(model: model), config: config, dataset: dataset,
+                run: folder.appendingPathComponent(policy.rawValue))
+            var messages: [String] = []
+            trainer.observe = { if case .message(let text) = $0 { messages.append(text) } }
+            if policy == .stop {
+                do {
+                    _ = try trainer.train()
+                    Issue.record("no error")
+                } catch let error as TrainingError {
+                    #expect(error.message.contains("step 1"), "\(error)")
+                    #expect(error.hint.contains("--lr") && error.hint.contains("--warmup"))
+                }
+            } else {
+                let outcome = try trainer.train()
+                #expect(outcome.state.step == 4)
+                #expect(messages.filter { $0.contains("update skipped") }.count == 4)
+            }
+        }
+    }
+
+    @Test func impossibleSetupsAreRefused() throws {
+        let folder = TrainingFixtures.scratch()
+        let dataset = try TrainingFixtures.dataset(in: folder)
+        let config = TrainingFixtures.trainingConfig()
+        func refuse(_ fragment: String, model: GPT, config: TrainingConfig) {
+            do {
+                _ = try Trainer(
+                    model: model, optimizer: try AdamW(model: model), config: config, dataset: dataset,
+                    run: folder.appendingPathComponent("r"))
+                Issue.record("no error for \(fragment)")
+            } catch let error as TrainingError {
+                #expect(error.description.contains(fragment), "\(error)")
+            } catch { Issue.record("\(error)") }
+        }
+        let wrongVocabulary = try GPT(
+            config: ModelConfig(vocabularySize: 400, contextLength: 32, layers: 1, width: 16, heads: 2),
+            backend: CPUBackend())
+        refuse("the model's vocabulary is 400", model: wrongVocabulary, config: config)
+        var long = config
+        long.sequenceLength = 64
+        refuse("exceeds the model's context length 32", model: try TrainingFixtures.model(), config: long)
+        var huge = config
+        huge.batchSize = 2_000_000
+        refuse("GB", model: try TrainingFixtures.model(), config: huge)
+        var bad = config
+        bad.schedule.peak = -1
+        refuse("learning rate -1", model: try TrainingFixtures.model(), config: bad)
+    }
+}
