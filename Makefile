@@ -7,9 +7,20 @@ setup:
 build: setup
 	swift build -c release
 
-# The main job on the bundled data: train a byte-level GPT on Shakespeare for ~3 minutes and sample it.
+# The main job on the bundled data: a BPE tokenizer, prepared shards, a small GPT trained for 3 minutes
+# on the CPU (samples at each evaluation), then completions of a few prompts and the report's path.
+DEMO = runs/demo
 demo: build
-	.build/release/fledge demo --text data/shakespeare/shakespeare.txt --seconds 180
+	mkdir -p $(DEMO)
+	.build/release/fledge tokenizer train --input data/shakespeare/shakespeare.txt --vocab-size 2048 \
+		--output $(DEMO)/tokenizer.json
+	.build/release/fledge data prepare data/shakespeare/shakespeare.txt --split-on blank-line \
+		--tokenizer $(DEMO)/tokenizer.json --output $(DEMO)/data --overwrite
+	rm -rf $(DEMO)/run
+	.build/release/fledge train --data $(DEMO)/data --run $(DEMO)/run --layers 4 --width 192 --heads 6 \
+		--context 128 --batch-size 16 --lr 2e-3 --warmup 100 --steps 100000 --minutes 3 --eval-every 250 \
+		--prompt "ROMEO:" --sample-tokens 80
+	.build/release/fledge eval $(DEMO)/run --prompts data/demo-prompts.txt --temperature 0.8 --tokens 60
 
 # Every test, in release mode (the kernels are slow unoptimised).
 test: setup

@@ -5,6 +5,7 @@
 
 import FledgeData
 import FledgeModel
+import FledgeTokenizer
 import Foundation
 
 /// One evaluation.
@@ -59,5 +60,21 @@ public final class Evaluator {
         let mean = Float(total / Double(max(counted, 1)))
         let tokensPerByte = Double(stream.count) / Double(max(stream.textBytes, 1))
         return Evaluation(loss: mean, bitsPerByte: Float(Double(mean) * tokensPerByte / log(2)), tokens: counted)
+    }
+}
+
+extension Evaluator {
+    /// A token stream of a raw text file, encoded with `tokenizer` (as one document) and mapped from a shard
+    /// written to `scratch`; its text bytes are the file's, so bits per byte compare across tokenizers.
+    public static func stream(ofText url: URL, tokenizer: any Tokenizer, scratch: URL) throws -> TokenStream {
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw TrainingError("cannot read \(url.path)", hint: "check the path of --text.")
+        }
+        let ids = tokenizer.encode(bytes: [UInt8](data), allowSpecial: false)
+        let shard = scratch.appendingPathComponent("eval-\(getpid()).bin")
+        let kind = ShardKind.tokens(forVocabularySize: tokenizer.vocabularySize)
+        try ShardWriter.write(ids, kind: kind, to: shard)
+        defer { try? FileManager.default.removeItem(at: shard) }
+        return TokenStream(shards: [try TokenShard(shard, expect: [kind])], masks: nil, textBytes: data.count)
     }
 }

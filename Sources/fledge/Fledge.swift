@@ -9,7 +9,7 @@ struct Fledge: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train small GPT-style language models from scratch.",
         subcommands: [
-            DemoCommand.self, TokenizerCommand.self, DataCommand.self, TrainCommand.self, ModelCommand.self,
+            TokenizerCommand.self, DataCommand.self, TrainCommand.self, EvalCommand.self, ModelCommand.self,
             BenchCommand.self,
         ])
 }

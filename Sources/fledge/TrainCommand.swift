@@ -133,7 +133,7 @@ struct TrainCommand: ParsableCommand {
                 let dataset = try PreparedDataset(URL(fileURLWithPath: dataFolder))
                 trainer = try Trainer(
                     model: model, optimizer: optimizer, config: config, dataset: dataset, run: folder, state: state)
-                print("resuming \(resume) at step \(state.step) of \(config.maxSteps)")
+                say("resuming \(resume) at step \(state.step) of \(config.maxSteps)")
             } else {
                 guard let data else { throw ValidationError("give --data (a prepared folder), or --resume RUN.") }
                 let dataset = try PreparedDataset(URL(fileURLWithPath: data))
@@ -175,15 +175,15 @@ struct TrainCommand: ParsableCommand {
         let model = trainer.model
         let manifest = trainer.dataset.manifest
         let train = manifest.splits["train"]!
-        print(
+        say(
             "device: CPU, \(threads) threads, BLAS \(BLAS.libraryName)\nmodel: \(model.parameterCount) parameters (\(model.config.layers) layers, width \(model.config.width), \(model.config.heads) heads, context \(model.config.contextLength)), vocabulary \(model.config.vocabularySize)"
         )
-        print(
+        say(
             "data: \(trainer.dataset.folder.path): \(train.tokens) training tokens (\(train.characters) characters), \(manifest.splits["validation"]!.tokens) validation tokens"
         )
         let config = trainer.config
         let steps = config.maxSteps - trainer.state.step
-        print(
+        say(
             "plan: \(steps) updates of \(trainer.tokensPerUpdate) tokens (batch \(config.batchSize) × \(trainer.tokensPerUpdate / config.batchSize / config.accumulationSteps) × \(config.accumulationSteps) accumulation)\(config.maxSeconds.map { String(format: ", at most %.1f min", $0 / 60) } ?? ""); \(trainer.tokensPerUpdate * steps / max(train.tokens, 1)) epochs"
         )
         let interrupt = Interrupt()
@@ -196,7 +196,7 @@ struct TrainCommand: ParsableCommand {
                 if !printedEstimate && s.step >= 5 && s.tokensPerSecond > 0 {
                     printedEstimate = true
                     line.finish()
-                    print(
+                    say(
                         String(
                             format: "speed: %.0f tokens/s; estimated time %@", s.tokensPerSecond, duration(s.remaining))
                     )
@@ -207,37 +207,37 @@ struct TrainCommand: ParsableCommand {
                         s.totalSteps, s.loss, s.learningRate, s.gradientNorm, s.tokensPerSecond, duration(s.elapsed),
                         duration(s.remaining)))
                 if !line.live && (s.step % max(1, trainer.config.evalEvery / 4) == 0) {
-                    print(
+                    say(
                         String(
                             format: "step %d/%d  loss %.4f  lr %.2e  grad %.3f  %.0f tok/s", s.step, s.totalSteps,
                             s.loss, s.learningRate, s.gradientNorm, s.tokensPerSecond))
                 }
             case .evaluation(let step, let e):
                 line.finish()
-                print(
+                say(
                     String(
                         format: "step %d: validation loss %.4f  perplexity %.2f  bits/byte %.4f", step, e.loss,
                         e.perplexity, e.bitsPerByte))
             case .sample(_, let prompt, let text):
-                print("  sample: \((prompt + text).replacingOccurrences(of: "\n", with: "\n          "))")
+                say("  sample: \((prompt + text).replacingOccurrences(of: "\n", with: "\n          "))")
             case .message(let message):
                 line.finish()
-                print("note: \(message)")
+                say("note: \(message)")
             }
         }
         let outcome = try trainer.train()
         line.finish()
         let run = trainer.run.path
         if outcome.interrupted {
-            print(
+            say(
                 "interrupted at step \(outcome.state.step): saved \(run)/latest; continue with `fledge train --resume \(run)`"
             )
         } else {
-            print(
+            say(
                 "done: \(outcome.state.step) steps in \(duration(outcome.state.elapsedSeconds)); checkpoints in \(run)/final, \(run)/best"
             )
         }
-        print("report: \(run)/report.html")
+        say("report: \(run)/report.html")
     }
 }
 
@@ -275,4 +275,10 @@ final class Interrupt: @unchecked Sendable {
         defer { lock.unlock() }
         return flag
     }
+}
+
+/// Prints a line and flushes it at once, so progress reaches a log file as it happens.
+func say(_ text: String) {
+    print(text)
+    fflush(nil)
 }

@@ -1,0 +1,105 @@
+// `fledge eval`: validation loss, perplexity and bits per byte of one or several checkpoints on prepared
+// data or a raw text file; with --prompts, every prompt's completion from each checkpoint side by side (a
+// small regression benchmark between runs).
+
+import ArgumentParser
+import FledgeKit
+import Foundation
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval", abstract: "Evaluate checkpoints on data and compare their completions of prompts.")
+
+    @Argument(help: "Runs or checkpoint folders (a run means its final/, else latest/).") var checkpoints: [String]
+    @Option(help: "A prepared folder: evaluates its validation split.") var data: String?
+    @Option(help: "Which split of --data.") var split = "validation"
+    @Option(help: "A raw text file to evaluate instead.") var text: String?
+    @Option(help: "Prompts: a text file (one per line, \\n for newlines) or JSONL with \"prompt\".") var prompts:
+        String?
+    @Option(help: "Tokens per completion.") var tokens = 60
+    @Option(help: "Sampling temperature (0 = greedy, the default for comparisons).") var temperature: Float = 0
+    @Option(help: "Sequences per batch.") var batchSize = 8
+    @Option(help: "Batches to evaluate (default: all).") var batches: Int?
+    @OptionGroup var threading: ThreadOptions
+
+    func validate() throws {
+        guard !checkpoints.isEmpty else { throw ValidationError("name at least one run or checkpoint.") }
+        guard data != nil || text != nil || prompts != nil else {
+            throw ValidationError("give --data, --text or --prompts (or several).")
+        }
+        guard data == nil || text == nil else { throw ValidationError("give --data or --text, not both.") }
+    }
+
+    func run() throws {
+        do {
+            let backend = CPUBackend(threadCount: threading.threads)
+            var loaded: [(name: String, model: GPT, tokenizer: any Tokenizer)] = []
+            for path in checkpoints {
+                let folder = try RunCheckpoint.folder(path)
+                let model = try ModelCheckpoint.load(from: folder, backend: backend)
+                let tokenizer = try TokenizerJSON.loadAny(folder.appendingPathComponent("tokenizer.json"))
+                loaded.append((folder.path, model, tokenizer))
+            }
+            if data != nil || text != nil {
+                print("checkpoint                                         loss   perplexity   bits/byte   tokens")
+                for (name, model, tokenizer) in loaded {
+                    let stream: TokenStream
+                    if let data {
+                        let dataset = try PreparedDataset(URL(fileURLWithPath: data))
+                        try dataset.check(tokenizer: tokenizer, name: "\(name)/tokenizer.json")
+                        stream = try dataset.stream(split)
+                    } else {
+                        stream = try Evaluator.stream(
+                            ofText: URL(fileURLWithPath: text!), tokenizer: tokenizer,
+                            scratch: FileManager.default.temporaryDirectory)
+                    }
+                    let T = model.config.contextLength
+                    let evaluator = try Evaluator(
+                        model: model, stream: stream, batchSize: batchSize, sequenceLength: T,
+                        batches: batches ?? Int.max, split: data == nil ? "text" : split)
+                    let e = try evaluator.evaluate(model)
+                    print(
+                        String(
+                            format: "%@ %8.4f %12.2f %11.4f %8d",
+                            name.padding(toLength: 48, withPad: " ", startingAt: 0),
+                            e.loss, e.perplexity, e.bitsPerByte, e.tokens))
+                }
+            }
+            if let prompts {
+                var writer = SampleWriter()
+                writer.temperature = temperature
+                for prompt in try Self.readPrompts(prompts) {
+                    print("\n=== \(prompt.debugDescription)")
+                    for (name, model, tokenizer) in loaded {
+                        let ids = tokenizer.encode(bytes: Array(prompt.utf8), allowSpecial: true)
+                        let eos = ["<|endoftext|>", "<eos>", "</s>"].lazy.compactMap { tokenizer.specialTokens.id($0) }
+                            .first
+                        let completion = try writer.complete(
+                            ids, model: model, tokenizer: tokenizer, tokens: tokens, stopToken: eos)
+                        print("--- \(name)\n\(prompt)\(completion)")
+                    }
+                }
+            }
+        } catch { exitWithError(error) }
+    }
+
+    /// Prompts from a text file (one per line) or JSONL ({"prompt": ...}).
+    static func readPrompts(_ path: String) throws -> [String] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ValidationError("cannot read --prompts \(path).")
+        }
+        var result: [String] = []
+        for (number, line) in String(decoding: data, as: UTF8.self).split(separator: "\n").enumerated()
+        where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+            if line.hasPrefix("{") {
+                guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                    let prompt = object["prompt"] as? String
+                else { throw ValidationError("\(path), line \(number + 1): expected {\"prompt\": \"...\"}.") }
+                result.append(prompt)
+            } else {
+                result.append(line.replacingOccurrences(of: "\\n", with: "\n"))
+            }
+        }
+        return result
+    }
+}
