@@ -49,14 +49,48 @@ public final class ThreadPool: @unchecked Sendable {
     /// Number of threads taking part in a region, including the caller.
     public let threadCount: Int
 
-    private let generation = Atomic<Int>(0)
-    private let pending = Atomic<Int>(0)
     private let busy = Atomic<Bool>(false)
-    private let stopping = Atomic<Bool>(false)
-    private let condition = NSCondition()
-    // The current region: a pointer to the job on the caller's stack and the trampoline that runs it.
-    private var jobContext: UnsafeRawPointer?
-    private var jobEntry: ((UnsafeRawPointer, Int, Int) -> Void)?
+    /// What the workers share with the pool. Each worker holds it strongly, so a worker that wakes after the
+    /// pool is gone (the pool only signals the stop) still reads live memory, and then exits.
+    private let shared: Shared
+
+    final class Shared: @unchecked Sendable {
+        let threadCount: Int
+        let generation = Atomic<Int>(0)
+        let pending = Atomic<Int>(0)
+        let stopping = Atomic<Bool>(false)
+        let condition = NSCondition()
+        // The current region: a pointer to the job on the caller's stack and the trampoline that runs it.
+        var jobContext: UnsafeRawPointer?
+        var jobEntry: ((UnsafeRawPointer, Int, Int) -> Void)?
+
+        init(threadCount: Int) { self.threadCount = threadCount }
+
+        /// Starts a region (or, with `stopping` set, the workers' exit).
+        func wake() {
+            condition.lock()
+            generation.add(1, ordering: .releasing)
+            condition.broadcast()
+            condition.unlock()
+        }
+
+        func workerLoop(index: Int) {
+            var seen = 0
+            while true {
+                var spins = 0
+                while generation.load(ordering: .acquiring) == seen && spins < 50_000 { spins += 1 }
+                if generation.load(ordering: .acquiring) == seen {
+                    condition.lock()
+                    while generation.load(ordering: .acquiring) == seen { condition.wait() }
+                    condition.unlock()
+                }
+                seen = generation.load(ordering: .acquiring)
+                if stopping.load(ordering: .acquiring) { return }
+                if let entry = jobEntry, let context = jobContext { entry(context, index, threadCount) }
+                pending.subtract(1, ordering: .releasing)
+            }
+        }
+    }
 
     /// The number of cores this process may use.
     public static var coreCount: Int { ProcessInfo.processInfo.activeProcessorCount }
@@ -64,19 +98,18 @@ public final class ThreadPool: @unchecked Sendable {
     /// Creates a pool of `threadCount` threads (default: the core count).
     public init(threadCount: Int = ThreadPool.coreCount) {
         self.threadCount = max(1, threadCount)
+        let shared = Shared(threadCount: self.threadCount)
+        self.shared = shared
         for index in 1..<self.threadCount {
-            let thread = Thread { [unowned self] in self.workerLoop(index: index) }
+            let thread = Thread { shared.workerLoop(index: index) }
             thread.name = "fledge-worker-\(index)"
             thread.start()
         }
     }
 
     deinit {
-        stopping.store(true, ordering: .releasing)
-        condition.lock()
-        generation.add(1, ordering: .releasing)
-        condition.broadcast()
-        condition.unlock()
+        shared.stopping.store(true, ordering: .releasing)
+        shared.wake()
     }
 
     /// Runs `job` once on each of the `threadCount` threads and returns when all are done.
@@ -87,17 +120,14 @@ public final class ThreadPool: @unchecked Sendable {
             return
         }
         withUnsafePointer(to: job) { pointer in
-            jobContext = UnsafeRawPointer(pointer)
-            jobEntry = Job.trampoline
-            pending.store(threadCount - 1, ordering: .relaxed)
-            condition.lock()
-            generation.add(1, ordering: .releasing)
-            condition.broadcast()
-            condition.unlock()
+            shared.jobContext = UnsafeRawPointer(pointer)
+            shared.jobEntry = Job.trampoline
+            shared.pending.store(threadCount - 1, ordering: .relaxed)
+            shared.wake()
             job.run(thread: 0, of: threadCount)
-            while pending.load(ordering: .acquiring) != 0 {}
-            jobContext = nil
-            jobEntry = nil
+            while shared.pending.load(ordering: .acquiring) != 0 {}
+            shared.jobContext = nil
+            shared.jobEntry = nil
         }
         busy.store(false, ordering: .releasing)
     }
@@ -115,22 +145,5 @@ public final class ThreadPool: @unchecked Sendable {
             return
         }
         parallel(ChunkedJob(body: job, count: count, threads: threads, alignment: alignment))
-    }
-
-    private func workerLoop(index: Int) {
-        var seen = 0
-        while true {
-            var spins = 0
-            while generation.load(ordering: .acquiring) == seen && spins < 50_000 { spins += 1 }
-            if generation.load(ordering: .acquiring) == seen {
-                condition.lock()
-                while generation.load(ordering: .acquiring) == seen { condition.wait() }
-                condition.unlock()
-            }
-            seen = generation.load(ordering: .acquiring)
-            if stopping.load(ordering: .acquiring) { return }
-            if let entry = jobEntry, let context = jobContext { entry(context, index, threadCount) }
-            pending.subtract(1, ordering: .releasing)
-        }
     }
 }

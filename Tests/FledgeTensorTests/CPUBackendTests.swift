@@ -297,6 +297,17 @@ struct CPUBackendTests {
             #expect(hits.array.allSatisfy { $0 == 1 }, "count \(count)")
         }
     }
+
+    /// Regression: a worker that woke after its pool was released read freed memory (a crash seen when tests
+    /// create and drop many backends).
+    @Test func poolsCanBeReleasedWhileTheirWorkersStart() {
+        let hits = Buffer(zeros: 64)
+        for round in 0..<300 {
+            let pool = ThreadPool(threadCount: 3)
+            if round % 2 == 0 { pool.parallelFor(64, CountHits(hits: hits.pointer)) }
+        }
+        #expect(hits.array.allSatisfy { $0 == 150 })
+    }
 }
 
 /// Adds 1 at every index of its range.
