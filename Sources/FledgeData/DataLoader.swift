@@ -228,14 +228,9 @@ public final class DataLoader {
         if permutation.count != windowsPerEpoch { permutation = (0..<Int32(windowsPerEpoch)).map { $0 } }
         for i in 0..<windowsPerEpoch { permutation[i] = Int32(i) }
         guard order == .random else { return }
-        var state = seed ^ (UInt64(position.epoch) &* 0xD1B5_4A32_D192_ED03)
+        var random = SplitMix64(seed: seed ^ (UInt64(position.epoch) &* 0xD1B5_4A32_D192_ED03))
         for i in stride(from: windowsPerEpoch - 1, to: 0, by: -1) {
-            state &+= 0x9E37_79B9_7F4A_7C15  // splitmix64
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            z ^= z >> 31
-            let j = Int(z.multipliedFullWidth(by: UInt64(i + 1)).high)  // uniform in 0...i
+            let j = Int(random.next().multipliedFullWidth(by: UInt64(i + 1)).high)  // uniform in 0...i
             permutation.swapAt(i, j)
         }
     }

@@ -210,8 +210,7 @@ public final class DataPreparer {
         status = [DocumentStatus](repeating: .kept, count: documents.count)
         hashes = [ContentHash](repeating: ContentHash([]), count: documents.count)
         characters = documents.map { document in
-            let count = { (bytes: [UInt8]) in bytes.reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) } }
-            return count(document.text) + count(document.answer ?? [])
+            TextCleaner.scalarCount(document.text) + TextCleaner.scalarCount(document.answer ?? [])
         }
         var removed: [String: Int] = [:]
         if reader.skippedRecords > 0 { removed["bad_records_skipped"] = reader.skippedRecords }
@@ -224,60 +223,41 @@ public final class DataPreparer {
         return records
     }
 
+    /// What cleaning decided about one document.
+    struct CleaningOutcome {
+        var status: DocumentStatus
+        var hash = ContentHash([])
+        var characters = 0
+        var replacedInvalid: Bool
+        var controls: Int
+    }
+
     /// Cleaning, length and language filters, and the content hash, on all threads.
     private func cleanAndFilter() throws {
         let stageStart = Date()
         let cleaner = TextCleaner(config.cleaning)
         let english = EnglishFilter()
         let config = self.config
-        var replacedInvalid = [Bool](repeating: false, count: documents.count)
-        var controls = [Int](repeating: 0, count: documents.count)
-        documents.withUnsafeMutableBufferPointer { documents in
-            status.withUnsafeMutableBufferPointer { status in
-                hashes.withUnsafeMutableBufferPointer { hashes in
-                    characters.withUnsafeMutableBufferPointer { characters in
-                        replacedInvalid.withUnsafeMutableBufferPointer { replacedInvalid in
-                            controls.withUnsafeMutableBufferPointer { controls in
-                                parallelForEach(documents.count, stage: "clean") { i in
-                                    let text = cleaner.clean(documents[i].text)
-                                    let answer = documents[i].answer.map { cleaner.clean($0) }
-                                    replacedInvalid[i] = text.hadInvalidUTF8 || answer?.hadInvalidUTF8 == true
-                                    controls[i] =
-                                        text.removedControlCharacters + (answer?.removedControlCharacters ?? 0)
-                                    guard let cleanText = text.bytes, answer == nil || answer!.bytes != nil else {
-                                        status[i] = .invalidEncoding
-                                        return
-                                    }
-                                    documents[i].text = cleanText
-                                    documents[i].answer = answer?.bytes
-                                    let full = DataPreparer.fullText(documents[i])
-                                    let count = full.reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) }
-                                    characters[i] = count
-                                    hashes[i] = ContentHash(full)
-                                    if count == 0 || documents[i].text.isEmpty || documents[i].answer?.isEmpty == true {
-                                        status[i] = .empty
-                                    } else if count < config.minCharacters {
-                                        status[i] = .tooShort
-                                    } else if let most = config.maxCharacters, count > most {
-                                        status[i] = .tooLong
-                                    } else if config.englishOnly && !english.accepts(full) {
-                                        status[i] = .notEnglish
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
+        // Each worker replaces its documents' text in place (the raw text is freed on the workers too).
+        let outcomes = documents.withUnsafeMutableBufferPointer { documents in
+            parallelMap(stage: "clean") { i, _ in
+                DataPreparer.clean(&documents[i], cleaner: cleaner, english: english, config: config)
             }
+        }
+        var replaced = 0
+        var controlCount = 0
+        for (i, result) in outcomes.enumerated() {
+            let result = result!
+            (status[i], hashes[i], characters[i]) = (result.status, result.hash, result.characters)
+            if result.replacedInvalid && result.status != .invalidEncoding { replaced += 1 }
+            controlCount += result.controls
         }
         var removed: [String: Int] = [:]
         for rule in [DocumentStatus.invalidEncoding, .empty, .tooShort, .tooLong, .notEnglish] {
             let count = status.filter { $0 == rule }.count
             if count > 0 { removed[rule.rawValue] = count }
         }
-        let replaced = zip(replacedInvalid, status).filter { $0.0 && $0.1 != .invalidEncoding }.count
         if replaced > 0 { removed["invalid_utf8_replaced (kept)"] = replaced }
-        let controlCount = controls.reduce(0, +)
         if controlCount > 0 { removed["control_characters_removed (characters)"] = controlCount }
         stages.append(stage("clean+filter", input: documents.count, removed: removed, since: stageStart))
         guard status.contains(.kept) else {
@@ -287,6 +267,37 @@ public final class DataPreparer {
                 hint:
                     "loosen the filters (--min-chars, --max-chars, --english-only, --invalid-utf8) or check the input.")
         }
+    }
+
+    /// Cleans one document and decides whether it stays (by encoding, emptiness, length, language).
+    static func clean(
+        _ document: inout Document, cleaner: TextCleaner, english: EnglishFilter, config: PreparationConfig
+    ) -> CleaningOutcome {
+        let text = cleaner.clean(document.text)
+        let answer = document.answer.map { cleaner.clean($0) }
+        var result = CleaningOutcome(
+            status: .kept, replacedInvalid: text.hadInvalidUTF8 || answer?.hadInvalidUTF8 == true,
+            controls: text.removedControlCharacters + (answer?.removedControlCharacters ?? 0))
+        guard let cleanText = text.bytes, answer == nil || answer!.bytes != nil else {
+            result.status = .invalidEncoding
+            return result
+        }
+        document.text = cleanText
+        document.answer = answer?.bytes
+        let full = fullText(document)
+        let count = TextCleaner.scalarCount(full)
+        result.characters = count
+        result.hash = ContentHash(full)
+        if count == 0 || cleanText.isEmpty || document.answer?.isEmpty == true {
+            result.status = .empty
+        } else if count < config.minCharacters {
+            result.status = .tooShort
+        } else if let most = config.maxCharacters, count > most {
+            result.status = .tooLong
+        } else if config.englishOnly && !english.accepts(full) {
+            result.status = .notEnglish
+        }
+        return result
     }
 
     /// The text a document is compared, hashed and measured by (question and answer joined by a newline).
@@ -334,16 +345,13 @@ public final class DataPreparer {
         let hasher = MinHasher(settings)
         let width = settings.permutations
         var signatures = [UInt32](repeating: 0, count: documents.count * width)
-        var hasSignature = [Bool](repeating: false, count: documents.count)
-        documents.withUnsafeBufferPointer { documents in
+        let hasSignature = documents.withUnsafeBufferPointer { documents in
             status.withUnsafeBufferPointer { status in
                 signatures.withUnsafeMutableBufferPointer { signatures in
-                    hasSignature.withUnsafeMutableBufferPointer { hasSignature in
-                        parallelForEach(documents.count, stage: "minhash") { i in
-                            guard status[i] == .kept else { return }
-                            let slot = UnsafeMutableBufferPointer(rebasing: signatures[i * width..<(i + 1) * width])
-                            hasSignature[i] = hasher.signature(of: DataPreparer.fullText(documents[i]), into: slot)
-                        }
+                    parallelMap(stage: "minhash") { i, _ -> Bool in
+                        guard status[i] == .kept else { return false }
+                        let slot = UnsafeMutableBufferPointer(rebasing: signatures[i * width..<(i + 1) * width])
+                        return hasher.signature(of: DataPreparer.fullText(documents[i]), into: slot)
                     }
                 }
             }
@@ -351,7 +359,7 @@ public final class DataPreparer {
         var index = NearDuplicateIndex(settings, capacity: input)
         var clusterSizes: [Int: Int] = [:]
         signatures.withUnsafeBufferPointer { signatures in
-            for i in documents.indices where status[i] == .kept && hasSignature[i] {
+            for i in documents.indices where status[i] == .kept && hasSignature[i] == true {
                 if let original = index.check(i, signatures: signatures) {
                     status[i] = .nearDuplicate
                     duplicateOf[i] = original
@@ -373,26 +381,18 @@ public final class DataPreparer {
     /// Token ids (and loss masks of question/answer pairs) of the kept documents, on all threads.
     private func tokenize(_ encoder: DocumentEncoder) -> ([[Int32]], [[UInt8]?]) {
         let stageStart = Date()
-        var tokens = [[Int32]](repeating: [], count: documents.count)
-        var masks = [[UInt8]?](repeating: nil, count: documents.count)
-        let workers = threads
-        var caches = (0..<workers).map { _ in MergeCache() }
-        documents.withUnsafeBufferPointer { documents in
+        var caches = (0..<threads).map { _ in MergeCache() }
+        let encoded = documents.withUnsafeBufferPointer { documents in
             status.withUnsafeBufferPointer { status in
-                tokens.withUnsafeMutableBufferPointer { tokens in
-                    masks.withUnsafeMutableBufferPointer { masks in
-                        caches.withUnsafeMutableBufferPointer { caches in
-                            parallelForEach(documents.count, stage: "tokenize") { i, worker in
-                                guard status[i] == .kept else { return }
-                                let (ids, mask) = encoder.encode(documents[i], cache: &caches[worker])
-                                tokens[i] = ids
-                                masks[i] = mask
-                            }
-                        }
+                caches.withUnsafeMutableBufferPointer { caches in
+                    parallelMap(stage: "tokenize") { i, worker in
+                        status[i] == .kept ? encoder.encode(documents[i], cache: &caches[worker]) : nil
                     }
                 }
             }
         }
+        let tokens = encoded.map { $0?.tokens ?? [] }
+        let masks = encoded.map { $0?.mask }
         let kept = status.filter { $0 == .kept }.count
         stages.append(
             stage("tokenize", input: kept, removed: [:], tokens: tokens.reduce(0) { $0 + $1.count }, since: stageStart))
@@ -592,8 +592,13 @@ public final class DataPreparer {
         }
     }
 
-    private func parallelForEach(_ count: Int, stage: String, _ body: (Int) -> Void) {
-        parallelForEach(count, stage: stage) { i, _ in body(i) }
+    /// `transform(i, worker)` of every document index, computed on all threads (nil where it returns nil).
+    private func parallelMap<T>(stage: String, _ transform: (_ index: Int, _ worker: Int) -> T?) -> [T?] {
+        var results = [T?](repeating: nil, count: documents.count)
+        results.withUnsafeMutableBufferPointer { results in
+            parallelForEach(results.count, stage: stage) { i, worker in results[i] = transform(i, worker) }
+        }
+        return results
     }
 }
 

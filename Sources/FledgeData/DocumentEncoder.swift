@@ -75,6 +75,14 @@ public struct DocumentEncoder: Sendable {
     public let eosName: String
     public let bosName: String
 
+    /// The names looked for, in order, when no end-of-sequence token is named.
+    public static let eosNames = ["<|endoftext|>", "<eos>", "</s>", "[EOS]", "<|eos|>"]
+
+    /// The id of the first of `eosNames` that `tokenizer` has.
+    public static func endOfSequence(in tokenizer: any Tokenizer) -> Int32? {
+        eosNames.lazy.compactMap { tokenizer.specialTokens.id($0) }.first
+    }
+
     public init(tokenizer: any Tokenizer, format: SequenceFormat) throws {
         self.tokenizer = tokenizer
         let specials = tokenizer.specialTokens
@@ -90,9 +98,7 @@ public struct DocumentEncoder: Sendable {
             }
             return candidates.lazy.compactMap { name in specials.id(name).map { (name, $0) } }.first
         }
-        guard
-            let eos = try find(format.eosToken, ["<|endoftext|>", "<eos>", "</s>", "[EOS]", "<|eos|>"], "--eos-token")
-        else {
+        guard let eos = try find(format.eosToken, DocumentEncoder.eosNames, "--eos-token") else {
             throw DataError(
                 "the tokenizer has no end-of-sequence token (special tokens: \(names.isEmpty ? "none" : names.joined(separator: " ")))",
                 hint:

@@ -51,9 +51,7 @@ public struct EnglishFilter: Sendable {
             }
             // A non-ASCII scalar counts as a letter unless it is Latin-1 punctuation/symbols or general
             // punctuation (quotes, dashes): enough to tell scripts apart without Unicode tables.
-            let length = byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : 2
-            var scalar = UInt32(byte) & (length == 2 ? 0x1F : length == 3 ? 0x0F : 0x07)
-            for k in 1..<min(length, text.count - i) { scalar = scalar << 6 | UInt32(text[i + k] & 0x3F) }
+            let (scalar, length) = TextCleaner.scalar(in: text, at: i)
             let punctuation =
                 (0x80...0xBF).contains(scalar) || (0x2000...0x206F).contains(scalar) || scalar == 0xD7
                 || scalar == 0xF7 || scalar >= 0x1F000

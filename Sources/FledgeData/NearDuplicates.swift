@@ -45,16 +45,9 @@ public struct MinHasher: Sendable {
 
     public init(_ config: NearDuplicateConfig) {
         self.config = config
-        var state = config.seed
-        func next() -> UInt64 {  // splitmix64
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        multipliers = (0..<config.permutations).map { _ in next() | 1 }
-        offsets = (0..<config.permutations).map { _ in next() }
+        var random = SplitMix64(seed: config.seed)
+        multipliers = (0..<config.permutations).map { _ in random.next() | 1 }
+        offsets = (0..<config.permutations).map { _ in random.next() }
     }
 
     /// The hashes of the document's word shingles: words are runs of letters and digits (ASCII lower-cased;

@@ -28,17 +28,6 @@ public struct SHA256 {
         return hash.finalizeHex()
     }
 
-    /// The hex digest of the file at `url`, read in 4 MiB pieces.
-    public static func hex(fileAt url: URL) throws -> String {
-        guard let handle = FileHandle(forReadingAtPath: url.path) else {
-            throw DataError("cannot read \(url.path)", hint: "check that the file exists and is readable.")
-        }
-        defer { try? handle.close() }
-        var hash = SHA256()
-        while let chunk = try handle.read(upToCount: 4 << 20), !chunk.isEmpty { hash.update(Array(chunk)) }
-        return hash.finalizeHex()
-    }
-
     /// Adds `bytes` to the message.
     public mutating func update(_ bytes: [UInt8]) {
         bytes.withUnsafeBufferPointer { update($0) }

@@ -125,9 +125,7 @@ public struct TextCleaner: Sendable {
                 if byte != 0x20 && byte != 0x09 { newlines = 0 }
                 continue
             }
-            let length = byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : 2
-            var scalar = UInt32(byte) & (length == 2 ? 0x1F : length == 3 ? 0x0F : 0x07)
-            for k in 1..<length { scalar = scalar << 6 | UInt32(bytes[i + k] & 0x3F) }
+            let (scalar, length) = TextCleaner.scalar(in: bytes, at: i)
             if controls && (0x80...0x9F).contains(scalar) && scalar != 0x85 || scalar == 0xFEFF && controls {
                 removed += 1
             } else if whitespace && (scalar == 0x85 || scalar == 0x2028 || scalar == 0x2029) {
@@ -145,6 +143,21 @@ public struct TextCleaner: Sendable {
         }
         return removed
     }
+
+    /// The scalar whose UTF-8 sequence starts at non-ASCII lead byte `bytes[i]`, and the sequence's length (a
+    /// sequence cut off by the end of `bytes` decodes from what is there).
+    @inline(__always)
+    static func scalar<C: RandomAccessCollection>(in bytes: C, at i: Int) -> (scalar: UInt32, length: Int)
+    where C.Element == UInt8, C.Index == Int {
+        let lead = bytes[i]
+        let length = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2
+        var scalar = UInt32(lead) & (length == 2 ? 0x1F : length == 3 ? 0x0F : 0x07)
+        for k in 1..<min(length, bytes.count - i) { scalar = scalar << 6 | UInt32(bytes[i + k] & 0x3F) }
+        return (scalar, length)
+    }
+
+    /// Unicode scalars in UTF-8 `bytes` (bytes that are not continuation bytes).
+    static func scalarCount(_ bytes: [UInt8]) -> Int { bytes.reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) } }
 
     /// Unicode space separators other than U+0020 (category Zs).
     static func isUnicodeSpace(_ scalar: UInt32) -> Bool {

@@ -38,12 +38,12 @@ public enum RunReport {
         html += "<h2>Model</h2><table>"
         html += row("parameters", "\(parameters)")
         for (key, value) in configRows(model) { html += row(key, value) }
-        html += "</table><h2>Training</h2><table>"
+        html += "</table><h2>Training</h2>"
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         let trainingJSON = (try? encoder.encode(training)).map { String(decoding: $0, as: UTF8.self) } ?? ""
-        html += "</table><pre>\(escape(trainingJSON))</pre>"
+        html += "<pre>\(escape(trainingJSON))</pre>"
         html += "<h2>Data</h2><pre>\(escape(manifest.summary()))</pre>"
         html += "<h2>Samples</h2>"
         for sample in metrics.filter({ $0.kind == "sample" }).suffix(30) {

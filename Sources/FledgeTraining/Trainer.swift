@@ -244,10 +244,7 @@ public final class Trainer {
 
     /// A dropout seed per (run seed, step, micro-batch): masks never repeat and need no stored RNG state.
     static func dropoutSeed(_ seed: UInt64, step: Int, micro: Int) -> UInt64 {
-        var x = seed &+ UInt64(step) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(micro) &* 0xBF58_476D_1CE4_E5B9
-        x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
-        return x ^ (x >> 31)
+        SplitMix64.mix(seed &+ UInt64(step) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(micro) &* 0xBF58_476D_1CE4_E5B9)
     }
 
     /// Validation numbers and samples; a new best saves best/.

@@ -72,8 +72,7 @@ struct EvalCommand: ParsableCommand {
                     print("\n=== \(prompt.debugDescription)")
                     for (name, model, tokenizer) in loaded {
                         let ids = tokenizer.encode(bytes: Array(prompt.utf8), allowSpecial: true)
-                        let eos = ["<|endoftext|>", "<eos>", "</s>"].lazy.compactMap { tokenizer.specialTokens.id($0) }
-                            .first
+                        let eos = DocumentEncoder.endOfSequence(in: tokenizer)
                         let completion = try writer.complete(
                             ids, model: model, tokenizer: tokenizer, tokens: tokens, stopToken: eos)
                         print("--- \(name)\n\(prompt)\(completion)")

@@ -201,17 +201,13 @@ struct TrainCommand: ParsableCommand {
                             format: "speed: %.0f tokens/s; estimated time %@", s.tokensPerSecond, duration(s.remaining))
                     )
                 }
-                line.update(
-                    String(
-                        format: "step %d/%d  loss %.4f  lr %.2e  grad %.3f  %.0f tok/s  %@ elapsed  ETA %@", s.step,
-                        s.totalSteps, s.loss, s.learningRate, s.gradientNorm, s.tokensPerSecond, duration(s.elapsed),
-                        duration(s.remaining)))
-                if !line.live && (s.step % max(1, trainer.config.evalEvery / 4) == 0) {
-                    say(
-                        String(
-                            format: "step %d/%d  loss %.4f  lr %.2e  grad %.3f  %.0f tok/s", s.step, s.totalSteps,
-                            s.loss, s.learningRate, s.gradientNorm, s.tokensPerSecond))
-                }
+                let status = String(
+                    format: "step %d/%d  loss %.4f  lr %.2e  grad %.3f  %.0f tok/s  %@ elapsed  ETA %@", s.step,
+                    s.totalSteps, s.loss, s.learningRate, s.gradientNorm, s.tokensPerSecond, duration(s.elapsed),
+                    duration(s.remaining))
+                line.update(status)
+                // Not a terminal (a log file): a line every quarter of an evaluation interval instead.
+                if !line.live && s.step % max(1, trainer.config.evalEvery / 4) == 0 { say(status) }
             case .evaluation(let step, let e):
                 line.finish()
                 say(
