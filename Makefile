@@ -22,10 +22,11 @@ demo: build
 		--prompt "ROMEO:" --sample-tokens 80
 	.build/release/fledge eval $(DEMO)/run --prompts data/demo-prompts.txt --temperature 0.8 --tokens 60
 
-# Every test, in release mode (the kernels are slow unoptimised).
+# Every test, in release mode (the kernels are slow unoptimised), then the command line end to end.
 test: setup
 	swift build -c release --build-tests
 	swift test -c release --skip-build
+	bash Scripts/cli_check.sh
 
 # Training-step speed side by side with PyTorch (needs a venv with torch: see Scripts/bench_train.py).
 bench: build

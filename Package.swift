@@ -36,11 +36,16 @@ let package = Package(
         .target(name: "FledgeModel", dependencies: ["FledgeTensor"], swiftSettings: numericSettings),
         .target(name: "FledgeData", dependencies: ["FledgeTokenizer"], swiftSettings: numericSettings),
         .target(
-            name: "FledgeTraining", dependencies: ["FledgeModel", "FledgeData", "FledgeTokenizer"],
+            name: "FledgeGeneration", dependencies: ["FledgeModel", "FledgeTokenizer", "FledgeData"],
+            swiftSettings: numericSettings),
+        .target(
+            name: "FledgeTraining", dependencies: ["FledgeModel", "FledgeData", "FledgeTokenizer", "FledgeGeneration"],
             swiftSettings: numericSettings),
         .target(
             name: "FledgeKit",
-            dependencies: ["FledgeTensor", "FledgeTokenizer", "FledgeModel", "FledgeData", "FledgeTraining"],
+            dependencies: [
+                "FledgeTensor", "FledgeTokenizer", "FledgeModel", "FledgeData", "FledgeGeneration", "FledgeTraining",
+            ],
             swiftSettings: numericSettings),
         .executableTarget(
             name: "fledge",
@@ -58,6 +63,8 @@ let package = Package(
             swiftSettings: numericSettings
         ),
         .testTarget(name: "FledgeDataTests", dependencies: ["FledgeData"], swiftSettings: numericSettings),
+        .testTarget(
+            name: "FledgeGenerationTests", dependencies: ["FledgeGeneration"], swiftSettings: numericSettings),
         .testTarget(
             name: "FledgeTrainingTests", dependencies: ["FledgeTraining", "FledgeKit"], swiftSettings: numericSettings),
         .testTarget(

@@ -150,8 +150,15 @@ public struct DocumentEncoder: Sendable {
 
     /// The prompt of a question (the template up to {answer}), as a chat encodes it.
     public func prompt(question: String, cache: inout MergeCache) -> [Int32] {
+        turn(question: question, cache: &cache).prompt
+    }
+
+    /// A chat turn's two halves: the prompt (the template up to {answer}) and what closes an answer (the
+    /// template after {answer}, e.g. EOS).
+    public func turn(question: String, cache: inout MergeCache) -> (prompt: [Int32], closing: [Int32]) {
         let document = Document(source: 0, file: 0, ordinal: 0, text: Array(question.utf8), answer: [])
         let (tokens, mask) = encode(document, cache: &cache)
-        return Array(tokens[..<(mask!.firstIndex(of: 1) ?? tokens.count)])
+        let split = mask!.firstIndex(of: 1) ?? tokens.count
+        return (Array(tokens[..<split]), Array(tokens[split...]))
     }
 }

@@ -1,6 +1,7 @@
 // GPT+Decode: forward passes that reuse a KVCache: a prompt in chunks, then one token at a time.
 // Logits of the newest position of each row are returned; `decodeAllLogits` (for tests and scoring) returns
-// every position's. Row b of `tokens` continues row b of the cache.
+// every position's. Row b of `tokens` continues row b of the cache. `decode(tokens:count:cache:logits:)`
+// writes into the caller's buffer, so a generation loop allocates nothing per token.
 
 import FledgeTensor
 
@@ -8,16 +9,35 @@ extension GPT {
     /// Appends `count` new tokens per row (tokens laid out (B, count)) to `cache` and returns the logits
     /// (B, V) of each row's last new token.
     public func decode(tokens: [Int32], count: Int, cache: KVCache) throws -> [Float] {
-        let all = try decodeAllLogits(tokens: tokens, count: count, cache: cache, keepAll: false)
-        return all
+        var result = [Float](repeating: 0, count: cache.batchSize * config.vocabularySize)
+        try tokens.withUnsafeBufferPointer { t in
+            try result.withUnsafeMutableBufferPointer { try decode(tokens: t, count: count, cache: cache, logits: $0) }
+        }
+        return result
     }
 
     /// Like `decode`, but returns the logits of every new position, (B, count, V).
     public func decodeAllLogits(tokens: [Int32], count: Int, cache: KVCache) throws -> [Float] {
-        try decodeAllLogits(tokens: tokens, count: count, cache: cache, keepAll: true)
+        var result = [Float](repeating: 0, count: cache.batchSize * count * config.vocabularySize)
+        try tokens.withUnsafeBufferPointer { t in
+            try result.withUnsafeMutableBufferPointer {
+                try decode(tokens: t, count: count, cache: cache, output: $0, keepAll: true)
+            }
+        }
+        return result
     }
 
-    private func decodeAllLogits(tokens: [Int32], count: Int, cache: KVCache, keepAll: Bool) throws -> [Float] {
+    /// Appends `count` new tokens per row to `cache` and writes each row's last logits into `logits` (B × V).
+    public func decode(
+        tokens: UnsafeBufferPointer<Int32>, count: Int, cache: KVCache, logits: UnsafeMutableBufferPointer<Float>
+    ) throws {
+        try decode(tokens: tokens, count: count, cache: cache, output: logits, keepAll: false)
+    }
+
+    private func decode(
+        tokens: UnsafeBufferPointer<Int32>, count: Int, cache: KVCache, output: UnsafeMutableBufferPointer<Float>,
+        keepAll: Bool
+    ) throws {
         let b = cache.batchSize
         let v = config.vocabularySize
         guard count >= 1, tokens.count == b * count else {
@@ -30,8 +50,12 @@ extension GPT {
                 "\(count) new tokens do not fit: the KV cache holds \(cache.capacity) positions and \(cache.length) are used",
                 hint: "shorten the prompt or the output, or reset the cache (context length \(config.contextLength)).")
         }
-        try tokens.withUnsafeBufferPointer { try checkTokens($0, targets: nil) }
-        var result = [Float](repeating: 0, count: keepAll ? b * count * v : b * v)
+        guard output.count >= (keepAll ? b * count * v : b * v) else {
+            throw ModelError(
+                "the logits buffer holds \(output.count) values; \(keepAll ? b * count * v : b * v) are needed",
+                hint: "allocate batch × vocabulary floats.")
+        }
+        try checkTokens(tokens, targets: nil)
         let acts = cache.activations
         var start = 0
         while start < count {
@@ -52,13 +76,10 @@ extension GPT {
                         let logits = m.activations + acts.logits
                         for row in 0..<b {
                             if keepAll {
-                                for i in 0..<n {
-                                    for j in 0..<v {
-                                        result[(row * count + start + i) * v + j] = logits[(row * n + i) * v + j]
-                                    }
-                                }
+                                (output.baseAddress! + (row * count + start) * v).update(
+                                    from: logits + row * n * v, count: n * v)
                             } else if start + n == count {
-                                for j in 0..<v { result[row * v + j] = logits[(row * n + n - 1) * v + j] }
+                                (output.baseAddress! + row * v).update(from: logits + (row * n + n - 1) * v, count: v)
                             }
                         }
                     }
@@ -67,6 +88,5 @@ extension GPT {
             cache.length += n
             start += n
         }
-        return result
     }
 }

@@ -7,9 +7,14 @@ public struct StreamingDecoder {
     private var pending: [UInt8] = []
     private let bytesOf: (Int32) throws -> [UInt8]
 
-    /// A decoder over `tokenizer`'s vocabulary.
-    public init(tokenizer: BPETokenizer) {
-        bytesOf = { try tokenizer.decodeBytes([$0]) }
+    /// A decoder over `tokenizer`'s vocabulary, for text that continues after token `previous` (nil: a new
+    /// text). Word-level tokenizers put a space between words, as their `decode` does.
+    public init(tokenizer: any Tokenizer, after previous: Int32? = nil) {
+        var last = previous
+        bytesOf = { id in
+            defer { last = id }
+            return try tokenizer.pieceBytes(id, after: last)
+        }
     }
 
     /// A decoder over any id → bytes function.

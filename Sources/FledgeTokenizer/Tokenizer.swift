@@ -13,6 +13,13 @@ public protocol Tokenizer: AnyObject, Sendable {
     func decodeBytes(_ ids: [Int32]) throws -> [UInt8]
     /// The tokenizer.json form.
     func tokenizerJSON() throws -> Data
+    /// The bytes that token `id` adds to a text whose last token is `previous` (nil: `id` starts the text).
+    /// Byte-level BPE: the token's own bytes; word-level: a space, then the word (decoding joins words).
+    func pieceBytes(_ id: Int32, after previous: Int32?) throws -> [UInt8]
+}
+
+extension Tokenizer {
+    public func pieceBytes(_ id: Int32, after previous: Int32?) throws -> [UInt8] { try decodeBytes([id]) }
 }
 
 extension BPETokenizer: Tokenizer {
@@ -25,6 +32,11 @@ extension WordLevelTokenizer: Tokenizer {
     }
 
     public func decodeBytes(_ ids: [Int32]) throws -> [UInt8] { Array(try decode(ids).utf8) }
+
+    public func pieceBytes(_ id: Int32, after previous: Int32?) throws -> [UInt8] {
+        let word = try decodeBytes([id])
+        return previous == nil ? word : [UInt8(ascii: " ")] + word
+    }
 
     public func tokenizerJSON() throws -> Data { try TokenizerJSON.data(for: self) }
 }

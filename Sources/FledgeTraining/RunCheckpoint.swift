@@ -34,7 +34,7 @@ public enum RunCheckpoint {
     /// Writes a checkpoint of `kind` into `run`; `optimizer` nil leaves optimizer.safetensors out (best/).
     public static func save(
         _ kind: CheckpointKind, run: URL, model: GPT, optimizer: AdamW?, tokenizerJSON: Data, state: TrainerState,
-        config: TrainingConfig
+        config: TrainingConfig, format: SequenceFormat? = nil
     ) throws {
         let target = run.appendingPathComponent(kind.rawValue)
         let temporary = run.appendingPathComponent(".\(kind.rawValue).tmp-\(getpid())")
@@ -50,6 +50,9 @@ public enum RunCheckpoint {
             }
             try encoder().encode(state).write(to: temporary.appendingPathComponent("trainer-state.json"))
             try encoder().encode(config).write(to: temporary.appendingPathComponent("training.json"))
+            if let format {
+                try encoder().encode(format).write(to: temporary.appendingPathComponent(formatFile))
+            }
             let existed = files.fileExists(atPath: target.path)
             if existed { try files.moveItem(at: target, to: old) }
             do {
@@ -114,6 +117,39 @@ public enum RunCheckpoint {
     }
 
     /// Reads trainer-state.json and training.json of a checkpoint folder.
+    /// What generation needs from a run or checkpoint folder: the model and its tokenizer.
+    public static func loadForInference(_ path: String, backend: any Backend) throws -> (
+        folder: URL, model: GPT, tokenizer: any Tokenizer
+    ) {
+        let folder = try folder(path)
+        let model = try ModelCheckpoint.load(from: folder, backend: backend)
+        let tokenizer = try TokenizerJSON.loadAny(folder.appendingPathComponent("tokenizer.json"))
+        guard tokenizer.vocabularySize <= model.config.vocabularySize else {
+            throw TrainingError(
+                "\(folder.path)/tokenizer.json has \(tokenizer.vocabularySize) tokens but the model only \(model.config.vocabularySize)",
+                hint: "the tokenizer does not belong to this model: copy the one the model was trained with.")
+        }
+        return (folder, model, tokenizer)
+    }
+
+    /// The file holding the data's sequence format (EOS/BOS and the question/answer template a chat uses).
+    public static let formatFile = "sequence-format.json"
+
+    /// The sequence format saved with a checkpoint; nil when it has none (checkpoints from before it was saved).
+    public static func loadFormat(_ folder: URL) throws -> SequenceFormat? {
+        let url = folder.appendingPathComponent(formatFile)
+        guard let data = FileManager.default.contents(atPath: url.path) else { return nil }
+        do {
+            return try decoder().decode(SequenceFormat.self, from: data)
+        } catch {
+            throw TrainingError(
+                "\(url.path) is not a valid sequence format: \(error)",
+                hint:
+                    "restore it from the data folder's manifest.json (config.sequence), or delete it to use the defaults."
+            )
+        }
+    }
+
     public static func loadState(_ folder: URL) throws -> (TrainerState, TrainingConfig) {
         func read<T: Decodable>(_ name: String, _ type: T.Type) throws -> T {
             let url = folder.appendingPathComponent(name)

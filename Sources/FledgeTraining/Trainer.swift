@@ -4,6 +4,7 @@
 // loader's position is two integers, so a run resumed from a checkpoint continues bit for bit.
 
 import FledgeData
+import FledgeGeneration
 import FledgeModel
 import FledgeTensor
 import FledgeTokenizer
@@ -58,6 +59,15 @@ public final class Trainer {
     let activations: Activations
     let metrics: MetricsLog
     let tokenizerJSON: Data
+    /// Writes the samples (made on first use: its KV cache is only needed with sample prompts).
+    var sampler: Generator?
+    /// Samples: temperature 0.8, top-k 40, a fixed seed, so samples of different steps differ only because
+    /// the model did.
+    static let sampling: SamplingConfig = {
+        var s = SamplingConfig()
+        (s.temperature, s.topK, s.topP, s.seed) = (0.8, 40, 1, 1)
+        return s
+    }()
     let sequenceLength: Int
     private var inputs: [Int32]
     private var targets: [Int32]
@@ -174,7 +184,10 @@ public final class Trainer {
             (record.loss, record.learningRate, record.gradientNorm) = (loss, state.lastLearningRate, norm)
             (record.tokensPerSecond, record.tokens) = (tokensPerSecond, state.tokensSeen)
             metrics.append(record)
-            if state.step % config.evalEvery == 0 { lastEvaluation = try evaluate(elapsed: now) }
+            if state.step % config.evalEvery == 0 {
+                lastEvaluation = try evaluate(elapsed: now)
+                rateWindow = (elapsed(), state.step)  // the speed shown is of training steps only
+            }
             let minutesDue =
                 config.checkpointMinutes.map { Date().timeIntervalSince(lastCheckpoint) >= $0 * 60 } ?? false
             if state.step % config.checkpointEvery == 0 || minutesDue {
@@ -255,11 +268,12 @@ public final class Trainer {
         (record.validationLoss, record.perplexity, record.bitsPerByte) =
             (evaluation.loss, evaluation.perplexity, evaluation.bitsPerByte)
         metrics.append(record)
-        let eos = dataset.manifest.tokenizer.eosId
         for prompt in config.samplePrompts where config.sampleTokens > 0 {
-            let ids = tokenizer.encode(bytes: Array(prompt.utf8), allowSpecial: true)
-            let text = try SampleWriter().complete(
-                ids, model: model, tokenizer: tokenizer, tokens: config.sampleTokens, stopToken: eos)
+            if sampler == nil {
+                sampler = try Generator(
+                    model: model, tokenizer: tokenizer, endOfSequence: dataset.manifest.tokenizer.eosId)
+            }
+            let text = try sampler!.sample(prompt, tokens: config.sampleTokens, sampling: Self.sampling)
             observe(.sample(step: state.step, prompt: prompt, text: text))
             var sample = MetricsRecord(kind: "sample", step: state.step, elapsed: elapsed)
             (sample.prompt, sample.text) = (prompt, text)
@@ -269,7 +283,7 @@ public final class Trainer {
             state.bestValidationLoss = evaluation.loss
             try RunCheckpoint.save(
                 .best, run: run, model: model, optimizer: nil, tokenizerJSON: tokenizerJSON, state: state,
-                config: config)
+                config: config, format: dataset.manifest.config.sequence)
         }
         return evaluation
     }
@@ -277,7 +291,7 @@ public final class Trainer {
     func save(_ kind: CheckpointKind) throws {
         try RunCheckpoint.save(
             kind, run: run, model: model, optimizer: optimizer, tokenizerJSON: tokenizerJSON, state: state,
-            config: config)
+            config: config, format: dataset.manifest.config.sequence)
         var record = MetricsRecord(kind: "event", step: state.step, elapsed: state.elapsedSeconds)
         record.message = "saved \(kind.rawValue)/"
         metrics.append(record)

@@ -7,7 +7,8 @@ import Foundation
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Benchmarks.", subcommands: [Train.self, TokenizerBench.self])
+        commandName: "bench", abstract: "Benchmarks.",
+        subcommands: [Train.self, TokenizerBench.self, GenerateBench.self])
 
     struct Train: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -83,6 +84,123 @@ struct BenchCommand: ParsableCommand {
                     ))
                 print(String(decoding: try JSONEncoder().encode(["fledge": r]), as: UTF8.self))
             } catch { exitWithError(error) }
+        }
+    }
+
+    struct GenerateBench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "generate",
+            abstract:
+                "Batch-1 generation speed (decode tokens/s, time to first token) side by side with PyTorch (table + JSON line)."
+        )
+
+        @Option(help: "Reference configuration: a, b or c.") var config = "b"
+        @Option(help: "Tokens to decode per run.") var tokens = 200
+        @Option(help: "Prompt length for the time to first token.") var promptTokens = 200
+        @Option(help: "Rounds (Fledge and PyTorch alternate; medians are reported).") var rounds = 3
+        @Option(help: "Timed runs per round.") var repeats = 3
+        @Option(help: "Text to train the benchmark's tokenizer on.") var text = "data/shakespeare/shakespeare.txt"
+        @Option(help: "Python with torch for the peer (default: .venv/bin/python if present; 'none' to skip).")
+        var python: String?
+        @OptionGroup var threading: ThreadOptions
+
+        func run() throws {
+            guard let shape = BenchmarkShape.reference.first(where: { $0.name == config }) else {
+                throw ValidationError("unknown configuration '\(config)'; use a, b or c.")
+            }
+            let peerPython =
+                python ?? (FileManager.default.fileExists(atPath: ".venv/bin/python") ? ".venv/bin/python" : "none")
+            do {
+                let bench = try GenerationBenchmark(
+                    shape: shape, text: URL(fileURLWithPath: text), promptTokens: promptTokens, decodeTokens: tokens,
+                    threads: threading.threads)
+                let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+                    "fledge-bench-generate-\(getpid())")
+                defer { try? FileManager.default.removeItem(at: folder) }
+                try bench.save(to: folder)
+                var fledge = GenerationBenchmarkResult()
+                var peer: GenerationBenchmarkResult?
+                for round in 0..<rounds {
+                    var order = ["fledge", "pytorch"]
+                    if round % 2 == 1 { order.reverse() }
+                    for name in order {
+                        if name == "fledge" {
+                            let r = try bench.run(repeats: repeats)
+                            fledge.decodeTokensPerSecond += r.decodeTokensPerSecond
+                            fledge.timeToFirstTokenMilliseconds += r.timeToFirstTokenMilliseconds
+                            fledge.greedyTokens = r.greedyTokens
+                        } else if peerPython != "none" {
+                            let r = try runPeer(python: peerPython, folder: folder)
+                            peer = peer ?? GenerationBenchmarkResult()
+                            peer!.decodeTokensPerSecond += r.decodeTokensPerSecond
+                            peer!.timeToFirstTokenMilliseconds += r.timeToFirstTokenMilliseconds
+                            peer!.greedyTokens = r.greedyTokens
+                        }
+                    }
+                    FileHandle.standardError.write(Data("round \(round + 1)/\(rounds) done\n".utf8))
+                }
+                func median(_ x: [Double]) -> Double { x.isEmpty ? .nan : x.sorted()[x.count / 2] }
+                let model = bench.generator.model
+                print(
+                    "fledge bench generate: config \(shape.name) (\(model.parameterCount) parameters, vocab \(shape.config.vocabularySize), width \(shape.config.width), \(shape.config.layers) layers), batch 1, greedy, fp32, \(threading.threads) threads"
+                )
+                print(
+                    "medians of \(rounds) rounds × \(repeats) runs; decode = \(tokens) tokens after a 16-token prompt")
+                print("peer       decode tokens/s   first token ms (\(promptTokens)-token prompt)")
+                let rows = [("fledge", fledge)] + (peer.map { [("pytorch", $0)] } ?? [])
+                for (name, r) in rows {
+                    print(
+                        String(
+                            format: "%-9@  %15.1f   %14.1f", name as NSString, median(r.decodeTokensPerSecond),
+                            median(r.timeToFirstTokenMilliseconds)))
+                }
+                var summary: [String: Double] = [
+                    "fledgeDecodeTokensPerSecond": median(fledge.decodeTokensPerSecond),
+                    "fledgeTimeToFirstTokenMilliseconds": median(fledge.timeToFirstTokenMilliseconds),
+                ]
+                if let peer {
+                    let decodeRatio = median(fledge.decodeTokensPerSecond) / median(peer.decodeTokensPerSecond)
+                    let firstRatio =
+                        median(peer.timeToFirstTokenMilliseconds) / median(fledge.timeToFirstTokenMilliseconds)
+                    let same = zip(fledge.greedyTokens, peer.greedyTokens).prefix { $0 == $1 }.count
+                    print(
+                        String(
+                            format: "fledge/pytorch: decode %.2f×, time to first token %.2f× faster", decodeRatio,
+                            firstRatio))
+                    print("greedy tokens identical to PyTorch's: first \(same) of \(fledge.greedyTokens.count)")
+                    summary["pytorchDecodeTokensPerSecond"] = median(peer.decodeTokensPerSecond)
+                    summary["pytorchTimeToFirstTokenMilliseconds"] = median(peer.timeToFirstTokenMilliseconds)
+                    summary["decodeRatio"] = decodeRatio
+                    summary["timeToFirstTokenRatio"] = firstRatio
+                    summary["identicalGreedyTokens"] = Double(same)
+                }
+                let json = try JSONEncoder().encode(summary)
+                print(String(decoding: json, as: UTF8.self))
+            } catch { exitWithError(error) }
+        }
+
+        func runPeer(python: String, folder: URL) throws -> GenerationBenchmarkResult {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = [
+                python, "Scripts/bench_generate_pytorch.py", "--model", folder.path, "--tokens", "\(tokens)",
+                "--repeats", "\(repeats)", "--threads", "\(threading.threads)",
+            ]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            try process.run()
+            let output = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            guard process.terminationStatus == 0,
+                let line = String(decoding: output, as: UTF8.self).split(separator: "\n").last,
+                let object = try? JSONDecoder().decode([String: GenerationBenchmarkResult].self, from: Data(line.utf8)),
+                let result = object["pytorch"]
+            else {
+                throw ValidationError(
+                    "the PyTorch peer failed (\(python) Scripts/bench_generate_pytorch.py); install torch and safetensors in a venv and pass --python, or --python none."
+                )
+            }
+            return result
         }
     }
 }

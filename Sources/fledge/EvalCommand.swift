@@ -35,9 +35,7 @@ struct EvalCommand: ParsableCommand {
             let backend = CPUBackend(threadCount: threading.threads)
             var loaded: [(name: String, model: GPT, tokenizer: any Tokenizer)] = []
             for path in checkpoints {
-                let folder = try RunCheckpoint.folder(path)
-                let model = try ModelCheckpoint.load(from: folder, backend: backend)
-                let tokenizer = try TokenizerJSON.loadAny(folder.appendingPathComponent("tokenizer.json"))
+                let (folder, model, tokenizer) = try RunCheckpoint.loadForInference(path, backend: backend)
                 loaded.append((folder.path, model, tokenizer))
             }
             if data != nil || text != nil {
@@ -66,16 +64,14 @@ struct EvalCommand: ParsableCommand {
                 }
             }
             if let prompts {
-                var writer = SampleWriter()
-                writer.temperature = temperature
+                var sampling = SamplingConfig.greedy
+                (sampling.temperature, sampling.topK, sampling.topP, sampling.seed) = (temperature, 40, 1, 1)
+                let generators = try loaded.map { try Generator(model: $0.model, tokenizer: $0.tokenizer) }
                 for prompt in try Self.readPrompts(prompts) {
                     print("\n=== \(prompt.debugDescription)")
-                    for (name, model, tokenizer) in loaded {
-                        let ids = tokenizer.encode(bytes: Array(prompt.utf8), allowSpecial: true)
-                        let eos = DocumentEncoder.endOfSequence(in: tokenizer)
-                        let completion = try writer.complete(
-                            ids, model: model, tokenizer: tokenizer, tokens: tokens, stopToken: eos)
-                        print("--- \(name)\n\(prompt)\(completion)")
+                    for (generator, checkpoint) in zip(generators, loaded) {
+                        let completion = try generator.sample(prompt, tokens: tokens, sampling: sampling)
+                        print("--- \(checkpoint.name)\n\(prompt)\(completion)")
                     }
                 }
             }

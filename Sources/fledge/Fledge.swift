@@ -9,8 +9,8 @@ struct Fledge: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train small GPT-style language models from scratch.",
         subcommands: [
-            TokenizerCommand.self, DataCommand.self, TrainCommand.self, EvalCommand.self, ModelCommand.self,
-            BenchCommand.self,
+            TokenizerCommand.self, DataCommand.self, TrainCommand.self, EvalCommand.self, GenerateCommand.self,
+            ChatCLI.self, ModelCommand.self, BenchCommand.self,
         ])
 }
 

@@ -73,8 +73,11 @@ struct TrainCommand: ParsableCommand {
 
     @Option(help: "Sequences per micro-batch.") var batchSize = 16
     @Option(help: "Micro-batches per update (gradient accumulation).") var accumulation = 1
-    @Option(help: "Updates.") var steps = 1000
-    @Option(help: "Wall-clock budget in minutes (training stops at whichever budget ends first).") var minutes: Double?
+    @Option(help: "Updates (default 1000; with --resume, a new total: the schedule then ends there).") var steps: Int?
+    @Option(
+        help:
+            "Wall-clock budget in minutes (training stops at whichever budget ends first; with --resume, a new total)."
+    ) var minutes: Double?
     @Option(help: "Peak learning rate.") var lr: Float = 1e-3
     @Option(help: "Warmup updates.") var warmup = 100
     @Option(help: "Schedule: cosine, constant, linear, wsd.") var schedule: ScheduleKind = .cosine
@@ -98,7 +101,7 @@ struct TrainCommand: ParsableCommand {
         config.batchSize = batchSize
         config.sequenceLength = architecture.context
         config.accumulationSteps = accumulation
-        config.maxSteps = steps
+        config.maxSteps = steps ?? 1000
         config.maxSeconds = minutes.map { $0 * 60 }
         config.schedule.kind = schedule
         config.schedule.peak = lr
@@ -125,8 +128,16 @@ struct TrainCommand: ParsableCommand {
             let trainer: Trainer
             if let resume {
                 let folder = URL(fileURLWithPath: resume)
-                let (model, optimizer, state, config) = try RunCheckpoint.load(
+                let (model, optimizer, state, saved) = try RunCheckpoint.load(
                     folder.appendingPathComponent("latest"), backend: backend)
+                var config = saved
+                if let steps {
+                    guard steps > state.step else {
+                        throw ValidationError("--steps \(steps) is not beyond the run's step \(state.step).")
+                    }
+                    config.maxSteps = steps
+                }
+                if let minutes { config.maxSeconds = minutes * 60 }
                 guard let dataFolder = data ?? state.dataFolder else {
                     throw ValidationError("\(resume) does not record its data folder: pass --data.")
                 }
@@ -274,7 +285,7 @@ final class Interrupt: @unchecked Sendable {
 }
 
 /// Prints a line and flushes it at once, so progress reaches a log file as it happens.
-func say(_ text: String) {
-    print(text)
+func say(_ text: String, terminator: String = "\n") {
+    print(text, terminator: terminator)
     fflush(nil)
 }

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# End-to-end checks of the command line, run by `make test` after the unit tests (about a minute):
+#   pretrain a tiny model → Ctrl-C saves latest/ and --resume continues → prepare question/answer data →
+#   fine-tune with --init-from (answers only) → a mismatched tokenizer is refused → `fledge chat` through a
+#   pipe → `fledge generate` with a stop string, Pilish and bad settings.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fledge=${FLEDGE:-.build/release/fledge}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "cli_check: FAILED: $*" >&2; exit 1; }
+ok() { echo "cli_check: ok: $*"; }
+
+head -c 300000 data/shakespeare/shakespeare.txt > "$tmp/text.txt"
+$fledge tokenizer train --input "$tmp/text.txt" --vocab-size 512 --output "$tmp/tok.json" > /dev/null
+$fledge data prepare "$tmp/text.txt" --split-on blank-line --tokenizer "$tmp/tok.json" --output "$tmp/data" \
+    > /dev/null
+tiny=(--layers 2 --width 64 --heads 4 --context 64 --batch-size 8 --eval-every 1000 --eval-batches 2
+    --sample-tokens 0 --threads 2)
+
+# Ctrl-C: SIGINT mid-run saves latest/ and exits cleanly; --resume continues from that step.
+$fledge train --data "$tmp/data" --run "$tmp/pre" "${tiny[@]}" --steps 100000 > "$tmp/pre.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 300); do
+    [ -f "$tmp/pre/metrics.jsonl" ] && [ "$(grep -c '"train"' "$tmp/pre/metrics.jsonl")" -ge 30 ] && break
+    sleep 0.1
+done
+kill -INT $pid
+wait $pid || fail "fledge train exited non-zero after Ctrl-C: $(tail -3 "$tmp/pre.log")"
+[ -f "$tmp/pre/latest/model.safetensors" ] || fail "Ctrl-C did not save latest/"
+step=$(python3 -c "import json; print(json.load(open('$tmp/pre/latest/trainer-state.json'))['step'])")
+[ "$step" -ge 30 ] || fail "latest/ is at step $step"
+$fledge train --resume "$tmp/pre" --steps $((step + 10)) --threads 2 > "$tmp/resume.log" 2>&1 ||
+    fail "resume: $(tail -3 "$tmp/resume.log")"
+resumed=$(python3 -c "import json; print(json.load(open('$tmp/pre/final/trainer-state.json'))['step'])")
+[ "$resumed" -eq $((step + 10)) ] || fail "resume ended at step $resumed, expected $((step + 10))"
+ok "Ctrl-C saved latest/ at step $step; --resume continued to $resumed"
+
+# A disk that fills while saving (a 64 KB file-size limit; writes fail with EFBIG as on a full disk): the run
+# stops with a message and the previous latest/ is untouched and still resumes.
+before=$(sha256sum < "$tmp/pre/latest/model.safetensors")
+if (ulimit -f 64; trap '' XFSZ; $fledge train --resume "$tmp/pre" --steps $((resumed + 5)) --threads 2) \
+    > "$tmp/full.log" 2>&1; then
+    fail "a save beyond the file-size limit reported success"
+fi
+grep -q "free disk space" "$tmp/full.log" || fail "unclear message on a failed save: $(tail -3 "$tmp/full.log")"
+[ "$(sha256sum < "$tmp/pre/latest/model.safetensors")" = "$before" ] || fail "the failed save changed latest/"
+ls -a "$tmp/pre" | grep -q tmp- && fail "a failed save left a temporary folder"
+ok "failed save: $(grep -m1 'error' "$tmp/full.log" | cut -c1-110)…; latest/ intact"
+
+# Question/answer fine-tuning from the pretrained run (loss on answers only).
+python3 - "$tmp/qa.jsonl" <<'PY'
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for i in range(600):
+        f.write(json.dumps({"question": f"What comes after {i}?", "answer": f"After {i} comes {i + 1}."}) + "\n")
+PY
+$fledge data prepare "$tmp/qa.jsonl" --tokenizer "$tmp/tok.json" --val-fraction 0.2 --output "$tmp/qa" > /dev/null
+$fledge train --data "$tmp/qa" --run "$tmp/ft" --init-from "$tmp/pre" --batch-size 8 --steps 40 --eval-every 20 \
+    --eval-batches 2 --sample-tokens 0 --lr 1e-3 --threads 2 > "$tmp/ft.log" 2>&1 || fail "fine-tune: $(tail -3 "$tmp/ft.log")"
+grep -q '{question}' "$tmp/ft/final/sequence-format.json" || fail "the checkpoint lacks the chat template"
+ok "fine-tuned with --init-from on question/answer shards"
+
+# A tokenizer that does not match the checkpoint is refused with a message naming it.
+$fledge tokenizer train --input "$tmp/text.txt" --vocab-size 400 --output "$tmp/other.json" > /dev/null
+$fledge data prepare "$tmp/qa.jsonl" --tokenizer "$tmp/other.json" --output "$tmp/qa-other" > /dev/null
+if $fledge train --data "$tmp/qa-other" --run "$tmp/bad" --init-from "$tmp/pre" --steps 2 > "$tmp/bad.log" 2>&1; then
+    fail "--init-from accepted data made with another tokenizer"
+fi
+grep -q "tokenizer" "$tmp/bad.log" || fail "unclear mismatch message: $(cat "$tmp/bad.log")"
+ok "mismatched tokenizer refused: $(head -1 "$tmp/bad.log")"
+
+# Chat through a pipe: two replies with their speed, a command, an error that does not end the session.
+printf 'What comes after 7?\n/temperature 0\n/nonsense\nWhat comes after 8?\n/quit\n' |
+    $fledge chat "$tmp/ft" --tokens 12 --seed 1 --threads 2 > "$tmp/chat.out" 2> "$tmp/chat.err" ||
+    fail "chat: $(cat "$tmp/chat.err")"
+[ "$(grep -c ' tokens/s' "$tmp/chat.out")" -eq 2 ] || fail "chat did not answer twice: $(cat "$tmp/chat.out")"
+grep -q "unknown command /nonsense" "$tmp/chat.out" || fail "chat did not report the unknown command"
+ok "chat through a pipe"
+
+# Generate: a stop string, Pilish, and refused settings.
+$fledge generate "$tmp/pre" --prompt "ROMEO:" --tokens 40 --seed 3 --stop "e" > "$tmp/gen.out" 2> "$tmp/gen.err" ||
+    fail "generate: $(cat "$tmp/gen.err")"
+grep -q "stopped: stop string" "$tmp/gen.err" || fail "stop string not honoured: $(cat "$tmp/gen.out" "$tmp/gen.err")"
+[ "$(tail -c +7 "$tmp/gen.out" | tr -d '\n' | grep -c e)" -eq 0 ] || fail "output holds the stop string"
+$fledge generate "$tmp/pre" --prompt "Pi:" --tokens 30 --seed 4 --pilish > "$tmp/pilish.out" 2> /dev/null ||
+    fail "generate --pilish"
+for bad in "--top-k=0" "--top-p=1.5" "--temperature=-1"; do
+    # shellcheck disable=SC2086
+    if $fledge generate "$tmp/pre" --prompt "x" $bad > /dev/null 2> "$tmp/bad.err"; then fail "accepted $bad"; fi
+    grep -q "error" "$tmp/bad.err" || fail "no message for $bad"
+done
+if $fledge generate "$tmp/pre" --prompt "" > /dev/null 2> "$tmp/empty.err"; then fail "accepted an empty prompt"; fi
+grep -q "empty" "$tmp/empty.err" || fail "no message for an empty prompt"
+ok "generate: stop string, Pilish ($(cat "$tmp/pilish.out" | tr '\n' ' ' | head -c 60)…), bad settings refused"
