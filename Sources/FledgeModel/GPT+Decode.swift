@@ -72,7 +72,7 @@ extension GPT {
                             keys: keys.baseAddress!, values: values.baseAddress!, capacity: cache.capacity)
                         runForward(
                             m, acts, batchSize: b, length: n, positionOffset: cache.length, cache: buffers,
-                            training: false)
+                            training: false, lastLogitsOnly: !keepAll)
                         let logits = m.activations + acts.logits
                         for row in 0..<b {
                             if keepAll {

@@ -116,7 +116,7 @@ extension GPT {
     /// With `cache`, keys and values are appended to it and attention reads the whole cache.
     func runForward(
         _ m: Buffers, _ acts: Activations, batchSize b: Int, length t: Int, positionOffset: Int,
-        cache: CacheBuffers?, training: Bool
+        cache: CacheBuffers?, training: Bool, lastLogitsOnly: Bool = false
     ) {
         let c = config
         let (p, a) = (m.parameters, m.activations)
@@ -201,9 +201,19 @@ extension GPT {
                 input: x, weight: finalNormWeight, bias: finalNormBias, rows: bt)
             x = ConstFloatPointer(a + acts.finalNormOut)
         }
-        backend.linear(
-            output: a + acts.logits, input: x, weight: p + headWeight, bias: nil, rows: bt,
-            inFeatures: c.width, outFeatures: c.vocabularySize)
+        if lastLogitsOnly && t > 1 {
+            // Decoding needs only each row's last position: the head's cost drops from t rows to one.
+            for row in 0..<b {
+                let last = row * t + t - 1
+                backend.linear(
+                    output: a + acts.logits + last * c.vocabularySize, input: x + last * c.width,
+                    weight: p + headWeight, bias: nil, rows: 1, inFeatures: c.width, outFeatures: c.vocabularySize)
+            }
+        } else {
+            backend.linear(
+                output: a + acts.logits, input: x, weight: p + headWeight, bias: nil, rows: bt,
+                inFeatures: c.width, outFeatures: c.vocabularySize)
+        }
     }
 
     /// qkv = input·Wqkvᵀ (+b); rotary on q and k; causal attention into `attentionOut`.

@@ -59,6 +59,15 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         output: FloatPointer, input: ConstFloatPointer, weight: ConstFloatPointer, bias: ConstFloatPointer?,
         rows: Int, inFeatures: Int, outFeatures: Int
     ) {
+        // Few rows (decoding): split the output features instead, so every thread streams its share of the
+        // weights (a matrix-vector product is bound by memory bandwidth, which one thread cannot fill).
+        if rows < 8 * pool.threadCount && pool.threadCount > 1 && outFeatures >= 64 * pool.threadCount {
+            let job = LinearColumns(
+                output: output, input: input, weight: weight, bias: bias, rows: rows, inFeatures: inFeatures,
+                outFeatures: outFeatures)
+            pool.parallelFor(outFeatures, alignment: 16, job)
+            return
+        }
         let job = LinearRows(
             output: output, input: input, weight: weight, bias: bias, inFeatures: inFeatures, outFeatures: outFeatures)
         pool.parallelFor(rows, alignment: 8, job)
@@ -127,6 +136,23 @@ struct LinearRows: ParallelRangeJob {
         CPUBackend.sgemm(
             false, true, block.count, oc, c, 1, input + block.lowerBound * c, c, weight, c, bias == nil ? 0 : 1, out, oc
         )
+    }
+}
+
+/// output[:, block] = input · W[block, :]ᵀ (+ bias[block]) for a block of output features.
+struct LinearColumns: ParallelRangeJob {
+    let output: FloatPointer, input: ConstFloatPointer, weight: ConstFloatPointer, bias: ConstFloatPointer?
+    let rows: Int, inFeatures: Int, outFeatures: Int
+
+    func run(_ block: Range<Int>) {
+        let (c, oc) = (inFeatures, outFeatures)
+        let out = output + block.lowerBound
+        if let bias {
+            for r in 0..<rows { (out + r * oc).update(from: bias + block.lowerBound, count: block.count) }
+        }
+        CPUBackend.sgemm(
+            false, true, rows, block.count, c, 1, input, c, weight + block.lowerBound * c, c, bias == nil ? 0 : 1, out,
+            oc)
     }
 }
 
