@@ -105,11 +105,9 @@ public final class Generator {
         try generate(prompts: [prompt], options: options, processors: processors) { _, text in onText?(text) }[0]
     }
 
-    /// Generates continuations of several prompts as one batch; `onText(row, text)` streams each row.
-    public func generate(
-        prompts: [[Int32]], options: GenerationOptions, processors: [any LogitsProcessor] = [],
-        onText: ((Int, String) -> Void)? = nil
-    ) throws -> [GenerationResult] {
+    /// Throws for settings or prompts that cannot work: bad sampling settings, no prompt, an empty prompt, a
+    /// prompt longer than the context, a token limit below 1.
+    public func validate(prompts: [[Int32]], options: GenerationOptions) throws {
         try options.sampling.validate()
         let context = contextLength
         guard !prompts.isEmpty else {
@@ -130,6 +128,15 @@ public final class Generator {
                     hint: "shorten it to at most \(context - 1) tokens (the end of the text matters most).")
             }
         }
+    }
+
+    /// Generates continuations of several prompts as one batch; `onText(row, text)` streams each row.
+    public func generate(
+        prompts: [[Int32]], options: GenerationOptions, processors: [any LogitsProcessor] = [],
+        onText: ((Int, String) -> Void)? = nil
+    ) throws -> [GenerationResult] {
+        try validate(prompts: prompts, options: options)
+        let context = contextLength
         let start = Date()
         let b = prompts.count
         let v = model.config.vocabularySize

@@ -89,6 +89,7 @@ struct GenerateCommand: ParsableCommand {
                     try PilishConstraint(tokenizer: loaded.tokenizer, endOfSequence: generator.endOfSequence))
             }
             let ids = prompts.map(generator.encode)
+            try generator.validate(prompts: ids, options: options)  // before the prompt is echoed
             if ids.count == 1 {
                 say(prompts[0], terminator: "")
                 let result = try generator.generate(prompt: ids[0], options: options, processors: processors) {
