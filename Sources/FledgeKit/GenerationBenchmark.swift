@@ -15,6 +15,8 @@ public struct GenerationBenchmarkResult: Codable, Sendable {
     public var timeToFirstTokenMilliseconds: [Double] = []
     /// The greedy tokens of the decode run (the peer's must match).
     public var greedyTokens: [Int32] = []
+    /// Heap allocations per decoded token (setup included), when Scripts/count_allocations.c is preloaded.
+    public var allocationsPerToken: Double?
 
     public init() {}
 }
@@ -66,7 +68,11 @@ public final class GenerationBenchmark {
         options.stopAtEndOfSequence = false
         for round in 0...repeats {
             options.maxTokens = decodeTokens
+            let before = TrainStepBenchmark.allocationCount()
             let decode = try generator.generate(prompt: shortPrompt, options: options)
+            if let before, let after = TrainStepBenchmark.allocationCount() {
+                result.allocationsPerToken = Double(after - before) / Double(max(1, decode.tokens.count))
+            }
             options.maxTokens = 1
             let first = try generator.generate(prompt: longPrompt, options: options)
             guard round > 0 else { continue }

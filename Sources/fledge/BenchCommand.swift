@@ -129,6 +129,7 @@ struct BenchCommand: ParsableCommand {
                             fledge.decodeTokensPerSecond += r.decodeTokensPerSecond
                             fledge.timeToFirstTokenMilliseconds += r.timeToFirstTokenMilliseconds
                             fledge.greedyTokens = r.greedyTokens
+                            fledge.allocationsPerToken = r.allocationsPerToken
                         } else if peerPython != "none" {
                             let r = try runPeer(python: peerPython, folder: folder)
                             peer = peer ?? GenerationBenchmarkResult()
@@ -146,6 +147,9 @@ struct BenchCommand: ParsableCommand {
                 )
                 print(
                     "medians of \(rounds) rounds × \(repeats) runs; decode = \(tokens) tokens after a 16-token prompt")
+                if let a = fledge.allocationsPerToken {
+                    print(String(format: "fledge heap allocations per decoded token (setup included): %.1f", a))
+                }
                 print("peer       decode tokens/s   first token ms (\(promptTokens)-token prompt)")
                 let rows = [("fledge", fledge)] + (peer.map { [("pytorch", $0)] } ?? [])
                 for (name, r) in rows {
