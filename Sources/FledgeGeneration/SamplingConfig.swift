@@ -32,6 +32,14 @@ public struct SamplingConfig: Codable, Sendable, Equatable {
         return config
     }
 
+    /// Short samples in training logs and checkpoint comparisons: temperature 0.8, top-k 40, no nucleus, seed 1,
+    /// so samples of different steps or checkpoints differ only because the models do.
+    public static var samples: SamplingConfig {
+        var config = SamplingConfig()
+        (config.temperature, config.topK, config.topP, config.seed) = (0.8, 40, 1, 1)
+        return config
+    }
+
     /// Throws for settings that cannot work together.
     public func validate() throws {
         func fail(_ message: String, _ hint: String) -> GenerationError { GenerationError(message, hint: hint) }

@@ -19,6 +19,14 @@ public struct GenerationBenchmarkResult: Codable, Sendable {
     public var allocationsPerToken: Double?
 
     public init() {}
+
+    /// Adds another round's runs (the latest greedy tokens and allocation count replace the earlier ones).
+    public mutating func append(_ round: GenerationBenchmarkResult) {
+        decodeTokensPerSecond += round.decodeTokensPerSecond
+        timeToFirstTokenMilliseconds += round.timeToFirstTokenMilliseconds
+        greedyTokens = round.greedyTokens
+        allocationsPerToken = round.allocationsPerToken ?? allocationsPerToken
+    }
 }
 
 /// Times generation on one configuration.

@@ -116,8 +116,7 @@ public enum RunCheckpoint {
             hint: "pass a run directory written by `fledge train`, or one of its checkpoint folders.")
     }
 
-    /// Reads trainer-state.json and training.json of a checkpoint folder.
-    /// What generation needs from a run or checkpoint folder: the model and its tokenizer.
+    /// A run or checkpoint folder's model and tokenizer (for generation, evaluation, fine-tuning).
     public static func loadForInference(_ path: String, backend: any Backend) throws -> (
         folder: URL, model: GPT, tokenizer: any Tokenizer
     ) {
@@ -150,6 +149,7 @@ public enum RunCheckpoint {
         }
     }
 
+    /// Reads trainer-state.json and training.json of a checkpoint folder.
     public static func loadState(_ folder: URL) throws -> (TrainerState, TrainingConfig) {
         func read<T: Decodable>(_ name: String, _ type: T.Type) throws -> T {
             let url = folder.appendingPathComponent(name)

@@ -61,13 +61,6 @@ public final class Trainer {
     let tokenizerJSON: Data
     /// Writes the samples (made on first use: its KV cache is only needed with sample prompts).
     var sampler: Generator?
-    /// Samples: temperature 0.8, top-k 40, a fixed seed, so samples of different steps differ only because
-    /// the model did.
-    static let sampling: SamplingConfig = {
-        var s = SamplingConfig()
-        (s.temperature, s.topK, s.topP, s.seed) = (0.8, 40, 1, 1)
-        return s
-    }()
     let sequenceLength: Int
     private var inputs: [Int32]
     private var targets: [Int32]
@@ -273,7 +266,7 @@ public final class Trainer {
                 sampler = try Generator(
                     model: model, tokenizer: tokenizer, endOfSequence: dataset.manifest.tokenizer.eosId)
             }
-            let text = try sampler!.sample(prompt, tokens: config.sampleTokens, sampling: Self.sampling)
+            let text = try sampler!.sample(prompt, tokens: config.sampleTokens, sampling: .samples)
             observe(.sample(step: state.step, prompt: prompt, text: text))
             var sample = MetricsRecord(kind: "sample", step: state.step, elapsed: elapsed)
             (sample.prompt, sample.text) = (prompt, text)

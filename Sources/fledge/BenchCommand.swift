@@ -125,17 +125,10 @@ struct BenchCommand: ParsableCommand {
                     if round % 2 == 1 { order.reverse() }
                     for name in order {
                         if name == "fledge" {
-                            let r = try bench.run(repeats: repeats)
-                            fledge.decodeTokensPerSecond += r.decodeTokensPerSecond
-                            fledge.timeToFirstTokenMilliseconds += r.timeToFirstTokenMilliseconds
-                            fledge.greedyTokens = r.greedyTokens
-                            fledge.allocationsPerToken = r.allocationsPerToken
+                            fledge.append(try bench.run(repeats: repeats))
                         } else if peerPython != "none" {
-                            let r = try runPeer(python: peerPython, folder: folder)
                             peer = peer ?? GenerationBenchmarkResult()
-                            peer!.decodeTokensPerSecond += r.decodeTokensPerSecond
-                            peer!.timeToFirstTokenMilliseconds += r.timeToFirstTokenMilliseconds
-                            peer!.greedyTokens = r.greedyTokens
+                            peer!.append(try runPeer(python: peerPython, folder: folder))
                         }
                     }
                     FileHandle.standardError.write(Data("round \(round + 1)/\(rounds) done\n".utf8))

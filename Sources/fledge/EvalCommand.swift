@@ -64,10 +64,10 @@ struct EvalCommand: ParsableCommand {
                 }
             }
             if let prompts {
-                var sampling = SamplingConfig.greedy
-                (sampling.temperature, sampling.topK, sampling.topP, sampling.seed) = (temperature, 40, 1, 1)
+                var sampling = SamplingConfig.samples
+                sampling.temperature = temperature
                 let generators = try loaded.map { try Generator(model: $0.model, tokenizer: $0.tokenizer) }
-                for prompt in try Self.readPrompts(prompts) {
+                for prompt in try readPrompts(prompts, option: "--prompts") {
                     print("\n=== \(prompt.debugDescription)")
                     for (generator, checkpoint) in zip(generators, loaded) {
                         let completion = try generator.sample(prompt, tokens: tokens, sampling: sampling)
@@ -76,25 +76,5 @@ struct EvalCommand: ParsableCommand {
                 }
             }
         } catch { exitWithError(error) }
-    }
-
-    /// Prompts from a text file (one per line) or JSONL ({"prompt": ...}).
-    static func readPrompts(_ path: String) throws -> [String] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ValidationError("cannot read --prompts \(path).")
-        }
-        var result: [String] = []
-        for (number, line) in String(decoding: data, as: UTF8.self).split(separator: "\n").enumerated()
-        where !line.trimmingCharacters(in: .whitespaces).isEmpty {
-            if line.hasPrefix("{") {
-                guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                    let prompt = object["prompt"] as? String
-                else { throw ValidationError("\(path), line \(number + 1): expected {\"prompt\": \"...\"}.") }
-                result.append(prompt)
-            } else {
-                result.append(line.replacingOccurrences(of: "\\n", with: "\n"))
-            }
-        }
-        return result
     }
 }

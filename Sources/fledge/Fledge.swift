@@ -29,3 +29,23 @@ func exitWithError(_ error: Error) -> Never {
     FileHandle.standardError.write(Data("error: \(error)\n".utf8))
     Foundation.exit(1)
 }
+
+/// Prompts from a text file (one per line, \n for newlines; blank lines skipped) or JSONL ({"prompt": ...}).
+func readPrompts(_ path: String, option: String) throws -> [String] {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw ValidationError("cannot read \(option) \(path).")
+    }
+    var result: [String] = []
+    for (number, line) in String(decoding: data, as: UTF8.self).split(separator: "\n").enumerated()
+    where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+        if line.hasPrefix("{") {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                let prompt = object["prompt"] as? String
+            else { throw ValidationError("\(path), line \(number + 1): expected {\"prompt\": \"...\"}.") }
+            result.append(prompt)
+        } else {
+            result.append(line.replacingOccurrences(of: "\\n", with: "\n"))
+        }
+    }
+    return result
+}

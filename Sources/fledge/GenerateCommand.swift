@@ -48,7 +48,8 @@ struct GenerateCommand: ParsableCommand {
 
     @Argument(help: "A run (its final/, else latest/) or a checkpoint folder.") var checkpoint: String
     @Option(help: "Text to continue (repeatable: several prompts run as one batch).") var prompt: [String] = []
-    @Option(help: "A file of prompts, one per line (\\n for newlines).") var promptFile: String?
+    @Option(help: "A file of prompts, one per line (\\n for newlines), or JSONL with \"prompt\".") var promptFile:
+        String?
     @OptionGroup var sampling: SamplingOptions
     @Option(help: "Never produce this word (repeatable).") var ban: [String] = []
     @Option(help: "Produce only the tokens of these words (repeatable; the end-of-sequence token stays allowed).")
@@ -60,14 +61,7 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         do {
             var prompts = prompt
-            if let promptFile {
-                guard let data = FileManager.default.contents(atPath: promptFile) else {
-                    throw ValidationError("cannot read --prompt-file \(promptFile).")
-                }
-                prompts += String(decoding: data, as: UTF8.self).split(separator: "\n").map {
-                    $0.replacingOccurrences(of: "\\n", with: "\n")
-                }
-            }
+            if let promptFile { prompts += try readPrompts(promptFile, option: "--prompt-file") }
             guard !prompts.isEmpty else {
                 throw ValidationError("give a prompt: --prompt TEXT (repeatable) or --prompt-file FILE.")
             }

@@ -157,9 +157,8 @@ struct TrainCommand: ParsableCommand {
                 let tokenizer = try dataset.tokenizer()
                 let model: GPT
                 if let initFrom {
-                    let folder = try RunCheckpoint.folder(initFrom)
-                    model = try ModelCheckpoint.load(from: folder, backend: backend)
-                    let theirs = try TokenizerJSON.loadAny(folder.appendingPathComponent("tokenizer.json"))
+                    let (folder, loaded, theirs) = try RunCheckpoint.loadForInference(initFrom, backend: backend)
+                    model = loaded
                     try dataset.check(tokenizer: theirs, name: folder.appendingPathComponent("tokenizer.json").path)
                 } else {
                     model = try GPT(
