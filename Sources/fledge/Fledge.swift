@@ -36,7 +36,8 @@ func readPrompts(_ path: String, option: String) throws -> [String] {
         throw ValidationError("cannot read \(option) \(path).")
     }
     var result: [String] = []
-    for (number, line) in String(decoding: data, as: UTF8.self).split(separator: "\n").enumerated()
+    for (number, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        .enumerated()
     where !line.trimmingCharacters(in: .whitespaces).isEmpty {
         if line.hasPrefix("{") {
             guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
