@@ -9,11 +9,16 @@ import PackageDescription
 /// AVX2/AVX-512 to vectorise. Set `FLEDGE_TARGET_CPU` (e.g. `haswell`) to build for another machine.
 let targetCPU = ProcessInfo.processInfo.environment["FLEDGE_TARGET_CPU"] ?? "native"
 
-/// Flags for the numeric targets; see PERF-NOTES.md ("Swift") for why each one matters.
-let numericSettings: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release)),
-    .unsafeFlags(["-target-cpu", targetCPU, "-Xcc", "-fno-math-errno"]),
+/// Flags for every target: vectorise for this CPU. Bounds and overflow checks stay on (a bug in a parser or
+/// the CLI stops cleanly instead of corrupting memory).
+let checkedSettings: [SwiftSetting] = [
+    .unsafeFlags(["-target-cpu", targetCPU, "-Xcc", "-fno-math-errno"])
 ]
+
+/// The numeric kernels alone (FledgeTensor: every fast kernel is tested against its plain reference) are built
+/// without checks; see PERF-NOTES.md ("Swift") for why each flag matters.
+let kernelSettings: [SwiftSetting] =
+    checkedSettings + [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
 
 let package = Package(
     name: "Fledge",
@@ -31,47 +36,50 @@ let package = Package(
             path: "Sources/COpenBLAS",
             providers: [.apt(["libopenblas-dev"])]
         ),
-        .target(name: "FledgeTensor", dependencies: ["COpenBLAS"], swiftSettings: numericSettings),
-        .target(name: "FledgeTokenizer", swiftSettings: numericSettings),
-        .target(name: "FledgeModel", dependencies: ["FledgeTensor"], swiftSettings: numericSettings),
-        .target(name: "FledgeData", dependencies: ["FledgeTokenizer"], swiftSettings: numericSettings),
+        .target(name: "FledgeFiles", swiftSettings: checkedSettings),
+        .target(name: "FledgeTensor", dependencies: ["COpenBLAS"], swiftSettings: kernelSettings),
+        .target(name: "FledgeTokenizer", dependencies: ["FledgeFiles"], swiftSettings: checkedSettings),
+        .target(name: "FledgeModel", dependencies: ["FledgeTensor", "FledgeFiles"], swiftSettings: checkedSettings),
+        .target(name: "FledgeData", dependencies: ["FledgeTokenizer", "FledgeFiles"], swiftSettings: checkedSettings),
         .target(
             name: "FledgeGeneration", dependencies: ["FledgeModel", "FledgeTokenizer", "FledgeData"],
-            swiftSettings: numericSettings),
+            swiftSettings: checkedSettings),
         .target(
             name: "FledgeTraining", dependencies: ["FledgeModel", "FledgeData", "FledgeTokenizer", "FledgeGeneration"],
-            swiftSettings: numericSettings),
+            swiftSettings: checkedSettings),
         .target(
             name: "FledgeKit",
             dependencies: [
-                "FledgeTensor", "FledgeTokenizer", "FledgeModel", "FledgeData", "FledgeGeneration", "FledgeTraining",
+                "FledgeFiles", "FledgeTensor", "FledgeTokenizer", "FledgeModel", "FledgeData", "FledgeGeneration",
+                "FledgeTraining",
             ],
-            swiftSettings: numericSettings),
+            swiftSettings: checkedSettings),
         .executableTarget(
             name: "fledge",
             dependencies: [
                 "FledgeKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: numericSettings
+            swiftSettings: checkedSettings
         ),
-        .testTarget(name: "FledgeTensorTests", dependencies: ["FledgeTensor"], swiftSettings: numericSettings),
+        .testTarget(name: "FledgeTensorTests", dependencies: ["FledgeTensor"], swiftSettings: checkedSettings),
+        .testTarget(name: "FledgeFilesTests", dependencies: ["FledgeFiles"], swiftSettings: checkedSettings),
         .testTarget(
             name: "FledgeTokenizerTests",
             dependencies: ["FledgeTokenizer"],
             resources: [.copy("Fixtures")],
-            swiftSettings: numericSettings
+            swiftSettings: checkedSettings
         ),
-        .testTarget(name: "FledgeDataTests", dependencies: ["FledgeData"], swiftSettings: numericSettings),
+        .testTarget(name: "FledgeDataTests", dependencies: ["FledgeData"], swiftSettings: checkedSettings),
         .testTarget(
-            name: "FledgeGenerationTests", dependencies: ["FledgeGeneration"], swiftSettings: numericSettings),
+            name: "FledgeGenerationTests", dependencies: ["FledgeGeneration"], swiftSettings: checkedSettings),
         .testTarget(
-            name: "FledgeTrainingTests", dependencies: ["FledgeTraining", "FledgeKit"], swiftSettings: numericSettings),
+            name: "FledgeTrainingTests", dependencies: ["FledgeTraining", "FledgeKit"], swiftSettings: checkedSettings),
         .testTarget(
             name: "FledgeModelTests",
             dependencies: ["FledgeModel"],
             resources: [.copy("Fixtures")],
-            swiftSettings: numericSettings
+            swiftSettings: checkedSettings
         ),
     ]
 )

@@ -4,6 +4,7 @@
 // a resumed run sees exactly the batches an uninterrupted one would. Reference: llm.c's dataloader.h.
 
 import FledgeTokenizer
+import FledgeFiles
 import Foundation
 
 /// A prepared dataset folder: manifest.json, shards, tokenizer.json.
@@ -12,13 +13,28 @@ public struct PreparedDataset: Sendable {
     public let manifest: DataManifest
 
     public init(_ folder: URL) throws {
+        do { try UserFile.requireFolder(folder.path, "the prepared data folder") } catch let error as FileError {
+            throw DataError(error.message, hint: "point at a folder written by `fledge data prepare`.")
+        }
         self.folder = folder
         manifest = try DataManifest.load(folder)
     }
 
-    /// The tokenizer the shards were made with.
+    /// The tokenizer the shards were made with: the folder's tokenizer.json, whose SHA-256 must be the one
+    /// manifest.json records (a swapped file would train and ship the wrong tokenizer).
     public func tokenizer() throws -> any Tokenizer {
-        try TokenizerJSON.loadAny(folder.appendingPathComponent("tokenizer.json"))
+        let url = folder.appendingPathComponent("tokenizer.json")
+        let data: Data
+        do { data = try UserFile.read(url.path, "the data's tokenizer") } catch let error as FileError {
+            throw DataError(error.message, hint: "the folder is incomplete; re-run `fledge data prepare`.")
+        }
+        let hash = SHA256.hex(data)
+        guard hash == manifest.tokenizer.sha256 else {
+            throw DataError(
+                "\(url.path) has SHA-256 \(hash.prefix(12))… but the shards were made with the tokenizer \(manifest.tokenizer.sha256.prefix(12))… (manifest.json)",
+                hint: "the file was replaced after preparation: restore it, or re-run `fledge data prepare` with the new tokenizer.")
+        }
+        return try TokenizerJSON.loadAny(data, path: url.path)
     }
 
     /// Throws unless `tokenizer` is the one the shards were made with.

@@ -3,11 +3,21 @@
 // shards, and the tokenizer's hash — so a dataset can be reproduced and audited (ARCHITECTURE.md, "File
 // formats"). JSON keys are snake_case.
 
+import FledgeFiles
 import Foundation
 
 /// Everything `fledge data prepare` did, as written to manifest.json.
 public struct DataManifest: Codable, Sendable {
     public static let formatVersion = 1
+    /// The kind in the `.fledge-output` marker of a prepared folder.
+    public static let outputKind = "prepared-data"
+
+    /// True for the names `fledge data prepare` writes into its folder (a folder of only these, from before
+    /// the marker existed, may be replaced with --overwrite).
+    public static func isOutputFileName(_ name: String) -> Bool {
+        ["manifest.json", "documents.jsonl", "tokenizer.json", OwnedOutput.markerName, ShardVerification.stampName]
+            .contains(name) || ((name.hasPrefix("train_") || name.hasPrefix("validation_")) && name.hasSuffix(".bin"))
+    }
 
     public var formatVersion = DataManifest.formatVersion
     public var created: String

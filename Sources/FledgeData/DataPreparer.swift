@@ -3,6 +3,7 @@
 // stages run on all threads; the output folder is built under a temporary name and moved into place only
 // when complete.
 
+import FledgeFiles
 import FledgeTokenizer
 import Foundation
 
@@ -64,9 +65,14 @@ public final class DataPreparer {
     }
 
     /// Prepares the dataset into `output` (which must not exist unless `overwrite`); returns the manifest.
-    public func run(output: URL, overwrite: Bool = false) throws -> DataManifest {
+    /// The output may not be, or hold, a source or any of `protecting` (more inputs: path and option); it is
+    /// locked for this process, and replaced only when it is Fledge's prepared data.
+    public func run(output: URL, overwrite: Bool = false, protecting: [(path: String, option: String)] = [])
+        throws -> DataManifest
+    {
         let start = Date()
-        try checkOutput(output, overwrite: overwrite)
+        let lock = try checkOutput(output, overwrite: overwrite, protecting: protecting)
+        defer { withExtendedLifetime(lock) {} }
         let encoder = try DocumentEncoder(tokenizer: tokenizer, format: config.sequence)
         let tokenizerJSON = try tokenizer.tokenizerJSON()
         guard !config.sources.isEmpty else {
@@ -118,8 +124,7 @@ public final class DataPreparer {
 
         // Shards, documents.jsonl, tokenizer.json and the manifest, in a temporary folder.
         let writeStart = Date()
-        let temporary = output.deletingLastPathComponent().appendingPathComponent(
-            ".\(output.lastPathComponent).tmp-\(getpid())")
+        let temporary = FolderSwap.temporary(for: output)
         try? FileManager.default.removeItem(at: temporary)
         do {
             try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
@@ -160,12 +165,14 @@ public final class DataPreparer {
                 tokenType: ShardKind.tokens(forVocabularySize: tokenizer.vocabularySize) == .tokens16
                     ? "uint16" : "uint32",
                 skippedRecords: skippedRecords, seconds: Date().timeIntervalSince(start))
+            try OwnedOutput.mark(temporary, kind: DataManifest.outputKind)
             try manifest.jsonData().write(to: temporary.appendingPathComponent("manifest.json"))
-            try moveIntoPlace(temporary, output)
+            try FolderSwap.install(temporary, at: output)
             return manifest
         } catch {
             try? FileManager.default.removeItem(at: temporary)
             if error is DataError { throw error }
+            if let error = error as? FileError { throw DataError(error.message, hint: error.hint) }
             throw DataError(
                 "writing \(output.path) failed: \(error.localizedDescription)",
                 hint: "check free disk space and permissions; nothing was left at \(output.path).")
@@ -539,26 +546,36 @@ public final class DataPreparer {
 
     private var sourceFiles: [[String]] = []
 
-    private func checkOutput(_ output: URL, overwrite: Bool) throws {
-        if FileManager.default.fileExists(atPath: output.path) && !overwrite {
-            throw DataError(
-                "\(output.path) already exists", hint: "choose another --output, or pass --overwrite to replace it.")
-        }
-    }
-
-    /// Moves the finished folder into place; an existing folder is replaced only after the new one is complete.
-    private func moveIntoPlace(_ temporary: URL, _ output: URL) throws {
-        let old = output.deletingLastPathComponent().appendingPathComponent(
-            ".\(output.lastPathComponent).old-\(getpid())")
-        let existed = FileManager.default.fileExists(atPath: output.path)
-        if existed { try FileManager.default.moveItem(at: output, to: old) }
+    /// Refuses an output that would destroy an input or a folder Fledge did not write; locks it and mends
+    /// what a killed earlier run left beside it.
+    private func checkOutput(_ output: URL, overwrite: Bool, protecting: [(path: String, option: String)]) throws
+        -> FolderLock
+    {
         do {
-            try FileManager.default.moveItem(at: temporary, to: output)
-        } catch {
-            if existed { try? FileManager.default.moveItem(at: old, to: output) }
-            throw error
+            let inputs = config.sources.map { (path: $0.path, option: "source \($0.name)") } + protecting
+            try PathCheck.checkOutput(output.path, option: "--output", inputs: inputs)
+            let lock = try FolderLock.output(output)
+            FolderSwap.recover(output) { folder in
+                let manifest = folder.appendingPathComponent("manifest.json")
+                guard OwnedOutput.kind(of: folder) == DataManifest.outputKind,
+                    let attributes = try? FileManager.default.attributesOfItem(atPath: manifest.path),
+                    let date = attributes[.modificationDate] as? Date
+                else { return nil }
+                return date.timeIntervalSince1970
+            }
+            if UserFile.kind(output.path) != .missing {
+                guard overwrite else {
+                    throw DataError(
+                        "\(output.path) already exists", hint: "choose another --output, or pass --overwrite to replace it.")
+                }
+                try OwnedOutput.checkReplaceable(output, kind: DataManifest.outputKind, option: "--output") { names in
+                    names.contains("manifest.json") && names.allSatisfy(DataManifest.isOutputFileName)
+                }
+            }
+            return lock
+        } catch let error as FileError {
+            throw DataError(error.message, hint: error.hint)
         }
-        if existed { try? FileManager.default.removeItem(at: old) }
     }
 
     // MARK: - Helpers

@@ -2,6 +2,7 @@
 // Loading checks the format version, every config field, and every tensor's presence, dtype and shape, and
 // rejects tensors the architecture does not have.
 
+import FledgeFiles
 import FledgeTensor
 import Foundation
 

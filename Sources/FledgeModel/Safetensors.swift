@@ -3,6 +3,7 @@
 // "__metadata__": {string: string}}, then the raw little-endian tensor bytes (offsets relative to them).
 // Fledge writes F32 (and I32 for token fixtures); the reader checks every field and names what is wrong.
 
+import FledgeFiles
 import Foundation
 
 /// One tensor's entry in a safetensors header.

@@ -1,6 +1,7 @@
 // Tokenizer: what every tokenizer kind offers (byte-level BPE, word-level), so tools can load and use any
 // tokenizer.json without knowing its model.
 
+import FledgeFiles
 import Foundation
 
 /// Text ↔ token ids.
@@ -44,29 +45,32 @@ extension WordLevelTokenizer: Tokenizer {
 extension TokenizerJSON {
     /// Loads any supported tokenizer.json (model BPE or WordLevel).
     public static func loadAny(_ url: URL) throws -> any Tokenizer {
-        guard let data = FileManager.default.contents(atPath: url.path) else {
-            throw TokenizerError("cannot read \(url.path)", hint: "check the path of tokenizer.json.")
-        }
+        try loadAny(try readFile(url.path), path: url.path)
+    }
+
+    /// Parses any supported tokenizer.json `data` (`path` names it in errors).
+    public static func loadAny(_ data: Data, path: String) throws -> any Tokenizer {
         let root = try? JSONSerialization.jsonObject(with: escapingByteOrderMarks(data)) as? [String: Any]
         if (root?["model"] as? [String: Any])?["type"] as? String == "WordLevel" {
-            return try loadWordLevel(data, path: url.path)
+            return try loadWordLevel(data, path: path)
         }
-        return try load(data, path: url.path)
+        return try load(data, path: path)
+    }
+
+    /// A tokenizer file's bytes, with a message naming the path when it is missing, a folder or too large.
+    static func readFile(_ path: String) throws -> Data {
+        do { return try UserFile.read(path, "the tokenizer", limit: 1 << 30) } catch let error as FileError {
+            throw TokenizerError(error.message, hint: "pass a tokenizer.json file (or gpt2).")
+        }
     }
 
     /// Writes any tokenizer's tokenizer.json to `url` atomically (temporary file + rename).
     public static func write(_ tokenizer: any Tokenizer, to url: URL) throws {
         let data = try tokenizer.tokenizerJSON()
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(
-            ".\(url.lastPathComponent).tmp-\(getpid())")
         do {
-            try data.write(to: temporary)
-            guard rename(temporary.path, url.path) == 0 else { throw CocoaError(.fileWriteUnknown) }
-        } catch {
-            try? FileManager.default.removeItem(at: temporary)
-            throw TokenizerError(
-                "cannot write \(url.path): \(error.localizedDescription)",
-                hint: "check the folder exists, is writable and the disk has space.")
+            try AtomicFile.write(data, to: url)
+        } catch let error as FileError {
+            throw TokenizerError("cannot write \(url.path): \(error.message)", hint: error.hint)
         }
     }
 }

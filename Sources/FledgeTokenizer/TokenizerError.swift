@@ -12,3 +12,9 @@ public struct TokenizerError: Error, CustomStringConvertible, Equatable {
 
     public var description: String { "\(message)\nHint: \(hint)" }
 }
+
+/// Limits that protect the machine, checked before anything is allocated.
+public enum TokenizerLimits {
+    /// The largest vocabulary Fledge builds or loads (uint32 shards hold more; models this size do not fit).
+    public static let maximumVocabulary = 1 << 24
+}

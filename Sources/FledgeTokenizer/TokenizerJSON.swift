@@ -76,10 +76,7 @@ public enum TokenizerJSON {
 
     /// Loads a byte-level BPE tokenizer.json.
     public static func load(_ url: URL) throws -> BPETokenizer {
-        guard let data = FileManager.default.contents(atPath: url.path) else {
-            throw TokenizerError("cannot read \(url.path)", hint: "check the path of tokenizer.json.")
-        }
-        return try load(data, path: url.path)
+        try load(try readFile(url.path), path: url.path)
     }
 
     /// Parses tokenizer.json `data` (`path` names it in errors).
@@ -110,18 +107,8 @@ public enum TokenizerJSON {
         guard let vocab = model["vocab"] as? [String: Int] else {
             throw fail("model.vocab", "is missing or not an object of token → id", "pass a BPE tokenizer.json.")
         }
-        var specials: [(text: String, id: Int32)] = []
-        var specialTexts: [Int: String] = [:]
-        for (index, entry) in ((root["added_tokens"] as? [[String: Any]]) ?? []).enumerated() {
-            guard let id = entry["id"] as? Int, let content = entry["content"] as? String, id >= 0 else {
-                throw fail(
-                    "added_tokens[\(index)]", "lacks an id or content", "each added token needs \"id\" and \"content\"."
-                )
-            }
-            specials.append((content, Int32(id)))
-            specialTexts[id] = content
-        }
-        let size = max((vocab.values.max() ?? -1), (specialTexts.keys.max() ?? -1)) + 1
+        let (specials, specialTexts) = try addedTokens(root, vocabularyCount: vocab.count, fail: fail)
+        let size = try checkedSize(vocab: vocab, specials: specialTexts, fail: fail)
         var tokenBytes = [[UInt8]?](repeating: nil, count: size)
         let characterLevel = preTokenizer == .whitespace
         for (token, id) in vocab {
@@ -160,12 +147,82 @@ public enum TokenizerJSON {
             "the file is damaged; re-save it with tokenizers.")
     }
 
+    /// The `added_tokens` entries (special tokens), each checked: an object with an integer id in range and a
+    /// non-empty content, no id or content twice. A malformed entry is an error, never silently dropped.
+    static func addedTokens(
+        _ root: [String: Any], vocabularyCount: Int, fail: (String, String, String) -> TokenizerError
+    ) throws -> (specials: [(text: String, id: Int32)], texts: [Int: String]) {
+        guard let value = root["added_tokens"], !(value is NSNull) else { return ([], [:]) }
+        guard let entries = value as? [Any] else {
+            throw fail("added_tokens", "is not a list", "write added_tokens as a list of {\"id\", \"content\"} objects.")
+        }
+        var specials: [(text: String, id: Int32)] = []
+        var texts: [Int: String] = [:]
+        let limit = vocabularyCount + entries.count
+        for (index, entry) in entries.enumerated() {
+            guard let object = entry as? [String: Any], let id = exactInteger(object["id"]),
+                let content = object["content"] as? String, !content.isEmpty
+            else {
+                throw fail(
+                    "added_tokens[\(index)]", "lacks an integer id or a non-empty content",
+                    "each added token needs \"id\" (an integer) and \"content\" (its text).")
+            }
+            guard id >= 0, id < limit else {
+                throw fail(
+                    "added_tokens[\(index)].id", "is \(id), outside 0..<\(limit) (the vocabulary and added tokens)",
+                    "ids must run from 0 without gaps.")
+            }
+            if let other = texts[id], other != content {
+                throw fail(
+                    "added_tokens[\(index)]", "gives id \(id) to \(content.debugDescription), which \(other.debugDescription) already has",
+                    "each added token needs its own id.")
+            }
+            if let twice = specials.first(where: { $0.text == content && Int($0.id) != id }) {
+                throw fail(
+                    "added_tokens[\(index)]", "repeats \(content.debugDescription) (already id \(twice.id))",
+                    "list each special token once.")
+            }
+            specials.append((content, Int32(id)))
+            texts[id] = content
+        }
+        return (specials, texts)
+    }
+
+    /// An integer from JSON, refusing fractions, booleans and values beyond Int.
+    static func exactInteger(_ value: Any?) -> Int? {
+        guard let number = value as? NSNumber, !(value is Bool) else { return nil }
+        let double = number.doubleValue
+        guard double.rounded() == double, abs(double) < 9e15 else { return nil }
+        return number.intValue
+    }
+
+    /// The vocabulary size the ids imply, checked against the number of entries before anything is allocated
+    /// (an id of 2^62 must not size an array).
+    static func checkedSize(
+        vocab: [String: Int], specials: [Int: String], fail: (String, String, String) -> TokenizerError
+    ) throws -> Int {
+        let entries = vocab.count + specials.count
+        let largest = max(vocab.values.max() ?? -1, specials.keys.max() ?? -1)
+        guard largest < min(entries, TokenizerLimits.maximumVocabulary) else {
+            let token = vocab.first { $0.value == largest }?.key ?? specials[largest] ?? "?"
+            throw fail(
+                "model.vocab", "gives \(token.debugDescription) the id \(largest), but the file has only \(entries) tokens",
+                "ids must run from 0 without gaps; the file is damaged or not a tokenizer.json.")
+        }
+        return largest + 1
+    }
+
     private static func build(
         _ tokenBytes: [[UInt8]], vocab: [String: Int], model: [String: Any], preTokenizer: PreTokenizer,
         specials: [(text: String, id: Int32)], alphabet: BPEAlphabet, fail: (String, String, String) -> TokenizerError
     ) throws -> BPETokenizer {
+        guard let mergeList = model["merges"] as? [Any] else {
+            throw fail(
+                "model.merges", "is missing or not a list",
+                "a BPE tokenizer.json lists its merges (an empty list for a vocabulary without merges).")
+        }
         var merges: [(left: Int32, right: Int32)] = []
-        for (index, entry) in ((model["merges"] as? [Any]) ?? []).enumerated() {
+        for (index, entry) in mergeList.enumerated() {
             let pair: [String]
             if let text = entry as? String {
                 pair = text.split(separator: " ", omittingEmptySubsequences: false).map(String.init)

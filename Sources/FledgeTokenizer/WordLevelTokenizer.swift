@@ -142,13 +142,21 @@ extension TokenizerJSON {
                 "\(path): field 'pre_tokenizer' must be Whitespace for a word-level tokenizer",
                 hint: "use the Whitespace pre-tokenizer.")
         }
-        var words = [String](repeating: "", count: (vocab.values.max() ?? -1) + 1)
-        for (word, id) in vocab where id >= 0 { words[id] = word }
-        var specials: [(text: String, id: Int32)] = []
-        for entry in (root["added_tokens"] as? [[String: Any]]) ?? [] {
-            if let id = entry["id"] as? Int, let content = entry["content"] as? String {
-                specials.append((content, Int32(id)))
-            }
+        func fail(_ field: String, _ problem: String, _ hint: String) -> TokenizerError {
+            TokenizerError("\(path): field '\(field)' \(problem)", hint: hint)
+        }
+        let (specials, _) = try addedTokens(root, vocabularyCount: vocab.count, fail: fail)
+        guard vocab.count <= TokenizerLimits.maximumVocabulary,
+            let largest = vocab.values.max(), largest < vocab.count, vocab.values.min()! >= 0
+        else {
+            throw fail(
+                "model.vocab", "must give its \(vocab.count) words the ids 0..<\(vocab.count) without gaps",
+                "the file is damaged; re-save it with tokenizers.")
+        }
+        var words = [String](repeating: "", count: largest + 1)
+        for (word, id) in vocab { words[id] = word }
+        if let gap = words.firstIndex(of: "") {
+            throw fail("model.vocab", "has no word with id \(gap)", "the file is damaged; re-save it with tokenizers.")
         }
         return try WordLevelTokenizer(
             words: words, unknownToken: model["unk_token"] as? String ?? "<unk>", lowercase: normalizer != nil,

@@ -3,6 +3,7 @@
 // written under a temporary name and swapped into place, so a crash or a full disk never leaves a mixed or
 // half-written checkpoint where a good one stood (ARCHITECTURE.md, "File formats").
 
+import FledgeFiles
 import FledgeData
 import FledgeModel
 import FledgeTensor
@@ -32,13 +33,14 @@ public enum RunCheckpoint {
     }
 
     /// Writes a checkpoint of `kind` into `run`; `optimizer` nil leaves optimizer.safetensors out (best/).
+    /// The folder is built as `.KIND.tmp-PID` with trainer-state.json written last (a folder that has it is
+    /// complete) and swapped in by `FolderSwap`, so a loadable KIND/ stands at every instant.
     public static func save(
         _ kind: CheckpointKind, run: URL, model: GPT, optimizer: AdamW?, tokenizerJSON: Data, state: TrainerState,
         config: TrainingConfig, format: SequenceFormat? = nil
     ) throws {
         let target = run.appendingPathComponent(kind.rawValue)
-        let temporary = run.appendingPathComponent(".\(kind.rawValue).tmp-\(getpid())")
-        let old = run.appendingPathComponent(".\(kind.rawValue).old-\(getpid())")
+        let temporary = FolderSwap.temporary(for: target)
         let files = FileManager.default
         try? files.removeItem(at: temporary)
         do {
@@ -48,27 +50,97 @@ public enum RunCheckpoint {
             if let optimizer {
                 try saveOptimizer(optimizer, to: temporary.appendingPathComponent("optimizer.safetensors"))
             }
-            try encoder().encode(state).write(to: temporary.appendingPathComponent("trainer-state.json"))
             try encoder().encode(config).write(to: temporary.appendingPathComponent("training.json"))
             if let format {
                 try encoder().encode(format).write(to: temporary.appendingPathComponent(formatFile))
             }
-            let existed = files.fileExists(atPath: target.path)
-            if existed { try files.moveItem(at: target, to: old) }
-            do {
-                try files.moveItem(at: temporary, to: target)
-            } catch {
-                if existed { try? files.moveItem(at: old, to: target) }
-                throw error
-            }
-            if existed { try? files.removeItem(at: old) }
+            try encoder().encode(state).write(to: temporary.appendingPathComponent(stateFile))
+            try FolderSwap.install(temporary, at: target)
         } catch {
             try? files.removeItem(at: temporary)
-            let detail = (error as? ModelError)?.message ?? error.localizedDescription
+            let detail =
+                (error as? ModelError)?.message ?? (error as? FileError)?.message ?? error.localizedDescription
             throw TrainingError(
                 "saving the \(kind.rawValue) checkpoint of \(run.path) at step \(state.step) failed: \(detail)",
                 hint: "free disk space (or check permissions); the previous \(kind.rawValue)/ checkpoint is untouched.")
         }
+    }
+
+    /// The file written last into a checkpoint folder: a folder holding it is complete.
+    static let stateFile = "trainer-state.json"
+
+    /// The step of the complete checkpoint folder `folder`, nil when it is incomplete or unreadable.
+    public static func completeStep(_ folder: URL) -> Int? {
+        guard let data = FileManager.default.contents(atPath: folder.appendingPathComponent(stateFile).path),
+            let state = try? decoder().decode(TrainerState.self, from: data)
+        else { return nil }
+        return state.step
+    }
+
+    /// Locks the run folder `run` (created if needed) for this process, and mends what an earlier process
+    /// killed mid-save left: a missing checkpoint comes back from the newest complete leftover, and every
+    /// other `.KIND.tmp-*` / `.KIND.old-*` folder is deleted. A folder that is not empty and not a run is
+    /// refused.
+    @discardableResult
+    public static func lockRun(_ run: URL) throws -> FolderLock {
+        if UserFile.kind(run.path) == .folder, OwnedOutput.kind(of: run) == nil {
+            let names = ((try? FileManager.default.contentsOfDirectory(atPath: run.path)) ?? []).filter {
+                $0 != ".lock"
+            }
+            let runFiles: Set<String> = ["metrics.jsonl", "report.html", "latest", "best", "final"]
+            guard names.allSatisfy({ runFiles.contains($0) || $0.hasPrefix(".") }) else {
+                throw TrainingError(
+                    "\(run.path) is a folder that Fledge did not make as a run (it holds \(names.sorted().prefix(3).joined(separator: ", ")))",
+                    hint: "name a new folder with --run; Fledge writes checkpoints, metrics.jsonl and report.html there.")
+            }
+        }
+        let lock: FolderLock
+        do { lock = try FolderLock.run(run) } catch let error as FileError {
+            throw TrainingError(error.message, hint: error.hint)
+        }
+        for kind in CheckpointKind.allCases {
+            if let restored = FolderSwap.recover(
+                run.appendingPathComponent(kind.rawValue), rank: { completeStep($0).map(Double.init) })
+            {
+                FileHandle.standardError.write(
+                    Data("note: restored \(run.path)/\(kind.rawValue) from \(restored.lastPathComponent), left by a process that was killed while saving\n".utf8))
+            }
+        }
+        if OwnedOutput.kind(of: run) == nil {
+            do { try OwnedOutput.mark(run, kind: "run") } catch let error as FileError {
+                throw TrainingError(error.message, hint: error.hint)
+            }
+        }
+        return lock
+    }
+
+    /// The latest/ checkpoint to resume `run` from (after `lockRun`), with a message that says why when
+    /// there is none.
+    public static func resumeFolder(_ run: URL) throws -> URL {
+        let latest = run.appendingPathComponent(CheckpointKind.latest.rawValue)
+        switch UserFile.kind(run.path) {
+        case .missing:
+            throw TrainingError("there is no run at \(run.path)", hint: "check the path given to --resume.")
+        case .file, .other:
+            throw TrainingError("--resume \(run.path) is a file, not a run folder", hint: "name the run's folder.")
+        case .folder: break
+        }
+        guard UserFile.kind(latest.path) == .folder else {
+            let started = FileManager.default.fileExists(atPath: run.appendingPathComponent("metrics.jsonl").path)
+            throw TrainingError(
+                started
+                    ? "\(run.path) has no checkpoint to resume: the run stopped before its first save (latest/ is written every --checkpoint-every steps, on Ctrl-C and at the end)"
+                    : "\(run.path) is not a training run (it has no latest/ checkpoint)",
+                hint: started
+                    ? "start it again: `fledge train --data ... --run \(run.path)` (its metrics are replaced)."
+                    : "pass the folder given to `fledge train --run`.")
+        }
+        guard completeStep(latest) != nil else {
+            throw TrainingError(
+                "\(latest.path) is incomplete or damaged (its \(stateFile) is missing or unreadable)",
+                hint: "resume from a copy of the run, or start again with --init-from \(run.path)/best.")
+        }
+        return latest
     }
 
     /// AdamW moments as two flat F32 tensors, with the step count in the metadata.

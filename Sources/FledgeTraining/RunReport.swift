@@ -2,6 +2,7 @@
 // (training and validation, against steps) as inline SVG, the final numbers, the model and training
 // configuration, the data manifest's summary, and the samples at each evaluation.
 
+import FledgeFiles
 import FledgeData
 import FledgeModel
 import Foundation

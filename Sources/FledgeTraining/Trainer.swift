@@ -3,6 +3,7 @@
 // log on their intervals; divergence guards. Everything random derives from the seed and the step, and the
 // loader's position is two integers, so a run resumed from a checkpoint continues bit for bit.
 
+import FledgeFiles
 import FledgeData
 import FledgeGeneration
 import FledgeModel
@@ -58,6 +59,8 @@ public final class Trainer {
     let evaluator: Evaluator
     let activations: Activations
     let metrics: MetricsLog
+    /// This process's hold on the run folder: no other process writes it while this trainer lives.
+    let lock: FolderLock
     let tokenizerJSON: Data
     /// Writes the samples (made on first use: its KV cache is only needed with sample prompts).
     var sampler: Generator?
@@ -104,12 +107,7 @@ public final class Trainer {
         activations = try Activations(config: model.config, batchSize: config.batchSize, sequenceLength: T)
         inputs = [Int32](repeating: 0, count: config.batchSize * T)
         targets = inputs
-        do {
-            try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
-        } catch {
-            throw TrainingError(
-                "cannot create \(run.path): \(error.localizedDescription)", hint: "check the path and permissions.")
-        }
+        lock = try RunCheckpoint.lockRun(run)
         metrics = try MetricsLog(run.appendingPathComponent("metrics.jsonl"), resumingAt: state?.step)
     }
 

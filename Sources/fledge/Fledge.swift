@@ -50,3 +50,18 @@ func readPrompts(_ path: String, option: String) throws -> [String] {
     }
     return result
 }
+
+/// Throws a message naming `option` unless `value` lies in `range` (hostile numbers stop here, before any
+/// allocation or loop they would size).
+func checkRange<T: Comparable>(_ option: String, _ value: T, _ range: ClosedRange<T>) throws {
+    guard range.contains(value) else {
+        throw ValidationError("\(option) must be between \(range.lowerBound) and \(range.upperBound) (got \(value)).")
+    }
+}
+
+/// As `checkRange`, for a floating-point value that must also be finite.
+func checkFinite(_ option: String, _ value: Double, _ range: ClosedRange<Double>) throws {
+    guard value.isFinite, range.contains(value) else {
+        throw ValidationError("\(option) must be a number between \(range.lowerBound) and \(range.upperBound) (got \(value)).")
+    }
+}

@@ -23,12 +23,39 @@ func loadAnyTokenizer(_ spec: String) throws -> any Tokenizer {
 /// Loads a byte-level BPE tokenizer from tokenizer.json, a .tiktoken file, or "gpt2" (the bundled GPT-2 vocabulary).
 func loadTokenizer(_ spec: String) throws -> BPETokenizer {
     if spec == "gpt2" {
-        let folder = URL(fileURLWithPath: "data/tokenizers/gpt2")
+        let folder = try gpt2Folder()
         return try BPETokenizer.loadGPT2(
             encoder: folder.appendingPathComponent("encoder.json"), merges: folder.appendingPathComponent("vocab.bpe"))
     }
     let url = URL(fileURLWithPath: spec)
     return url.pathExtension == "tiktoken" ? try BPETokenizer.loadTiktoken(url) : try TokenizerJSON.load(url)
+}
+
+/// The folder of GPT-2's vocabulary (encoder.json + vocab.bpe), wherever `fledge` runs: `FLEDGE_GPT2_DIR`,
+/// then `data/tokenizers/gpt2` or `share/fledge/tokenizers/gpt2` in any folder above the executable (the
+/// repository it was built in, or an install prefix), then below the current folder.
+func gpt2Folder() throws -> URL {
+    var candidates: [URL] = []
+    if let folder = ProcessInfo.processInfo.environment["FLEDGE_GPT2_DIR"] {
+        candidates.append(URL(fileURLWithPath: folder))
+    }
+    var folder = URL(fileURLWithPath: PathCheck.canonical("/proc/self/exe")).deletingLastPathComponent()
+    while folder.path != "/" {
+        candidates.append(folder.appendingPathComponent("data/tokenizers/gpt2"))
+        candidates.append(folder.appendingPathComponent("share/fledge/tokenizers/gpt2"))
+        folder.deleteLastPathComponent()
+    }
+    candidates.append(URL(fileURLWithPath: "data/tokenizers/gpt2"))
+    if let found = candidates.first(where: {
+        UserFile.kind($0.appendingPathComponent("encoder.json").path) == .file
+    }) {
+        return found
+    }
+    throw TokenizerError(
+        "GPT-2's vocabulary (encoder.json, vocab.bpe) was not found beside the fledge executable",
+        hint:
+            "set FLEDGE_GPT2_DIR to a folder holding encoder.json and vocab.bpe (the repository's data/tokenizers/gpt2), or install with `make install`."
+    )
 }
 
 struct TokenizerCommand: ParsableCommand {
@@ -52,6 +79,7 @@ struct TokenizerCommand: ParsableCommand {
         @Option(help: "Comma-separated special tokens (ids 0, 1, ...).") var specialTokens = "<pad>,<unk>,<bos>,<eos>"
         @Option(help: "Pre-tokenizer: gpt2 or cl100k.") var preTokenizer: PreTokenizer = .gpt2
         @Option(help: "Output tokenizer.json.") var output = "tokenizer.json"
+        @Flag(help: "Replace --output if it is an existing tokenizer.json.") var overwrite = false
         @OptionGroup var threading: ThreadOptions
 
         /// The --special-tokens list, in order.
@@ -60,6 +88,21 @@ struct TokenizerCommand: ParsableCommand {
         func validate() throws {
             guard !input.isEmpty else { throw ValidationError("give at least one --input file.") }
             guard minFrequency >= 1 else { throw ValidationError("--min-frequency must be at least 1.") }
+            if let vocabSize { try checkRange("--vocab-size", vocabSize, 1...TokenizerLimits.maximumVocabulary) }
+            for path in input { try UserFile.requireFile(path, "--input") }
+            try PathCheck.checkOutput(output, option: "--output", inputs: input.map { ($0, "--input") })
+            switch UserFile.kind(output) {
+            case .missing: break
+            case .folder, .other: throw ValidationError("--output \(output) is a folder; name a file, e.g. \(output)/tokenizer.json.")
+            case .file:
+                guard overwrite else {
+                    throw ValidationError("--output \(output) already exists: pass --overwrite to replace it, or choose another name.")
+                }
+                guard (try? TokenizerJSON.loadAny(URL(fileURLWithPath: output))) != nil else {
+                    throw ValidationError(
+                        "--output \(output) is not a tokenizer.json; Fledge replaces only a tokenizer file it can read. Choose another name.")
+                }
+            }
             guard preTokenizer != .whitespace else {
                 throw ValidationError("byte-level BPE needs --pre-tokenizer gpt2 or cl100k.")
             }
@@ -132,10 +175,7 @@ struct TokenizerCommand: ParsableCommand {
                 if let text {
                     bytes = Array(text.utf8)
                 } else if let input {
-                    guard let data = FileManager.default.contents(atPath: input) else {
-                        throw TokenizerError("cannot read \(input)", hint: "check the path.")
-                    }
-                    bytes = Array(data)
+                    bytes = Array(try UserFile.read(input, "--input"))
                 } else {
                     bytes = Array(FileHandle.standardInput.readDataToEndOfFile())
                 }
@@ -166,6 +206,8 @@ struct TokenizerCommand: ParsableCommand {
         @Option(help: "A text file to measure.") var input: String?
         @Option(help: "How many frequent tokens to list.") var top = 20
 
+        func validate() throws { try checkRange("--top", top, 0...100_000) }
+
         func run() throws {
             do {
                 let tok = try loadAnyTokenizer(tokenizer)
@@ -179,9 +221,7 @@ struct TokenizerCommand: ParsableCommand {
                 let specials = tok.specialTokens.tokens.sorted { $0.id < $1.id }.map { "\($0.text)=\($0.id)" }
                 print("special tokens: \(specials.isEmpty ? "none" : specials.joined(separator: " "))")
                 guard let input else { return }
-                guard let data = FileManager.default.contents(atPath: input) else {
-                    throw TokenizerError("cannot read \(input)", hint: "check the path.")
-                }
+                let data = try UserFile.read(input, "--input")
                 let start = Date()
                 let ids = tok.encode(bytes: Array(data), allowSpecial: false)
                 let seconds = Date().timeIntervalSince(start)

@@ -128,8 +128,9 @@ struct TrainCommand: ParsableCommand {
             let trainer: Trainer
             if let resume {
                 let folder = URL(fileURLWithPath: resume)
+                if UserFile.kind(folder.path) == .folder { try RunCheckpoint.lockRun(folder) }
                 let (model, optimizer, state, saved) = try RunCheckpoint.load(
-                    folder.appendingPathComponent("latest"), backend: backend)
+                    try RunCheckpoint.resumeFolder(folder), backend: backend)
                 var config = saved
                 if let steps {
                     guard steps > state.step else {
@@ -149,6 +150,7 @@ struct TrainCommand: ParsableCommand {
                 guard let data else { throw ValidationError("give --data (a prepared folder), or --resume RUN.") }
                 let dataset = try PreparedDataset(URL(fileURLWithPath: data))
                 let runFolder = URL(fileURLWithPath: runDirectory ?? "runs/\(Self.timestamp())")
+                try RunCheckpoint.lockRun(runFolder)
                 if FileManager.default.fileExists(atPath: runFolder.appendingPathComponent("latest").path) {
                     throw ValidationError(
                         "\(runFolder.path) already holds a run: continue it with --resume \(runFolder.path), or choose another --run."

@@ -1,5 +1,6 @@
-// AtomicFile: write a file through a temporary sibling and rename it into place (ARCHITECTURE.md, "File
-// formats"), so a crash or a full disk never leaves a half-written file where a good one stood.
+// AtomicFile: write a file through a temporary sibling, sync it and rename it into place (ARCHITECTURE.md,
+// "File formats"), so a crash or a full disk never leaves a half-written file where a good one stood; the
+// folder is synced too, so the rename itself survives a power cut.
 
 import Foundation
 
@@ -12,7 +13,7 @@ public enum AtomicFile {
         let temporary = folder.appendingPathComponent(
             ".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
-            throw ModelError(
+            throw FileError(
                 "cannot create a file in \(folder.path)",
                 hint: "check that the folder exists and is writable.")
         }
@@ -27,16 +28,17 @@ public enum AtomicFile {
                 throw error
             }
             if rename(temporary.path, url.path) != 0 {
-                throw ModelError(
+                throw FileError(
                     "cannot move the new \(url.lastPathComponent) into place: \(String(cString: strerror(errno)))",
                     hint: "check permissions of \(folder.path); the previous file is untouched.")
             }
-        } catch let error as ModelError {
+            Durable.syncFolder(folder)
+        } catch let error as FileError {
             try? FileManager.default.removeItem(at: temporary)
             throw error
         } catch {
             try? FileManager.default.removeItem(at: temporary)
-            throw ModelError(
+            throw FileError(
                 "writing \(url.path) failed: \(error.localizedDescription)",
                 hint: "check free disk space and permissions; the previous file, if any, is untouched.")
         }
@@ -45,5 +47,26 @@ public enum AtomicFile {
     /// Writes `data` to `url` atomically.
     public static func write(_ data: Data, to url: URL) throws {
         try write(to: url) { try $0.write(contentsOf: data) }
+    }
+}
+
+/// fsync of folders, so that renames in them are on disk before Fledge reports them done.
+public enum Durable {
+    public static func syncFolder(_ folder: URL) {
+        let descriptor = open(folder.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { return }
+        _ = fsync(descriptor)
+        close(descriptor)
+    }
+
+    /// fsync of every regular file directly inside `folder`, then of the folder.
+    public static func syncTree(_ folder: URL) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [] {
+            let descriptor = open(folder.appendingPathComponent(name).path, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { continue }
+            _ = fsync(descriptor)
+            close(descriptor)
+        }
+        syncFolder(folder)
     }
 }

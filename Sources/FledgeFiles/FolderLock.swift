@@ -1,0 +1,85 @@
+// FolderLock: one process at a time per run folder and per output. An exclusive `flock` on a lock file: the
+// kernel releases it when the holder exits or dies (kill -9 included), so a lock left by a dead process is
+// never mistaken for a live one, and the file itself is harmless. The file records the holder's pid and
+// command for the message another process gets.
+
+import Foundation
+
+/// An exclusive lock held for the life of this object (or the process).
+public final class FolderLock: @unchecked Sendable {
+    public let url: URL
+    private let descriptor: Int32
+
+    private static let registry = NSLock()
+    nonisolated(unsafe) private static var held: [String: FolderLock] = [:]
+
+    private init(url: URL, descriptor: Int32) {
+        self.url = url
+        self.descriptor = descriptor
+    }
+
+    deinit { close(descriptor) }
+
+    /// Locks `lockFile` (created if needed) for `what` ("the run runs/a"); the lock is shared within this
+    /// process, refused with a message naming the holder when another process has it.
+    public static func acquire(_ lockFile: URL, what: String) throws -> FolderLock {
+        let path = PathCheck.canonical(lockFile.path)
+        registry.lock()
+        defer { registry.unlock() }
+        if let lock = held[path] { return lock }
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            throw FileError(
+                "cannot create the lock file \(path): \(String(cString: strerror(errno)))",
+                hint: "check that the folder exists and is writable.")
+        }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            let holder = String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            close(descriptor)
+            throw FileError(
+                "\(what) is in use by another Fledge process\(holder.isEmpty ? "" : " (\(holder))")",
+                hint: "wait for it to finish or stop it; two processes must never write the same folder.")
+        }
+        let note = "pid \(getpid()): \(CommandLine.arguments.prefix(4).joined(separator: " "))\n"
+        _ = ftruncate(descriptor, 0)
+        _ = note.withCString { write(descriptor, $0, strlen($0)) }
+        let lock = FolderLock(url: URL(fileURLWithPath: path), descriptor: descriptor)
+        held[path] = lock
+        return lock
+    }
+
+    /// The lock of a run folder (`RUN/.lock`; the folder is created).
+    public static func run(_ folder: URL) throws -> FolderLock {
+        do {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        } catch {
+            throw FileError(
+                "cannot create \(folder.path): \(error.localizedDescription)",
+                hint: "check the path: every part before the last must be a folder you can write.")
+        }
+        return try acquire(folder.appendingPathComponent(".lock"), what: "the run \(folder.path)")
+    }
+
+    /// The lock of an output that is replaced whole (`PARENT/.NAME.lock`, beside it).
+    public static func output(_ target: URL) throws -> FolderLock {
+        let parent = target.deletingLastPathComponent()
+        try UserFile.requireFolder(parent.path, "the folder of \(target.lastPathComponent),")
+        return try acquire(
+            parent.appendingPathComponent(".\(target.lastPathComponent).lock"), what: "the output \(target.path)")
+    }
+
+    /// Releases every lock this process holds (tests).
+    public static func releaseAll() {
+        registry.lock()
+        defer { registry.unlock() }
+        held.removeAll()
+    }
+
+    /// Releases the lock of `lockFile` if this process holds it.
+    public static func release(_ lockFile: URL) {
+        registry.lock()
+        defer { registry.unlock() }
+        held[PathCheck.canonical(lockFile.path)] = nil
+    }
+}
