@@ -37,7 +37,7 @@ public struct DataManifest: Codable, Sendable {
     /// Reads manifest.json of a prepared folder.
     public static func load(_ folder: URL) throws -> DataManifest {
         let url = folder.appendingPathComponent("manifest.json")
-        guard let data = FileManager.default.contents(atPath: url.path) else {
+        guard UserFile.kind(url.path) == .file, let data = FileManager.default.contents(atPath: url.path) else {
             throw DataError(
                 "\(url.path) not found",
                 hint: "point at a folder written by `fledge data prepare` (it holds manifest.json and *.bin shards).")

@@ -25,6 +25,8 @@ public struct PreparationConfig: Codable, Sendable {
     public var sequence = SequenceFormat()
     /// Most tokens in one shard file.
     public var shardTokens = 100_000_000
+    /// `--mix upsample`: the most times a source may be repeated (nil: 10).
+    public var maximumUpsample: Int?
 
     public init() {}
 }
@@ -103,6 +105,7 @@ public final class DataPreparer {
                 mode: side && config.mix != .none ? .downsample : config.mix)
             for (k, member) in members.enumerated() { uses[alive[member]] = sideUses[k] }
         }
+        try checkUpsampling(uses: uses, tokens: tokens)
         var isValidation = [Bool](repeating: false, count: documents.count)
         for (k, index) in alive.enumerated() {
             isValidation[index] = validation[k]
@@ -247,7 +250,7 @@ public final class DataPreparer {
         let config = self.config
         // Each worker replaces its documents' text in place (the raw text is freed on the workers too).
         let outcomes = documents.withUnsafeMutableBufferPointer { documents in
-            parallelMap(stage: "clean") { i, _ in
+            parallelMap(stage: "clean", count: documents.count) { i, _ in
                 DataPreparer.clean(&documents[i], cleaner: cleaner, english: english, config: config)
             }
         }
@@ -355,7 +358,7 @@ public final class DataPreparer {
         let hasSignature = documents.withUnsafeBufferPointer { documents in
             status.withUnsafeBufferPointer { status in
                 signatures.withUnsafeMutableBufferPointer { signatures in
-                    parallelMap(stage: "minhash") { i, _ -> Bool in
+                    parallelMap(stage: "minhash", count: documents.count) { i, _ -> Bool in
                         guard status[i] == .kept else { return false }
                         let slot = UnsafeMutableBufferPointer(rebasing: signatures[i * width..<(i + 1) * width])
                         return hasher.signature(of: DataPreparer.fullText(documents[i]), into: slot)
@@ -392,7 +395,7 @@ public final class DataPreparer {
         let encoded = documents.withUnsafeBufferPointer { documents in
             status.withUnsafeBufferPointer { status in
                 caches.withUnsafeMutableBufferPointer { caches in
-                    parallelMap(stage: "tokenize") { i, worker in
+                    parallelMap(stage: "tokenize", count: documents.count) { i, worker in
                         status[i] == .kept ? encoder.encode(documents[i], cache: &caches[worker]) : nil
                     }
                 }
@@ -494,7 +497,7 @@ public final class DataPreparer {
             out += #","hash":""#.utf8
             for word in [hashes[i].high, hashes[i].low] {
                 for shift in stride(from: 60, through: 0, by: -4) {
-                    out.append(hexDigits[Int(word >> UInt64(shift)) & 15])
+                    out.append(hexDigits[Int((word >> UInt64(shift)) & 15)])
                 }
             }
             out += #"","id":"#.utf8
@@ -578,6 +581,30 @@ public final class DataPreparer {
         }
     }
 
+    /// Refuses a mix that repeats a source more than `maximumUpsample` times (a tiny source with a large
+    /// weight would otherwise silently become gigabytes of copies).
+    private func checkUpsampling(uses: [Int], tokens: [[Int32]]) throws {
+        let limit = config.maximumUpsample ?? 10
+        var used = [Int](repeating: 0, count: config.sources.count)
+        var available = used
+        for (index, document) in documents.enumerated() where status[index] == .kept {
+            used[document.source] += uses[index] * tokens[index].count
+            available[document.source] += tokens[index].count
+        }
+        for source in config.sources.indices where available[source] > 0 {
+            let times = Double(used[source]) / Double(available[source])
+            if times > Double(limit) {
+                throw DataError(
+                    String(
+                        format: "--mix upsample would repeat source %@ %.0f times (%d tokens become %d) to reach its weight",
+                        config.sources[source].name, times, available[source], used[source]),
+                    hint:
+                        "lower that source's weight, add data to it, use --mix downsample, or allow it with --max-upsample \(Int(times.rounded(.up)))."
+                )
+            }
+        }
+    }
+
     // MARK: - Helpers
 
     private func stage(
@@ -610,8 +637,9 @@ public final class DataPreparer {
     }
 
     /// `transform(i, worker)` of every document index, computed on all threads (nil where it returns nil).
-    private func parallelMap<T>(stage: String, _ transform: (_ index: Int, _ worker: Int) -> T?) -> [T?] {
-        var results = [T?](repeating: nil, count: documents.count)
+    /// (`count` is the number of documents, passed in: a caller may hold the documents' buffer mutably.)
+    private func parallelMap<T>(stage: String, count: Int, _ transform: (_ index: Int, _ worker: Int) -> T?) -> [T?] {
+        var results = [T?](repeating: nil, count: count)
         results.withUnsafeMutableBufferPointer { results in
             parallelForEach(results.count, stage: stage) { i, worker in results[i] = transform(i, worker) }
         }

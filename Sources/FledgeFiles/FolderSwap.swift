@@ -70,7 +70,7 @@ public enum FolderSwap {
     }
 
     /// Set FLEDGE_NO_RENAME_EXCHANGE=1 to take the two-rename path (tests of the recovery).
-    static var exchangeAllowed: Bool { ProcessInfo.processInfo.environment["FLEDGE_NO_RENAME_EXCHANGE"] != "1" }
+    public static var exchangeAllowed: Bool { ProcessInfo.processInfo.environment["FLEDGE_NO_RENAME_EXCHANGE"] != "1" }
 
     typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32
 

@@ -64,6 +64,7 @@ public final class GPT: @unchecked Sendable {
     /// Builds a model with GPT-2 initialisation from `seed` (see `initialize(seed:)`).
     public init(config: ModelConfig, backend: any Backend, seed: UInt64 = 1337) throws {
         try config.validate()
+        try config.checkFitsInMemory()
         self.config = config
         self.backend = backend
         let layout = ParameterLayout(config: config)

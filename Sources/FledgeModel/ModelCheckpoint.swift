@@ -37,6 +37,13 @@ public enum ModelCheckpoint {
                 "\(path) has \(versionKey) \(version), but this build reads version \(formatVersion)",
                 hint: "use the Fledge version that wrote this checkpoint, or convert it.")
         }
+        for (key, value) in object.sorted(by: { $0.key < $1.key }) where ModelConfig.integerFields.contains(key) {
+            guard JSONNumber.exactInteger(value) != nil else {
+                throw ModelError(
+                    "\(path): field '\(key)' is \(value), which is not a whole number",
+                    hint: "give \(key) as an integer, e.g. 384.")
+            }
+        }
         let config: ModelConfig
         do {
             config = try JSONDecoder().decode(ModelConfig.self, from: data)
@@ -52,8 +59,12 @@ public enum ModelCheckpoint {
         } catch let DecodingError.dataCorrupted(context) {
             let field = context.codingPath.map(\.stringValue).joined(separator: ".")
             throw ModelError(
-                "\(path): field '\(field)' has an unsupported value",
+                field.isEmpty
+                    ? "\(path) cannot be read: \(context.debugDescription)"
+                    : "\(path): field '\(field)' has an unsupported value (\(context.debugDescription))",
                 hint: "docs/checkpoint-format.md lists the allowed values.")
+        } catch {
+            throw ModelError("\(path) cannot be read: \(error)", hint: "docs/checkpoint-format.md lists every field.")
         }
         do {
             try config.validate()

@@ -2,6 +2,8 @@
 // parameter count. The JSON form (config.json) uses the snake_case keys below; docs/checkpoint-format.md
 // lists them. Presets live in ModelConfig+Presets.swift.
 
+import Foundation
+
 /// Which normalisation layer the model uses.
 public enum NormKind: String, Codable, Sendable, CaseIterable {
     case layerNorm = "layernorm"
@@ -127,10 +129,19 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         try positive(heads, "n_head", "use e.g. 6.")
         try positive(kvHeads, "n_kv_head", "use n_head for multi-head attention or 1 for multi-query attention.")
         try positive(mlpWidth, "mlp_width", "use 4 × width (e.g. \(4 * max(1, width))).")
-        if vocabularySize > Int(Int32.max) {
-            throw ModelError(
-                "vocab_size \(vocabularySize) is too large", hint: "token ids are 32-bit; use fewer than 2^31.")
+        func atMost(_ value: Int, _ limit: Int, _ field: String) throws(ModelError) {
+            if value > limit {
+                throw ModelError(
+                    "\(field) is \(value), more than Fledge's limit of \(limit)",
+                    hint: "check the value; models of 1M–100M parameters use far smaller ones.")
+            }
         }
+        try atMost(vocabularySize, Self.limits.vocabulary, "vocab_size")
+        try atMost(contextLength, Self.limits.context, "context_length")
+        try atMost(layers, Self.limits.layers, "n_layer")
+        try atMost(width, Self.limits.width, "n_embd (width)")
+        try atMost(heads, width, "n_head")
+        try atMost(mlpWidth, Self.limits.mlpWidth, "mlp_width")
         if width % heads != 0 {
             let lower = stride(from: heads, through: 1, by: -1).first { width % $0 == 0 } ?? 1
             let roundedWidth = (width + heads - 1) / heads * heads
@@ -159,6 +170,29 @@ public struct ModelConfig: Codable, Equatable, Sendable {
             throw ModelError("rope_theta is \(ropeTheta); it must be greater than 1", hint: "use 10000.")
         }
     }
+
+    /// Largest values `validate` accepts: far beyond the models Fledge is for, small enough that no size
+    /// computed from them overflows.
+    public static let limits = (vocabulary: 1 << 24, context: 1 << 20, layers: 4096, width: 1 << 16, mlpWidth: 1 << 18)
+
+    /// Throws when the weights and gradients alone (8 bytes a parameter) would not fit in this machine's memory:
+    /// checked before anything is allocated.
+    public func checkFitsInMemory() throws(ModelError) {
+        let bytes = 8 * Double(parameterCount)
+        let memory = Double(ProcessInfo.processInfo.physicalMemory)
+        if bytes > 0.9 * memory {
+            throw ModelError(
+                String(
+                    format: "this model has %d parameters: its weights and gradients alone need %.1f GB, and this machine has %.1f GB",
+                    parameterCount, bytes / 1e9, memory / 1e9),
+                hint: "use fewer layers (n_layer), a smaller width (n_embd) or a smaller vocabulary.")
+        }
+    }
+
+    /// The JSON keys whose values are integers.
+    static let integerFields: Set<String> = [
+        "vocab_size", "context_length", "n_layer", "n_embd", "n_head", "n_kv_head", "mlp_width",
+    ]
 
     /// The exact number of parameters (from the parameter layout).
     public var parameterCount: Int { ParameterLayout(config: self).totalCount }

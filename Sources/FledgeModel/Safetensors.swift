@@ -33,7 +33,10 @@ public struct SafetensorsFile: Sendable {
         let name = url.path
         let data: Data
         do {
+            try UserFile.requireFile(name, "the weights")
             data = try Data(contentsOf: url, options: .alwaysMapped)
+        } catch let error as FileError {
+            throw ModelError(error.message, hint: "check the path of the checkpoint.")
         } catch {
             throw ModelError(
                 "cannot read \(name): \(error.localizedDescription)", hint: "check the path and permissions.")
@@ -83,12 +86,26 @@ public struct SafetensorsFile: Sendable {
                     "\(name): tensor '\(key)' data_offsets \(offsets) reach past the end of the data (\(dataLength) bytes)",
                     hint: "the file is truncated; save the checkpoint again.")
             }
-            guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) * size == offsets[1] - offsets[0] else {
+            var bytes: Int? = size
+            for extent in shape {
+                guard let current = bytes, extent >= 0 else { bytes = nil; break }
+                let (product, overflow) = current.multipliedReportingOverflow(by: extent)
+                bytes = overflow ? nil : product
+            }
+            guard let bytes, bytes == offsets[1] - offsets[0] else {
                 throw ModelError(
                     "\(name): tensor '\(key)' has shape \(shape) of \(dtype) but \(offsets[1] - offsets[0]) bytes",
                     hint: "the header is inconsistent; save the checkpoint again.")
             }
             entries[key] = SafetensorsEntry(dtype: dtype, shape: shape, byteRange: offsets[0]..<offsets[1])
+        }
+        // Tensors may not share bytes: overlapping ranges would load one tensor's weights into another.
+        let ordered = entries.sorted { ($0.value.byteRange.lowerBound, $0.key) < ($1.value.byteRange.lowerBound, $1.key) }
+        for (before, after) in zip(ordered, ordered.dropFirst())
+        where after.value.byteRange.lowerBound < before.value.byteRange.upperBound {
+            throw ModelError(
+                "\(name): tensors '\(before.key)' (bytes \(before.value.byteRange)) and '\(after.key)' (bytes \(after.value.byteRange)) overlap",
+                hint: "the header is damaged or hand-made; save the checkpoint again.")
         }
         self.entries = entries
         self.metadata = metadata

@@ -95,9 +95,12 @@ public final class ThreadPool: @unchecked Sendable {
     /// The number of cores this process may use.
     public static var coreCount: Int { ProcessInfo.processInfo.activeProcessorCount }
 
-    /// Creates a pool of `threadCount` threads (default: the core count).
+    /// The most threads a pool starts: more than this only thrashes (and tens of thousands exhaust the machine).
+    public static var maximumThreads: Int { max(64, 4 * coreCount) }
+
+    /// Creates a pool of `threadCount` threads (default: the core count), clamped to 1...maximumThreads.
     public init(threadCount: Int = ThreadPool.coreCount) {
-        self.threadCount = max(1, threadCount)
+        self.threadCount = min(max(1, threadCount), ThreadPool.maximumThreads)
         let shared = Shared(threadCount: self.threadCount)
         self.shared = shared
         for index in 1..<self.threadCount {

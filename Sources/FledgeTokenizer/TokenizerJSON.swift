@@ -4,6 +4,7 @@
 // serialisation (`Tokenizer.to_str()`), version "1.0". Parts Fledge cannot honour (normalizers, other
 // models or pre-tokenizers) are refused with the field named, never silently ignored.
 
+import FledgeFiles
 import Foundation
 
 /// Reading and writing Hugging Face tokenizer.json files.
@@ -188,13 +189,7 @@ public enum TokenizerJSON {
         return (specials, texts)
     }
 
-    /// An integer from JSON, refusing fractions, booleans and values beyond Int.
-    static func exactInteger(_ value: Any?) -> Int? {
-        guard let number = value as? NSNumber, !(value is Bool) else { return nil }
-        let double = number.doubleValue
-        guard double.rounded() == double, abs(double) < 9e15 else { return nil }
-        return number.intValue
-    }
+    static func exactInteger(_ value: Any?) -> Int? { JSONNumber.exactInteger(value) }
 
     /// The vocabulary size the ids imply, checked against the number of entries before anything is allocated
     /// (an id of 2^62 must not size an array).

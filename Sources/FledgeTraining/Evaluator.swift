@@ -37,6 +37,9 @@ public final class Evaluator {
         self.stream = stream
         self.batchSize = batchSize
         self.sequenceLength = sequenceLength
+        guard batches >= 1 else {
+            throw TrainingError("\(batches) evaluation batches evaluate nothing", hint: "ask for at least 1 batch.")
+        }
         self.batches = min(batches, loader.batchesPerEpoch)
         activations = try Activations(
             config: model.config, batchSize: batchSize, sequenceLength: sequenceLength, forTraining: false)
@@ -57,7 +60,12 @@ public final class Evaluator {
             total += Double(loss) * Double(activations.targetCount)
             counted += activations.targetCount
         }
-        let mean = Float(total / Double(max(counted, 1)))
+        guard counted > 0 else {
+            throw TrainingError(
+                "the evaluated windows hold no target tokens (every position is masked), so there is no loss to report",
+                hint: "evaluate on data with answer tokens, or on more of it (--batches).")
+        }
+        let mean = Float(total / Double(counted))
         let tokensPerByte = Double(stream.count) / Double(max(stream.textBytes, 1))
         return Evaluation(loss: mean, bitsPerByte: Float(Double(mean) * tokensPerByte / log(2)), tokens: counted)
     }

@@ -66,6 +66,10 @@ public final class Trainer {
     var sampler: Generator?
     let sequenceLength: Int
     private var inputs: [Int32]
+    /// Updates skipped for a non-finite loss or gradient (`--on-nan skip`) in this session.
+    private var skipped = (inARow: 0, total: 0, sessionStart: 0)
+    /// Skipped updates in a row (or half of this session's, past twice as many) that stop a run as diverged.
+    static let skipLimit = 20
     private var targets: [Int32]
 
     /// Plans a run in `run` (created if needed). With `state` (a resumed checkpoint's), continues from it.
@@ -80,6 +84,7 @@ public final class Trainer {
         self.run = run
         self.dataset = dataset
         tokenizer = try dataset.tokenizer()
+        try ShardVerification.verify(dataset)
         tokenizerJSON = try tokenizer.tokenizerJSON()
         let T = config.sequenceLength ?? model.config.contextLength
         sequenceLength = T
@@ -98,6 +103,7 @@ public final class Trainer {
         if state == nil { start.seed = config.seed }
         start.dataFolder = dataset.folder.standardizedFileURL.path
         self.state = start
+        skipped.sessionStart = start.step
         loader = try DataLoader(
             stream: try dataset.stream("train"), batchSize: config.batchSize, sequenceLength: T, order: .random,
             seed: config.seed, position: LoaderPosition(epoch: start.dataEpoch, window: start.dataWindow))
@@ -229,9 +235,20 @@ public final class Trainer {
                 )
             }
             state.step += 1
+            skipped.inARow += 1
+            skipped.total += 1
             report("step \(state.step): the \(what); update skipped")
+            let session = state.step - skipped.sessionStart
+            if skipped.inARow >= Trainer.skipLimit || (session >= 2 * Trainer.skipLimit && 2 * skipped.total > session) {
+                throw TrainingError(
+                    "step \(state.step): \(skipped.inARow >= Trainer.skipLimit ? "\(skipped.inARow) updates in a row" : "\(skipped.total) of the last \(session) updates") had a NaN or infinite loss or gradient and were skipped (--on-nan skip): the run has diverged",
+                    hint:
+                        "lower the learning rate (--lr), lengthen the warmup, keep clipping on, and check the data. The last good checkpoint in \(run.path)/latest is intact."
+                )
+            }
             return (loss, norm)
         }
+        skipped.inARow = 0
         let progress = max(
             Double(state.step) / Double(config.maxSteps), config.maxSeconds.map { state.elapsedSeconds / $0 } ?? 0)
         state.lastLearningRate = config.schedule.rate(step: state.step, progress: progress)

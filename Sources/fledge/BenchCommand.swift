@@ -19,6 +19,11 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Untimed warm-up steps.") var warmup = 2
         @OptionGroup var threading: ThreadOptions
 
+        func validate() throws {
+            try checkRange("--steps", steps, 1...100_000)
+            try checkRange("--warmup", warmup, 0...100_000)
+        }
+
         func run() throws {
             let names = configs.split(separator: ",").map(String.init)
             let shapes = try names.map { name in
@@ -64,6 +69,17 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Write the trained tokenizer.json here.") var output: String?
         @OptionGroup var threading: ThreadOptions
 
+        func validate() throws {
+            try checkRange("--vocab-size", vocabSize, 257...TokenizerLimits.maximumVocabulary)
+            try checkRange("--rounds", rounds, 1...1000)
+            for (path, option) in [(train, "--train"), (heldOut, "--held-out")] + (encode.map { [($0, "--encode")] } ?? []) {
+                try UserFile.requireFile(path, option)
+            }
+            if let output {
+                try PathCheck.checkOutput(output, option: "--output", inputs: [(train, "--train"), (heldOut, "--held-out")])
+            }
+        }
+
         func run() throws {
             do {
                 let r = try TokenizerBenchmark.run(
@@ -103,6 +119,14 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Python with torch for the peer (default: .venv/bin/python if present; 'none' to skip).")
         var python: String?
         @OptionGroup var threading: ThreadOptions
+
+        func validate() throws {
+            try checkRange("--tokens", tokens, 1...100_000)
+            try checkRange("--prompt-tokens", promptTokens, 1...100_000)
+            try checkRange("--rounds", rounds, 1...1000)
+            try checkRange("--repeats", repeats, 1...1000)
+            try UserFile.requireFile(text, "--text")
+        }
 
         func run() throws {
             guard let shape = BenchmarkShape.reference.first(where: { $0.name == config }) else {

@@ -70,6 +70,7 @@ struct DataCommand: ParsableCommand {
         @Option(help: "Question/answer template; the loss mask starts at {answer}.")
         var qaTemplate = "{bos}Question: {question}\nAnswer: {answer}{eos}"
         @Option(help: "Most tokens per shard file.") var shardTokens = 100_000_000
+        @Option(help: "--mix upsample: refuse to repeat any source more than this many times.") var maxUpsample = 10
         @OptionGroup var threading: ThreadOptions
 
         func validate() throws {
@@ -87,6 +88,10 @@ struct DataCommand: ParsableCommand {
                 throw ValidationError("--shingle-words and --shard-tokens must be at least 1, --min-chars at least 0.")
             }
             if let maxChars, maxChars < minChars { throw ValidationError("--max-chars must be at least --min-chars.") }
+            try checkRange("--shard-tokens", shardTokens, 1...Int(Int32.max))
+            try checkRange("--shingle-words", shingleWords, 1...1000)
+            if let valTokens { try checkRange("--val-tokens", valTokens, 1...Int(Int32.max)) }
+            try checkRange("--max-upsample", maxUpsample, 1...1_000_000)
         }
 
         /// The typed configuration these options describe.
@@ -130,6 +135,7 @@ struct DataCommand: ParsableCommand {
             config.sequence.addBOS = bos
             config.sequence.questionAnswerTemplate = qaTemplate.replacingOccurrences(of: "\\n", with: "\n")
             config.shardTokens = shardTokens
+            config.maximumUpsample = maxUpsample
             return config
         }
 
@@ -153,7 +159,12 @@ struct DataCommand: ParsableCommand {
                             100 * Double(progress.done) / Double(max(progress.total, 1)), speed,
                             Date().timeIntervalSince(start)))
                 }
-                let manifest = try preparer.run(output: URL(fileURLWithPath: output), overwrite: overwrite)
+                let outputURL = URL(fileURLWithPath: output)
+                let cleanup = CleanupOnInterrupt(FolderSwap.temporary(for: outputURL))
+                defer { withExtendedLifetime(cleanup) {} }
+                let manifest = try preparer.run(
+                    output: outputURL, overwrite: overwrite,
+                    protecting: tokenizer == "gpt2" ? [] : [(tokenizer, "--tokenizer")])
                 line.finish()
                 let bytes = manifest.sources.reduce(0) { $0 + $1.bytesRead }
                 print(manifest.summary())
@@ -174,9 +185,13 @@ struct DataCommand: ParsableCommand {
             do {
                 let dataset = try PreparedDataset(URL(fileURLWithPath: folder))
                 print(dataset.manifest.summary())
+                _ = try dataset.tokenizer()
+                try ShardVerification.verify(dataset, force: true)
                 for split in dataset.manifest.splits.keys.sorted() {
                     let stream = try dataset.stream(split)
-                    print("\(split): \(stream.shards.count) shards, \(stream.count) tokens, headers and sizes OK")
+                    print(
+                        "\(split): \(stream.shards.count) shards, \(stream.count) tokens: headers, sizes, SHA-256 and token ids OK"
+                    )
                 }
             } catch { exitWithError(error) }
         }
@@ -186,4 +201,30 @@ struct DataCommand: ParsableCommand {
 /// "12.3 MB".
 func formatBytes(_ bytes: Int) -> String {
     bytes >= 1_000_000 ? String(format: "%.1f MB", Double(bytes) / 1e6) : String(format: "%.1f kB", Double(bytes) / 1e3)
+}
+
+/// Ctrl-C or SIGTERM while preparing: the half-written temporary folder is deleted before exiting (130), so
+/// nothing is left behind; a kill -9 leaves it for the next run on the same output to delete.
+final class CleanupOnInterrupt {
+    private let sources: [DispatchSourceSignal]
+
+    init(_ temporary: URL) {
+        sources = [SIGINT, SIGTERM].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                try? FileManager.default.removeItem(at: temporary)
+                FileHandle.standardError.write(Data("\ninterrupted: nothing was written\n".utf8))
+                Foundation.exit(130)
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    deinit {
+        for source in sources { source.cancel() }
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
+    }
 }

@@ -28,6 +28,12 @@ struct EvalCommand: ParsableCommand {
             throw ValidationError("give --data, --text or --prompts (or several).")
         }
         guard data == nil || text == nil else { throw ValidationError("give --data or --text, not both.") }
+        try checkRange("--tokens", tokens, 1...1_000_000)
+        try checkRange("--batch-size", batchSize, 1...4096)
+        if let batches { try checkRange("--batches", batches, 1...1_000_000_000) }
+        guard temperature.isFinite, temperature >= 0 else {
+            throw ValidationError("--temperature must be 0 (greedy) or a positive number (got \(temperature)).")
+        }
     }
 
     func run() throws {

@@ -20,7 +20,7 @@ struct ThreadOptions: ParsableArguments {
     var threads: Int = ThreadPool.coreCount
 
     func validate() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1.") }
+        try checkRange("--threads", threads, 1...ThreadPool.maximumThreads)
     }
 }
 
@@ -32,9 +32,7 @@ func exitWithError(_ error: Error) -> Never {
 
 /// Prompts from a text file (one per line, \n for newlines; blank lines skipped) or JSONL ({"prompt": ...}).
 func readPrompts(_ path: String, option: String) throws -> [String] {
-    guard let data = FileManager.default.contents(atPath: path) else {
-        throw ValidationError("cannot read \(option) \(path).")
-    }
+    let data = try UserFile.read(path, option, limit: 1 << 28)
     var result: [String] = []
     for (number, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
         .enumerated()

@@ -21,6 +21,8 @@ struct SamplingOptions: ParsableArguments {
     @Option(help: "Stop before this text (repeatable).") var stop: [String] = []
 
     func generationOptions() throws -> GenerationOptions {
+        try checkRange("--tokens", tokens, 1...1_000_000)
+        try checkRange("--no-repeat-ngram", noRepeatNgram, 0...1024)
         var o = GenerationOptions()
         o.maxTokens = tokens
         o.stopStrings = stop

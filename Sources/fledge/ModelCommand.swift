@@ -61,11 +61,23 @@ struct ModelCommand: ParsableCommand {
         @Option(help: "A config.json file.") var config: String?
         @Option(help: "Random seed for the initialisation.") var seed: UInt64 = 1337
         @Option(help: "Output directory.") var output: String
+        @Flag(help: "Replace --output if it holds a model written by `fledge model init`.") var overwrite = false
 
         func run() throws {
             do {
+                let folder = URL(fileURLWithPath: output)
+                if let config { try PathCheck.checkOutput(output, option: "--output", inputs: [(config, "--config")]) }
+                if UserFile.kind(output) != .missing {
+                    let names = (try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []
+                    guard overwrite || names.isEmpty else {
+                        throw ValidationError(
+                            "--output \(output) already exists: pass --overwrite to replace a model `fledge model init` wrote there, or choose a new folder.")
+                    }
+                    try OwnedOutput.checkReplaceable(folder, kind: "model", option: "--output")
+                }
                 let model = try GPT(config: loadConfig(preset: preset, path: config), backend: CPUBackend(), seed: seed)
-                try ModelCheckpoint.save(model, to: URL(fileURLWithPath: output))
+                try ModelCheckpoint.save(model, to: folder)
+                try OwnedOutput.mark(folder, kind: "model")
                 print(
                     "wrote \(output)/config.json and \(output)/model.safetensors (\(model.parameterCount) parameters)")
             } catch { exitWithError(error) }
@@ -79,9 +91,7 @@ func loadConfig(preset: ModelPreset?, path: String?) throws -> ModelConfig {
     case (let preset?, nil):
         return preset.config()
     case (nil, let path?):
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ModelError("cannot read \(path)", hint: "check the path of the config.json file.")
-        }
+        let data = try UserFile.read(path, "--config", limit: 1 << 20)
         return try ModelCheckpoint.parseConfig(data, path: path)
     default:
         throw ModelError("give exactly one of --preset and --config", hint: "e.g. `--preset tiny`.")

@@ -27,12 +27,36 @@ struct ArchitectureOptions: ParsableArguments {
     @Option(help: "gelu, relu, silu or swiglu.") var activation: MLPActivation?
     @Option(help: "Dropout probability.") var dropout: Float?
 
+    /// The architecture options given on the command line.
+    var given: [String] {
+        let options: [(String, Bool)] = [
+            ("--preset", preset != nil), ("--model-config", modelConfig != nil), ("--layers", layers != nil),
+            ("--width", width != nil), ("--heads", heads != nil), ("--kv-heads", kvHeads != nil),
+            ("--mlp-width", mlpWidth != nil), ("--context", context != nil), ("--norm", norm != nil),
+            ("--positions", positions != nil), ("--activation", activation != nil), ("--dropout", dropout != nil),
+        ]
+        return options.filter(\.1).map(\.0)
+    }
+
+    func validate() throws {
+        let limits = ModelConfig.limits
+        if let layers { try checkRange("--layers", layers, 1...limits.layers) }
+        if let width { try checkRange("--width", width, 1...limits.width) }
+        if let heads { try checkRange("--heads", heads, 1...limits.width) }
+        if let kvHeads { try checkRange("--kv-heads", kvHeads, 1...limits.width) }
+        if let mlpWidth { try checkRange("--mlp-width", mlpWidth, 1...limits.mlpWidth) }
+        if let context { try checkRange("--context", context, 1...limits.context) }
+        if let dropout, !(dropout >= 0 && dropout < 1) {
+            throw ValidationError("--dropout must be in [0, 1) (got \(dropout)).")
+        }
+    }
+
     /// The architecture for a vocabulary of `vocabularySize`.
     func config(vocabularySize: Int) throws -> ModelConfig {
         var config: ModelConfig
         if let modelConfig {
             guard preset == nil else { throw ValidationError("give --preset or --model-config, not both.") }
-            let data = try Data(contentsOf: URL(fileURLWithPath: modelConfig))
+            let data = try UserFile.read(modelConfig, "--model-config", limit: 1 << 20)
             config = try ModelCheckpoint.parseConfig(data, path: modelConfig)
         } else {
             config = (preset ?? .tiny).config()
@@ -71,55 +95,98 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Start from this run's (or checkpoint's) weights: fine-tuning.") var initFrom: String?
     @OptionGroup var architecture: ArchitectureOptions
 
-    @Option(help: "Sequences per micro-batch.") var batchSize = 16
-    @Option(help: "Micro-batches per update (gradient accumulation).") var accumulation = 1
+    @Option(help: "Sequences per micro-batch (default 16).") var batchSize: Int?
+    @Option(help: "Micro-batches per update (gradient accumulation) (default 1).") var accumulation: Int?
     @Option(help: "Updates (default 1000; with --resume, a new total: the schedule then ends there).") var steps: Int?
     @Option(
         help:
             "Wall-clock budget in minutes (training stops at whichever budget ends first; with --resume, a new total)."
     ) var minutes: Double?
-    @Option(help: "Peak learning rate.") var lr: Float = 1e-3
-    @Option(help: "Warmup updates.") var warmup = 100
-    @Option(help: "Schedule: cosine, constant, linear, wsd.") var schedule: ScheduleKind = .cosine
-    @Option(help: "Learning-rate floor as a fraction of the peak.") var minLrFraction: Float = 0.1
-    @Option(help: "WSD: share of training spent decaying.") var decayFraction: Float = 0.2
-    @Option(help: "AdamW weight decay (matrices only).") var weightDecay: Float = 0.1
-    @Option(help: "AdamW β2.") var beta2: Float = 0.95
-    @Option(help: "Gradient-norm clip (0 = off).") var clip: Float = 1
-    @Option(help: "Seed for initialisation, data order and dropout.") var seed: UInt64 = 1337
-    @Option(help: "Evaluate (and sample) every N updates.") var evalEvery = 100
-    @Option(help: "Validation batches per evaluation.") var evalBatches = 20
+    @Option(help: "Peak learning rate (default 1e-3).") var lr: Float?
+    @Option(help: "Warmup updates (default 100).") var warmup: Int?
+    @Option(help: "Schedule: cosine, constant, linear, wsd (default cosine).") var schedule: ScheduleKind?
+    @Option(help: "Learning-rate floor as a fraction of the peak (default 0.1).") var minLrFraction: Float?
+    @Option(help: "WSD: share of training spent decaying (default 0.2).") var decayFraction: Float?
+    @Option(help: "AdamW weight decay (matrices only) (default 0.1).") var weightDecay: Float?
+    @Option(help: "AdamW β2 (default 0.95).") var beta2: Float?
+    @Option(help: "Gradient-norm clip (0 = off) (default 1).") var clip: Float?
+    @Option(help: "Seed for initialisation, data order and dropout (default 1337).") var seed: UInt64?
+    @Option(help: "Evaluate (and sample) every N updates (default 100).") var evalEvery: Int?
+    @Option(help: "Validation batches per evaluation (default 20).") var evalBatches: Int?
     @Option(help: "A prompt to sample at each evaluation (repeatable).") var prompt: [String] = []
-    @Option(help: "Tokens per sample.") var sampleTokens = 120
-    @Option(help: "Save latest/ every N updates.") var checkpointEvery = 500
-    @Option(help: "…and every N minutes.") var checkpointMinutes: Double = 10
-    @Option(help: "A NaN/infinite loss or gradient: stop, or skip the update.") var onNan: NonFinitePolicy = .stop
+    @Option(help: "Tokens per sample (default 120).") var sampleTokens: Int?
+    @Option(help: "Save latest/ every N updates (default 500).") var checkpointEvery: Int?
+    @Option(help: "…and every N minutes (default 10).") var checkpointMinutes: Double?
+    @Option(help: "A NaN/infinite loss or gradient: stop, or skip the update (default stop).") var onNan: NonFinitePolicy?
     @OptionGroup var threading: ThreadOptions
 
     func trainingConfig() -> TrainingConfig {
         var config = TrainingConfig()
-        config.batchSize = batchSize
         config.sequenceLength = architecture.context
-        config.accumulationSteps = accumulation
         config.maxSteps = steps ?? 1000
         config.maxSeconds = minutes.map { $0 * 60 }
-        config.schedule.kind = schedule
-        config.schedule.peak = lr
-        config.schedule.warmupSteps = warmup
-        config.schedule.minimumFraction = minLrFraction
-        config.schedule.decayFraction = decayFraction
-        config.optimizer.weightDecay = weightDecay
-        config.optimizer.beta2 = beta2
-        config.clipNorm = clip
-        config.seed = seed
-        config.evalEvery = evalEvery
-        config.evalBatches = evalBatches
+        if let batchSize { config.batchSize = batchSize }
+        if let accumulation { config.accumulationSteps = accumulation }
+        if let schedule { config.schedule.kind = schedule }
+        if let lr { config.schedule.peak = lr }
+        if let warmup { config.schedule.warmupSteps = warmup }
+        if let minLrFraction { config.schedule.minimumFraction = minLrFraction }
+        if let decayFraction { config.schedule.decayFraction = decayFraction }
+        if let weightDecay { config.optimizer.weightDecay = weightDecay }
+        if let beta2 { config.optimizer.beta2 = beta2 }
+        if let clip { config.clipNorm = clip }
+        if let seed { config.seed = seed }
+        if let evalEvery { config.evalEvery = evalEvery }
+        if let evalBatches { config.evalBatches = evalBatches }
         if !prompt.isEmpty { config.samplePrompts = prompt.map { $0.replacingOccurrences(of: "\\n", with: "\n") } }
-        config.sampleTokens = sampleTokens
-        config.checkpointEvery = checkpointEvery
-        config.checkpointMinutes = checkpointMinutes
-        config.onNonFinite = onNan
+        if let sampleTokens { config.sampleTokens = sampleTokens }
+        if let checkpointEvery { config.checkpointEvery = checkpointEvery }
+        if let checkpointMinutes { config.checkpointMinutes = checkpointMinutes }
+        if let onNan { config.onNonFinite = onNan }
         return config
+    }
+
+    /// The options a resumed run would ignore (it keeps its saved settings): refused rather than dropped.
+    var ignoredOnResume: [String] {
+        let given: [(String, Bool)] = [
+            ("--init-from", initFrom != nil), ("--run", runDirectory != nil), ("--batch-size", batchSize != nil),
+            ("--accumulation", accumulation != nil), ("--lr", lr != nil), ("--warmup", warmup != nil),
+            ("--schedule", schedule != nil), ("--min-lr-fraction", minLrFraction != nil),
+            ("--decay-fraction", decayFraction != nil), ("--weight-decay", weightDecay != nil),
+            ("--beta2", beta2 != nil), ("--clip", clip != nil), ("--seed", seed != nil),
+            ("--eval-every", evalEvery != nil), ("--eval-batches", evalBatches != nil), ("--prompt", !prompt.isEmpty),
+            ("--sample-tokens", sampleTokens != nil), ("--checkpoint-every", checkpointEvery != nil),
+            ("--checkpoint-minutes", checkpointMinutes != nil), ("--on-nan", onNan != nil),
+        ]
+        return given.filter(\.1).map(\.0) + architecture.given
+    }
+
+    func validate() throws {
+        if let steps { try checkRange("--steps", steps, 1...1_000_000_000_000) }
+        if let minutes { try checkFinite("--minutes", minutes, 0.001...10_000_000) }
+        if let batchSize { try checkRange("--batch-size", batchSize, 1...65_536) }
+        if let accumulation { try checkRange("--accumulation", accumulation, 1...65_536) }
+        if let warmup { try checkRange("--warmup", warmup, 0...1_000_000_000_000) }
+        if let evalEvery { try checkRange("--eval-every", evalEvery, 1...1_000_000_000_000) }
+        if let evalBatches { try checkRange("--eval-batches", evalBatches, 1...1_000_000) }
+        if let sampleTokens { try checkRange("--sample-tokens", sampleTokens, 0...100_000) }
+        if let checkpointEvery { try checkRange("--checkpoint-every", checkpointEvery, 1...1_000_000_000_000) }
+        if let checkpointMinutes { try checkFinite("--checkpoint-minutes", checkpointMinutes, 0.001...10_000_000) }
+        for (option, value) in [
+            ("--lr", lr), ("--min-lr-fraction", minLrFraction), ("--decay-fraction", decayFraction),
+            ("--weight-decay", weightDecay), ("--beta2", beta2), ("--clip", clip),
+        ] {
+            if let value, !value.isFinite { throw ValidationError("\(option) must be a finite number (got \(value)).") }
+        }
+        try architecture.validate()
+        if resume != nil {
+            let ignored = ignoredOnResume
+            guard ignored.isEmpty else {
+                throw ValidationError(
+                    "--resume continues a run with the settings it saved, so \(ignored.joined(separator: ", ")) would be ignored. Drop \(ignored.count == 1 ? "it" : "them") (only --steps, --minutes, --data and --threads may change), or start a new run from it with --init-from."
+                )
+            }
+        }
     }
 
     func run() throws {
@@ -128,7 +195,8 @@ struct TrainCommand: ParsableCommand {
             let trainer: Trainer
             if let resume {
                 let folder = URL(fileURLWithPath: resume)
-                if UserFile.kind(folder.path) == .folder { try RunCheckpoint.lockRun(folder) }
+                let lock = UserFile.kind(folder.path) == .folder ? try RunCheckpoint.lockRun(folder) : nil
+                defer { withExtendedLifetime(lock) {} }
                 let (model, optimizer, state, saved) = try RunCheckpoint.load(
                     try RunCheckpoint.resumeFolder(folder), backend: backend)
                 var config = saved
@@ -143,6 +211,12 @@ struct TrainCommand: ParsableCommand {
                     throw ValidationError("\(resume) does not record its data folder: pass --data.")
                 }
                 let dataset = try PreparedDataset(URL(fileURLWithPath: dataFolder))
+                if let recorded = state.dataFolder, data != nil {
+                    try Self.checkSameData(dataset, recorded: recorded)
+                }
+                try dataset.check(
+                    tokenizer: try TokenizerJSON.loadAny(folder.appendingPathComponent("latest/tokenizer.json")),
+                    name: "\(resume)/latest/tokenizer.json")
                 trainer = try Trainer(
                     model: model, optimizer: optimizer, config: config, dataset: dataset, run: folder, state: state)
                 say("resuming \(resume) at step \(state.step) of \(config.maxSteps)")
@@ -150,12 +224,6 @@ struct TrainCommand: ParsableCommand {
                 guard let data else { throw ValidationError("give --data (a prepared folder), or --resume RUN.") }
                 let dataset = try PreparedDataset(URL(fileURLWithPath: data))
                 let runFolder = URL(fileURLWithPath: runDirectory ?? "runs/\(Self.timestamp())")
-                try RunCheckpoint.lockRun(runFolder)
-                if FileManager.default.fileExists(atPath: runFolder.appendingPathComponent("latest").path) {
-                    throw ValidationError(
-                        "\(runFolder.path) already holds a run: continue it with --resume \(runFolder.path), or choose another --run."
-                    )
-                }
                 let tokenizer = try dataset.tokenizer()
                 let model: GPT
                 if let initFrom {
@@ -165,15 +233,38 @@ struct TrainCommand: ParsableCommand {
                 } else {
                     model = try GPT(
                         config: architecture.config(vocabularySize: tokenizer.vocabularySize), backend: backend,
-                        seed: seed)
+                        seed: seed ?? TrainingConfig().seed)
                 }
                 let config = trainingConfig()
                 let optimizer = try AdamW(model: model, config: config.optimizer)
+                let lock = try RunCheckpoint.lockRun(runFolder)
+                defer { withExtendedLifetime(lock) {} }
+                if FileManager.default.fileExists(atPath: runFolder.appendingPathComponent("latest").path) {
+                    throw ValidationError(
+                        "\(runFolder.path) already holds a run: continue it with --resume \(runFolder.path), or choose another --run."
+                    )
+                }
                 trainer = try Trainer(
                     model: model, optimizer: optimizer, config: config, dataset: dataset, run: runFolder)
             }
             try Self.train(trainer, threads: threading.threads)
         } catch { exitWithError(error) }
+    }
+
+    /// `--resume --data OTHER` may point at the same prepared data moved elsewhere, never at other data: the
+    /// shards' SHA-256s must be the ones of the folder the run trained on (when it still exists).
+    static func checkSameData(_ dataset: PreparedDataset, recorded: String) throws {
+        guard PathCheck.canonical(dataset.folder.path) != PathCheck.canonical(recorded) else { return }
+        func fingerprint(_ manifest: DataManifest) -> [String] {
+            manifest.splits.keys.sorted().flatMap { manifest.splits[$0]!.shards.map(\.sha256) }
+                + [manifest.tokenizer.sha256]
+        }
+        let theirs = (try? PreparedDataset(URL(fileURLWithPath: recorded)).manifest).map(fingerprint)
+        guard theirs == nil || theirs == fingerprint(dataset.manifest) else {
+            throw ValidationError(
+                "--data \(dataset.folder.path) is not the data this run trained on (\(recorded)): its shards differ. Resuming on other data would silently change the run; drop --data, or fine-tune on the new data with --init-from."
+            )
+        }
     }
 
     static func timestamp() -> String {
@@ -241,8 +332,9 @@ struct TrainCommand: ParsableCommand {
                 "interrupted at step \(outcome.state.step): saved \(run)/latest; continue with `fledge train --resume \(run)`"
             )
         } else {
+            let best = UserFile.kind("\(run)/best") == .folder ? ", \(run)/best" : ""
             say(
-                "done: \(outcome.state.step) steps in \(duration(outcome.state.elapsedSeconds)); checkpoints in \(run)/final, \(run)/best"
+                "done: \(outcome.state.step) steps in \(duration(outcome.state.elapsedSeconds)); checkpoints in \(run)/final\(best)"
             )
         }
         say("report: \(run)/report.html")
@@ -252,6 +344,7 @@ struct TrainCommand: ParsableCommand {
 /// "1h02m", "3m05s", "42s".
 func duration(_ seconds: Double) -> String {
     guard seconds.isFinite else { return "?" }
+    guard seconds >= 0 else { return "0s" }
     let s = Int(seconds.rounded())
     if s >= 3600 { return String(format: "%dh%02dm", s / 3600, s % 3600 / 60) }
     if s >= 60 { return String(format: "%dm%02ds", s / 60, s % 60) }

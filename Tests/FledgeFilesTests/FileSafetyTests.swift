@@ -4,7 +4,7 @@
 import Foundation
 import Testing
 
-@testable import FledgeFiles
+import FledgeFiles
 
 private func scratch(_ name: String) throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-files-\(name)-\(getpid())")
@@ -69,11 +69,13 @@ private func write(_ text: String, _ url: URL) throws {
     @Test func aSecondHolderIsRefusedAndADeadOnesLockIsFree() throws {
         let root = try scratch("lock")
         let run = root.appendingPathComponent("run")
-        let lock = try FolderLock.run(run)
-        #expect(try FolderLock.run(run) === lock)  // shared within the process
-        FolderLock.releaseAll()
+        do {
+            let lock = try FolderLock.run(run)
+            #expect(try FolderLock.run(run) === lock)  // shared within the process
+        }
+        #expect(!FileManager.default.fileExists(atPath: run.appendingPathComponent(".lock").path))  // let go: gone
         // Another holder (a different open file description, as another process has) blocks it.
-        let other = open(run.appendingPathComponent(".lock").path, O_RDWR)
+        let other = open(run.appendingPathComponent(".lock").path, O_RDWR | O_CREAT, 0o644)
         #expect(flock(other, LOCK_EX | LOCK_NB) == 0)
         do {
             _ = try FolderLock.run(run)
@@ -81,9 +83,8 @@ private func write(_ text: String, _ url: URL) throws {
         } catch let error as FileError {
             #expect(error.message.contains("in use by another Fledge process"))
         }
-        close(other)  // the holder dies: the kernel releases its lock, the file stays
+        close(other)  // the holder dies: the kernel releases its lock; the stale file is taken over
         _ = try FolderLock.run(run)
-        FolderLock.releaseAll()
     }
 
     @Test(arguments: [true, false]) func swapKeepsACompleteFolderInPlace(exchange: Bool) throws {
