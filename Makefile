@@ -13,7 +13,7 @@ DEMO = runs/demo
 demo: build
 	mkdir -p $(DEMO)
 	.build/release/fledge tokenizer train --input data/shakespeare/shakespeare.txt --vocab-size 2048 \
-		--output $(DEMO)/tokenizer.json
+		--output $(DEMO)/tokenizer.json --overwrite
 	.build/release/fledge data prepare data/shakespeare/shakespeare.txt --split-on blank-line \
 		--tokenizer $(DEMO)/tokenizer.json --output $(DEMO)/data --overwrite
 	rm -rf $(DEMO)/run
@@ -22,11 +22,13 @@ demo: build
 		--prompt "ROMEO:" --sample-tokens 80
 	.build/release/fledge eval $(DEMO)/run --prompts data/demo-prompts.txt --temperature 0.8 --tokens 60
 
-# Every test, in release mode (the kernels are slow unoptimised), then the command line end to end.
+# Every test, in release mode (the kernels are slow unoptimised), then the command line end to end, then the
+# adversarial suite (malformed files, hostile numbers, colliding paths, two processes, kill -9 mid-save).
 test: setup
 	swift build -c release --build-tests
 	swift test -c release --skip-build
 	bash Scripts/cli_check.sh
+	bash Scripts/adversarial.sh
 
 # Training-step speed side by side with PyTorch (needs a venv with torch: see Scripts/bench_train.py).
 bench: build

@@ -79,7 +79,7 @@ check "prepare onto ." refused "current folder|destroy" -- bash -c "cd '$keep/mi
 check "prepare onto a user's folder" refused "not written by Fledge" -- $fledge "${prep[@]}" --output "$keep/mine" --overwrite
 check "prepare onto a user's file" refused "is a file" -- $fledge "${prep[@]}" --output "$keep/notes.txt" --overwrite
 check "prepare onto its tokenizer" refused "destroy the input" -- $fledge "${prep[@]}" --output "$keep/tok.json" --overwrite
-check "prepare onto a run" refused "run, not prepared-data|not written by Fledge" -- $fledge "${prep[@]}" --output "$keep/run" --overwrite
+check "prepare onto a run" refused "run output, not prepared-data" -- $fledge "${prep[@]}" --output "$keep/run" --overwrite
 check "prepare onto existing data without --overwrite" refused "already exists" -- $fledge "${prep[@]}" --output "$keep/data"
 check "prepare into a missing parent" refused "does not exist" -- $fledge "${prep[@]}" --output "$tmp/no/such/out"
 check "tokenizer onto its corpus" refused "destroy the input" -- $fledge tokenizer train --input "$keep/corpus/a.txt" --output "$keep/corpus/a.txt"
@@ -132,7 +132,8 @@ check "gpt2 from another folder" ok "^15496 11 995 0" -- bash -c "cd / && $fledg
 
 # --- 3. Malformed config.json (fledge model info --config) ------------------------------------------------
 cfgcase() {  # NAME KEYWORDS FIELD=VALUE (JSON fragment replacing the field)
-    sed "s/\"$3\" : [^,]*,/\"$3\" : $4,/" "$ckpt/config.json" > "$tmp/bad-config.json"
+    sed "s/\"$3\" : [^,}]*/\"$3\" : $4/" "$ckpt/config.json" > "$tmp/bad-config.json"
+    cmp -s "$ckpt/config.json" "$tmp/bad-config.json" && { failed=$((failed + 1)); echo "adversarial: FAILED: config case $1 changed nothing"; }
     check "config.json: $1" refused "$2" -- $fledge model info --config "$tmp/bad-config.json"
 }
 cfgcase "n_layer 1e9" "n_layer.*limit|limit" n_layer 1000000000
@@ -149,7 +150,7 @@ cfgcase "dropout 2" "dropout" dropout 2
 cfgcase "norm unknown" "norm" norm '"batchnorm"'
 sed 's/"n_layer" : [^,]*,//' "$ckpt/config.json" > "$tmp/bad-config.json"
 check "config.json: n_layer missing" refused "n_layer.*missing" -- $fledge model info --config "$tmp/bad-config.json"
-printf '{"fledge_config_version": 1, "n_layer": 1000000, "n_embd": 65536, "n_head": 1, "n_kv_head": 1, "mlp_width": 262144, "vocab_size": 16777216, "context_length": 1024, "norm": "layernorm", "norm_placement": "pre", "positions": "learned", "activation": "gelu", "parallel_block": false, "tie_embeddings": true, "bias": true, "dropout": 0, "norm_eps": 1e-5, "rope_theta": 10000}' > "$tmp/huge.json"
+printf '{"fledge_format_version": 1, "architecture": "gpt", "n_layer": 1000000, "n_embd": 65536, "n_head": 1, "n_kv_head": 1, "mlp_width": 262144, "vocab_size": 16777216, "context_length": 1024, "norm": "layernorm", "norm_placement": "pre", "positions": "learned", "activation": "gelu", "parallel_block": false, "tie_embeddings": true, "bias": true, "dropout": 0, "norm_eps": 1e-5, "rope_theta": 10000}' > "$tmp/huge.json"
 check "config.json: a model larger than memory" refused "limit|GB" -- $fledge model init --config "$tmp/huge.json" --output "$tmp/huge"
 sed 's/"n_layer" : [^,]*,/"n_layer" : 4000,/; s/"n_embd" : [^,]*,/"n_embd" : 65536,/; s/"n_head" : [^,]*,/"n_head" : 1,/; s/"n_kv_head" : [^,]*,/"n_kv_head" : 1,/' "$ckpt/config.json" > "$tmp/big.json"
 check "config.json: weights beyond memory" refused "GB" -- $fledge model init --config "$tmp/big.json" --output "$tmp/big"
@@ -164,14 +165,15 @@ stcase() {  # NAME KEYWORDS HEADER DATA_BYTES
     { le64 ${#3}; printf '%s' "$3"; head -c "$4" /dev/zero; } > "$tmp/st/model.safetensors"
     check "safetensors: $1" refused "$2" -- $fledge generate "$tmp/st" --prompt "O" --tokens 2
 }
-stcase "header longer than the file" "does not fit" "$(printf '%*s' 40 '')" 0
+rm -rf "$tmp/st" && cp -r "$ckpt" "$tmp/st" && { le64 100000; printf '{}'; } > "$tmp/st/model.safetensors"
+check "safetensors: header longer than the file" refused "does not fit" -- $fledge generate "$tmp/st" --prompt "O" --tokens 2
 stcase "header not JSON" "not a JSON" "hello there" 16
 stcase "overlapping tensors" "overlap" '{"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}, "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}}' 24
 stcase "offsets past the end" "reach past" '{"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}' 8
 stcase "negative offsets" "reach past|valid" '{"a": {"dtype": "F32", "shape": [4], "data_offsets": [-16, 0]}}' 16
 stcase "a shape whose size overflows" "shape" '{"a": {"dtype": "F32", "shape": [4294967296, 4294967296, 16], "data_offsets": [0, 16]}}' 16
 stcase "unknown dtype" "dtype" '{"a": {"dtype": "Q4", "shape": [4], "data_offsets": [0, 16]}}' 16
-stcase "missing tensors" "missing" '{"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}' 16
+stcase "tensors of another model" "does not have|missing" '{"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}' 16
 rm -rf "$tmp/st" && cp -r "$ckpt" "$tmp/st" && head -c 5 "$ckpt/model.safetensors" > "$tmp/st/model.safetensors"
 check "safetensors: 5 bytes" refused "too short" -- $fledge generate "$tmp/st" --prompt "O" --tokens 2
 rm -rf "$tmp/st" && cp -r "$ckpt" "$tmp/st" && rm "$tmp/st/model.safetensors" && mkdir "$tmp/st/model.safetensors"
@@ -257,7 +259,6 @@ for v in 0 -1 1000000000; do num "${train[@]}" --layers=$v; done
 for v in 0 100000000; do num "${train[@]}" --width=$v; done
 for v in 0 1000000000000; do num "${train[@]}" --context=$v; done
 for v in 1 -0.1 nan; do num "${train[@]}" --dropout=$v; done
-num "${train[@]}" --context 64
 for v in 0 -1; do num eval "$ckpt" --data "$keep/data" --batches=$v; done
 for v in 0 -1; do num eval "$ckpt" --data "$keep/data" --batch-size=$v; done
 num eval "$ckpt" --prompts data/demo-prompts.txt --tokens=-5
@@ -313,10 +314,14 @@ if command -v strace > /dev/null && strace -f -o /dev/null true 2> /dev/null; th
         total=$(env "${env[@]}" strace -f -qq -e trace=$renames -o "$tmp/trace" $fledge train --resume "$tmp/k" --steps 6 --threads 2 > /dev/null 2>&1; grep -cE '^[0-9]+ +rename' "$tmp/trace")
         for n in $(seq 1 "$total"); do
             rm -rf "$tmp/k" && cp -r "$tmp/pristine" "$tmp/k"
-            env "${env[@]}" strace -f -qq -o /dev/null -e trace=$renames -e inject=$renames:error=EIO:signal=KILL:when=$n \
-                $fledge train --resume "$tmp/k" --steps 6 --threads 2 > /dev/null 2>&1
-            check "kill -9 at rename $n of $total ($mode): latest/ still loads" ok "" -- $fledge generate "$tmp/k/latest" --prompt O --tokens 2 --seed 1
+            (env "${env[@]}" strace -f -qq -o /dev/null -e trace=$renames -e inject=$renames:error=EIO:signal=KILL:when=$n \
+                $fledge train --resume "$tmp/k" --steps 6 --threads 2 > /dev/null 2>&1) 2> /dev/null
+            # With the exchange, latest/ loads at once; with two renames, the next start restores it first.
+            if [ $mode = exchange ]; then
+                check "kill -9 at rename $n of $total ($mode): latest/ loads" ok "" -- $fledge generate "$tmp/k/latest" --prompt O --tokens 2 --seed 1
+            fi
             check "kill -9 at rename $n of $total ($mode): --resume continues" ok "resuming" -- $fledge train --resume "$tmp/k" --steps 7 --threads 2
+            check "kill -9 at rename $n of $total ($mode): latest/ loads after" ok "" -- $fledge generate "$tmp/k/latest" --prompt O --tokens 2 --seed 1
             left=$(find "$tmp/k" -maxdepth 1 -name '.*.tmp-*' -o -maxdepth 1 -name '.*.old-*' | wc -l)
             [ "$left" -eq 0 ] || { failed=$((failed + 1)); echo "adversarial: FAILED: rename $n ($mode): $left leftovers after the next start"; }
         done

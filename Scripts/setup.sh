@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build and run Fledge: the CBLAS libraries (OpenBLAS, which the
-# build links; Intel MKL from Debian's non-free component, which Fledge prefers at run time when present).
+# build links; Intel MKL from Debian's non-free component, which Fledge prefers at run time when present), and
+# strace for the adversarial suite's kill -9 at each rename.
 # Idempotent; needs root (or sudo) for apt-get. Set FLEDGE_NO_MKL=1 to skip MKL and its non-free source.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ has_mkl() { compgen -G '/usr/lib/x86_64-linux-gnu/libmkl_rt.so*' >/dev/null || c
 
 need=()
 [ -e /usr/include/x86_64-linux-gnu/cblas.h ] || [ -e /usr/include/cblas.h ] || need+=(libopenblas-dev)
+command -v strace >/dev/null 2>&1 || need+=(strace)  # the adversarial suite's syscall fault injector
 want_mkl=0
 if [ "${FLEDGE_NO_MKL:-0}" != 1 ] && ! has_mkl; then want_mkl=1; fi
 

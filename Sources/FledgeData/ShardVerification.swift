@@ -33,13 +33,13 @@ public enum ShardVerification {
         for name in manifest.splits.keys.sorted() {
             for shard in manifest.splits[name]!.shards {
                 let url = folder.appendingPathComponent(shard.file)
+                let tokens = try TokenShard(url)  // header and size first: the most specific message
                 let hash = try sha256(of: url)
                 guard hash == shard.sha256 else {
                     throw DataError(
                         "shard \(url.path) has SHA-256 \(hash.prefix(12))… but manifest.json records \(shard.sha256.prefix(12))…",
                         hint: fix)
                 }
-                let tokens = try TokenShard(url)
                 if let bad = tokens.firstIndex(where: { $0 < 0 || Int($0) >= vocabulary }) {
                     throw DataError(
                         "shard \(url.path) holds token id \(tokens[bad]) at position \(bad), outside the tokenizer's vocabulary (0..<\(vocabulary))",

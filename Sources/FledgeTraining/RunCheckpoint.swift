@@ -106,6 +106,12 @@ public enum RunCheckpoint {
                     Data("note: restored \(run.path)/\(kind.rawValue) from \(restored.lastPathComponent), left by a process that was killed while saving\n".utf8))
             }
         }
+        // Under the lock no other process writes here: any other temporary file (an atomic write of
+        // report.html or a checkpoint's, killed before its rename) is stale.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: run.path)) ?? []
+        where name.hasPrefix(".") && (name.contains(".tmp-") || name.contains(".old-")) {
+            try? FileManager.default.removeItem(at: run.appendingPathComponent(name))
+        }
         if OwnedOutput.kind(of: run) == nil {
             do { try OwnedOutput.mark(run, kind: "run") } catch let error as FileError {
                 throw TrainingError(error.message, hint: error.hint)

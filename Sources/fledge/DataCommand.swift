@@ -214,6 +214,10 @@ final class CleanupOnInterrupt {
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
                 try? FileManager.default.removeItem(at: temporary)
+                let name = temporary.lastPathComponent
+                if let end = name.range(of: ".tmp-") {  // .NAME.tmp-PID → the lock .NAME.lock beside it
+                    unlink(temporary.deletingLastPathComponent().appendingPathComponent(name[..<end.lowerBound] + ".lock").path)
+                }
                 FileHandle.standardError.write(Data("\ninterrupted: nothing was written\n".utf8))
                 Foundation.exit(130)
             }
