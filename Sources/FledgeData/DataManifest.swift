@@ -42,6 +42,11 @@ public struct DataManifest: Codable, Sendable {
                 "\(url.path) not found",
                 hint: "point at a folder written by `fledge data prepare` (it holds manifest.json and *.bin shards).")
         }
+        return try parse(data, url: url)
+    }
+
+    /// Parses manifest.json `data` (`url` names it in errors).
+    public static func parse(_ data: Data, url: URL) throws -> DataManifest {
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         do {
