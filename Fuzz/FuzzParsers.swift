@@ -26,8 +26,8 @@ public func fuzz(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> Int32 {
     switch target {
     case "tokenizer":
         if let tokenizer = try? TokenizerJSON.loadAny(data, path: "fuzz.json") {
-            let ids = tokenizer.encode("Hello, world! <eos> 123", allowSpecial: true)
-            _ = try? tokenizer.decode(ids)
+            let ids = tokenizer.encode(bytes: Array("Hello, world! <eos> 123".utf8), allowSpecial: true)
+            _ = try? tokenizer.decodeBytes(ids)
         }
     case "safetensors":
         if let file = try? SafetensorsFile(url: file(data, "model.safetensors")) {

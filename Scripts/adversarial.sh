@@ -115,6 +115,7 @@ tokcase "added_tokens not a list" "added_tokens" '{"added_tokens": 5, "model": {
 tokcase "added token without id" "added_tokens\[0\]" '{"added_tokens": [{"content": "<eos>"}], "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, '"$bl"'}'
 tokcase "added token with a fractional id" "added_tokens\[0\]" '{"added_tokens": [{"id": 1.5, "content": "<eos>"}], "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, '"$bl"'}'
 tokcase "two added tokens on one id" "already" '{"added_tokens": [{"id": 1, "content": "<a>"}, {"id": 1, "content": "<b>"}], "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, '"$bl"'}'
+tokcase "added token on another token's id" "but model.vocab has" '{"added_tokens": [{"id": 0, "content": "<eos>"}], "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}, '"$bl"'}'
 tokcase "added token far out of range" "outside" '{"added_tokens": [{"id": 99999999999, "content": "<a>"}], "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, '"$bl"'}'
 tokcase "vocab not an object" "model.vocab" '{"model": {"type": "BPE", "vocab": [1, 2], "merges": []}, '"$bl"'}'
 tokcase "unknown model type" "model.type" '{"model": {"type": "Unigram", "vocab": []}, '"$bl"'}'

@@ -19,7 +19,7 @@ for module in FledgeFiles FledgeTokenizer FledgeTensor FledgeModel FledgeData; d
 done
 swiftc -O -sanitize=fuzzer,address -parse-as-library Fuzz/FuzzParsers.swift "${objects[@]}" \
     -I $scratch/release/Modules -Xcc -fmodule-map-file=Sources/COpenBLAS/module.modulemap -I Sources/COpenBLAS \
-    -lblas -o $scratch/fuzz-parsers
+    -lblas -o $scratch/fuzz-parsers 2> /dev/null
 
 # Seeds: one real file of each kind.
 fledge=.build/release/fledge

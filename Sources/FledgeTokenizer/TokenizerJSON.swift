@@ -116,6 +116,13 @@ public enum TokenizerJSON {
             guard id >= 0 else {
                 throw fail("model.vocab", "has a negative id for \(token.debugDescription)", "ids start at 0.")
             }
+            if let special = specialTexts[id], special != token {
+                let index = specials.firstIndex { Int($0.id) == id }!
+                throw fail(
+                    "added_tokens[\(index)]",
+                    "gives id \(id) to \(special.debugDescription), but model.vocab has \(token.debugDescription) at that id",
+                    "an added token must take a free id, or the id of the same text in the vocabulary.")
+            }
             if characterLevel {
                 tokenBytes[id] = Array(token.utf8)
             } else if let special = specialTexts[id] {
@@ -231,9 +238,13 @@ public enum TokenizerJSON {
             }
             merges.append((Int32(left), Int32(right)))
         }
-        return try BPETokenizer(
-            tokenBytes: tokenBytes, merges: merges, preTokenizer: preTokenizer, specialTokens: SpecialTokens(specials),
-            alphabet: alphabet)
+        do {
+            return try BPETokenizer(
+                tokenBytes: tokenBytes, merges: merges, preTokenizer: preTokenizer,
+                specialTokens: SpecialTokens(specials), alphabet: alphabet)
+        } catch let error as TokenizerError {
+            throw fail("model", "is inconsistent: \(error.message)", error.hint)
+        }
     }
 
     private static func preTokenizerKind(_ value: Any?, fail: (String, String, String) -> TokenizerError) throws

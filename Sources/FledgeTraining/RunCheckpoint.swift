@@ -19,7 +19,7 @@ public enum CheckpointKind: String, Sendable, CaseIterable {
 
 /// Reading and writing checkpoints of a run directory.
 public enum RunCheckpoint {
-    static func encoder() -> JSONEncoder {
+    public static func encoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -69,7 +69,7 @@ public final class Trainer {
     /// Updates skipped for a non-finite loss or gradient (`--on-nan skip`) in this session.
     private var skipped = (inARow: 0, total: 0, sessionStart: 0)
     /// Skipped updates in a row (or half of this session's, past twice as many) that stop a run as diverged.
-    static let skipLimit = 20
+    public static let skipLimit = 20
     private var targets: [Int32]
 
     /// Plans a run in `run` (created if needed). With `state` (a resumed checkpoint's), continues from it.

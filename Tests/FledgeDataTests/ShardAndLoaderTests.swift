@@ -3,6 +3,7 @@
 // windows that cross shard boundaries, and the loss mask turned into ignored targets.
 
 import FledgeData
+import FledgeTokenizer
 import Foundation
 import Testing
 
@@ -163,5 +164,36 @@ struct HashTests {
         // The split side is a uniform number: about 5% of many hashes fall below 0.05.
         let below = seen.filter { $0.unitInterval < 0.05 }.count
         #expect(below > 850 && below < 1150)
+    }
+
+    @Test func recordedFactsAreVerifiedWithACheapPathForUnchangedData() throws {
+        let folder = DataFixtures.scratch()
+        let text = DataFixtures.write(DataFixtures.paragraphs(80).joined(separator: "\n\n"), "a.txt", in: folder)
+        var config = PreparationConfig()
+        config.sources = [SourceSpec(name: "a", path: text.path)]
+        config.input.boundary = .blankLine
+        let output = folder.appendingPathComponent("prepared")
+        _ = try DataPreparer(config: config, tokenizer: DataFixtures.tokenizer, threads: 2).run(output: output)
+        let dataset = try PreparedDataset(output)
+        #expect(try ShardVerification.verify(dataset))  // first time: reads every byte
+        #expect(try !ShardVerification.verify(dataset))  // unchanged: only the stamp
+        // One token changed, its hash left as it was: caught, even though size and header still agree.
+        let shard = output.appendingPathComponent("train_000000.bin")
+        var bytes = try Data(contentsOf: shard)
+        bytes[1030] ^= 1
+        try bytes.write(to: shard)
+        #expect(throws: DataError.self) { try ShardVerification.verify(dataset) }
+        // A tokenizer.json swapped after preparation is refused.
+        bytes[1030] ^= 1
+        try bytes.write(to: shard)
+        #expect(try ShardVerification.verify(dataset))
+        let other = try BPETrainer(config: BPETrainingConfig(vocabularySize: 300)).train(texts: ["other text"])
+        try TokenizerJSON.write(other, to: output.appendingPathComponent("tokenizer.json"))
+        do {
+            _ = try dataset.tokenizer()
+            Issue.record("a swapped tokenizer loaded")
+        } catch let error as DataError {
+            #expect(error.message.contains("the shards were made with the tokenizer"))
+        }
     }
 }

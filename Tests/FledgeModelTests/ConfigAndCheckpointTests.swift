@@ -158,6 +158,25 @@ struct CheckpointTests {
         var badJSON = good
         badJSON[8] = UInt8(ascii: "x")
         #expect(load(badJSON).contains("not a JSON object"))
+        // Two tensors sharing bytes would load one's weights into the other; a shape whose size overflows.
+        func raw(_ header: String, dataBytes: Int) -> Data {
+            var data = Data((0..<8).map { UInt8((header.utf8.count >> (8 * $0)) & 255) })
+            data.append(Data(header.utf8))
+            data.append(Data(count: dataBytes))
+            return data
+        }
+        #expect(
+            load(
+                raw(
+                    #"{"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}, "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}}"#,
+                    dataBytes: 24)
+            ).contains("overlap"))
+        #expect(
+            load(
+                raw(
+                    #"{"a": {"dtype": "F32", "shape": [4294967296, 4294967296, 16], "data_offsets": [0, 16]}}"#,
+                    dataBytes: 16)
+            ).contains("shape"))
 
         // A missing tensor, a wrong shape, a wrong dtype, an extra tensor: write variants with the writer.
         func write(_ edit: (inout [(String, String, [Int], [Float])]) -> Void) -> String {
@@ -212,6 +231,15 @@ struct CheckpointTests {
         var wrongType = object
         wrongType["n_layer"] = "six"
         #expect(parse(wrongType).contains("'n_layer'"))
+        var fraction = object
+        fraction["n_embd"] = 64.5
+        #expect(parse(fraction).contains("field 'n_embd' is 64.5, which is not a whole number"))
+        var huge = object
+        huge["n_layer"] = 1_000_000_000
+        #expect(parse(huge).contains("n_layer is 1000000000, more than Fledge's limit"))
+        var tooBig = ModelConfig(vocabularySize: 1 << 24, contextLength: 1024, layers: 4096, width: 4096, heads: 32)
+        tooBig.mlpWidth = 16384
+        #expect(errorText { try tooBig.checkFitsInMemory() }.contains("GB"))
         object["n_kv_head"] = 3
         #expect(parse(object).contains("n_kv_head 3"))
         object["fledge_format_version"] = 9

@@ -38,6 +38,30 @@ struct TokenizerJSONTests {
         #expect(loaded.encode(text) == gpt2.encode(text))
     }
 
+    @Test func hostileIdsAndAddedTokensAreRefusedBeforeAllocating() throws {
+        let preTokenizer = #""pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}"#
+        func message(_ body: String) -> String {
+            do {
+                _ = try TokenizerJSON.loadAny(Data("{\(body), \(preTokenizer)}".utf8), path: "t.json")
+                return ""
+            } catch { return "\(error)" }
+        }
+        let model = #""model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}"#
+        #expect(message(model).contains("no token for byte"))  // the baseline's only fault: a tiny alphabet
+        // An id of 2^62 must not size an array (it crashed with SIGSEGV).
+        #expect(message(#""model": {"type": "BPE", "vocab": {"a": 0, "b": 4611686018427387904}, "merges": []}"#)
+            .contains("only 2 tokens"))
+        #expect(message(#""model": {"type": "BPE", "vocab": {"a": 0}}"#).contains("model.merges"))
+        #expect(message(#""added_tokens": [{"content": "<x>"}], "# + model).contains("t.json: field 'added_tokens[0]'"))
+        #expect(message(#""added_tokens": [{"id": true, "content": "<x>"}], "# + model).contains("added_tokens[0]"))
+        #expect(message(#""added_tokens": 3, "# + model).contains("'added_tokens' is not a list"))
+        #expect(message(#""added_tokens": [{"id": 0, "content": "<x>"}], "# + model).contains("but model.vocab has"))
+        #expect(
+            message(#""added_tokens": [{"id": 3, "content": "<x>"}, {"id": 3, "content": "<y>"}], "# + model)
+                .contains("already has"))
+        #expect(message(#""added_tokens": [{"id": 3, "content": "<x>"}], "# + model).contains("no token for byte"))
+    }
+
     @Test func malformedFilesNameTheField() throws {
         var object = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.hfFile)) as! [String: Any]
         func message(_ o: [String: Any]) -> String {

@@ -217,6 +217,23 @@ struct TrainingLoopTests {
                 #expect(messages.filter { $0.contains("update skipped") }.count == 4)
             }
         }
+        // Skipping every update is divergence, not training: the run stops at the limit with the advice.
+        config.onNonFinite = .skip
+        config.maxSteps = 100
+        let model = try TrainingFixtures.model()
+        model.parameters.withUnsafeMutableBufferPointer { $0[0] = .nan }
+        let trainer = try Trainer(
+            model: model, optimizer: try AdamW(model: model), config: config, dataset: dataset,
+            run: folder.appendingPathComponent("diverged"))
+        do {
+            _ = try trainer.train()
+            Issue.record("a run that skipped every update reported success")
+        } catch let error as TrainingError {
+            #expect(error.message.contains("\(Trainer.skipLimit) updates in a row"), "\(error)")
+            #expect(error.message.contains("diverged"))
+            #expect(trainer.state.step == Trainer.skipLimit)
+        }
+        #expect(!FileManager.default.fileExists(atPath: folder.appendingPathComponent("diverged/best").path))
     }
 
     @Test func impossibleSetupsAreRefused() throws {
@@ -246,5 +263,38 @@ struct TrainingLoopTests {
         var bad = config
         bad.schedule.peak = -1
         refuse("learning rate -1", model: try TrainingFixtures.model(), config: bad)
+    }
+
+    @Test func aKilledSwapIsRecoveredToTheNewestCompleteCheckpoint() throws {
+        let folder = TrainingFixtures.scratch()
+        let dataset = try TrainingFixtures.dataset(in: folder)
+        let run = folder.appendingPathComponent("run")
+        var config = TrainingFixtures.trainingConfig(steps: 3)
+        config.evalEvery = 100
+        do {
+            let model = try TrainingFixtures.model()
+            _ = try Trainer(
+                model: model, optimizer: try AdamW(model: model), config: config, dataset: dataset, run: run
+            ).train()
+        }
+        // What a kill between "latest → .latest.old-PID" and ".latest.tmp-PID → latest" leaves: no latest/,
+        // the old checkpoint aside, a newer complete one, and an incomplete one from another kill.
+        let files = FileManager.default
+        let latest = run.appendingPathComponent("latest")
+        try files.moveItem(at: latest, to: run.appendingPathComponent(".latest.old-1"))
+        try files.copyItem(at: run.appendingPathComponent("final"), to: run.appendingPathComponent(".latest.tmp-1"))
+        var state = try RunCheckpoint.loadState(run.appendingPathComponent(".latest.tmp-1")).0
+        state.step = 9
+        try RunCheckpoint.encoder().encode(state).write(
+            to: run.appendingPathComponent(".latest.tmp-1/trainer-state.json"))
+        try files.createDirectory(at: run.appendingPathComponent(".latest.tmp-2"), withIntermediateDirectories: true)
+        try "half".write(to: run.appendingPathComponent(".report.html.tmp-3-4"), atomically: false, encoding: .utf8)
+        do {
+            _ = try RunCheckpoint.lockRun(run)
+        }
+        #expect(RunCheckpoint.completeStep(latest) == 9)
+        let left = try files.contentsOfDirectory(atPath: run.path).filter { $0.contains(".tmp-") || $0.contains(".old-") }
+        #expect(left.isEmpty, "\(left)")
+        #expect(try RunCheckpoint.resumeFolder(run) == latest)
     }
 }
