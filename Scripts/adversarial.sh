@@ -226,6 +226,10 @@ printf '{"prompt": "a"}\n{"prompt": \n' > "$tmp/prompts.jsonl"
 check "prompt file: broken JSONL line" refused "line 2" -- $fledge generate "$ckpt" --prompt-file "$tmp/prompts.jsonl"
 check "prompt file: a folder" refused "is a folder" -- $fledge generate "$ckpt" --prompt-file "$keep/corpus"
 check "prompt file: missing" refused "does not exist" -- $fledge eval "$ckpt" --prompts "$tmp/none.txt"
+check "eval --text: a folder" refused "is a folder" -- $fledge eval "$ckpt" --text "$keep/corpus"
+check "a checkpoint that is a file" refused "is a file, not a run" -- $fledge generate "$keep/notes.txt" --prompt O
+check "a checkpoint that does not exist" refused "no run or checkpoint" -- $fledge generate "$tmp/none" --prompt O
+check "eval --batches larger than the data" ok "perplexity|loss" -- $fledge eval "$ckpt" --data "$keep/data" --batches 1000000
 
 # --- 7. Hostile numbers on every numeric option --------------------------------------------------------------
 num() { check "number: $*" refused "must|error" -- $fledge "$@"; }
@@ -272,6 +276,7 @@ num generate "$ckpt" --prompt O --min-p=2
 num generate "$ckpt" --prompt O --repetition-penalty=0
 num generate "$ckpt" --prompt O --no-repeat-ngram=-1
 num chat "$ckpt" --tokens=0
+check "chat: hostile /commands are answered and the session goes on" ok "allows no reply.*|more than 1000000" -- bash -c "printf '/tokens -5\n/tokens 99999999999999\n/temperature nan\n/top-k 0\n/top-p 5\n/seed -1\n/quit\n' | $fledge chat '$ckpt' --tokens 3"
 num bench train --steps=0
 num bench train --configs=z
 num model init --preset tiny --output "$tmp/mi" --seed=-1

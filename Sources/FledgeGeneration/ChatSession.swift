@@ -147,6 +147,9 @@ public struct ChatConsole {
                 case .seed(let seed): try set { $0.seed = seed }
                 case .tokens(let n):
                     guard n >= 1 else { throw GenerationError("/tokens \(n) allows no reply", hint: "use 1 or more.") }
+                    guard n <= 1_000_000 else {
+                        throw GenerationError("/tokens \(n) is more than 1000000", hint: "use a count such as 200.")
+                    }
                     session.options.maxTokens = n
                     write("(replies up to \(n) tokens)\n")
                 case .message(let text):

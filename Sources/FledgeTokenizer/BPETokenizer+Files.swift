@@ -3,6 +3,7 @@
 // merge list: the merge that creates each token is recovered by running BPE on its bytes with the tokens of
 // lower rank, as Hugging Face's converter does.
 
+import FledgeFiles
 import Foundation
 
 extension BPETokenizer {
@@ -91,9 +92,8 @@ extension BPETokenizer {
     }
 
     static func read(_ url: URL) throws -> Data {
-        guard let data = FileManager.default.contents(atPath: url.path) else {
-            throw TokenizerError("cannot read \(url.path)", hint: "check that the file exists and is readable.")
+        do { return try UserFile.read(url.path, "the vocabulary file", limit: 1 << 30) } catch let error as FileError {
+            throw TokenizerError(error.message, hint: "check that the file exists and is readable.")
         }
-        return data
     }
 }

@@ -4,6 +4,7 @@
 // tokenizers comparable (nanochat's bpb).
 
 import FledgeData
+import FledgeFiles
 import FledgeModel
 import FledgeTokenizer
 import Foundation
@@ -75,8 +76,9 @@ extension Evaluator {
     /// A token stream of a raw text file, encoded with `tokenizer` (as one document) and mapped from a shard
     /// written to `scratch`; its text bytes are the file's, so bits per byte compare across tokenizers.
     public static func stream(ofText url: URL, tokenizer: any Tokenizer, scratch: URL) throws -> TokenStream {
-        guard let data = FileManager.default.contents(atPath: url.path) else {
-            throw TrainingError("cannot read \(url.path)", hint: "check the path of --text.")
+        let data: Data
+        do { data = try UserFile.read(url.path, "--text", limit: 1 << 31) } catch let error as FileError {
+            throw TrainingError(error.message, hint: "check the path of --text.")
         }
         let ids = tokenizer.encode(bytes: [UInt8](data), allowSpecial: false)
         let shard = scratch.appendingPathComponent("eval-\(getpid()).bin")

@@ -184,6 +184,15 @@ public enum RunCheckpoint {
     public static func folder(_ path: String, prefer: [CheckpointKind] = [.final, .latest, .best]) throws -> URL {
         let url = URL(fileURLWithPath: path)
         let files = FileManager.default
+        switch UserFile.kind(path) {
+        case .missing:
+            throw TrainingError("there is no run or checkpoint at \(path)", hint: "check the path.")
+        case .file, .other:
+            throw TrainingError(
+                "\(path) is a file, not a run or checkpoint folder",
+                hint: "pass the run's folder (or its latest/, best/ or final/).")
+        case .folder: break
+        }
         if files.fileExists(atPath: url.appendingPathComponent("config.json").path) { return url }
         for kind in prefer
         where files.fileExists(atPath: url.appendingPathComponent("\(kind.rawValue)/config.json").path) {
