@@ -10,7 +10,8 @@ import FledgeTokenizer
 import Foundation
 
 nonisolated(unsafe) let target = ProcessInfo.processInfo.environment["FLEDGE_FUZZ_TARGET"] ?? "tokenizer"
-nonisolated(unsafe) let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-fuzz-\(getpid())")
+nonisolated(unsafe) let scratch = FileManager.default.temporaryDirectory.appendingPathComponent(
+    "fledge-fuzz-\(getpid())")
 
 /// The input written to a file (for readers that take a path).
 func file(_ data: Data, _ name: String) -> URL {

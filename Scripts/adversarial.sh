@@ -93,6 +93,9 @@ check "model init onto trained weights, --overwrite" refused "not written by Fle
 check "model init onto a user's folder" refused "already exists|not written" -- $fledge model init --preset tiny --output "$keep/mine" --overwrite
 check "train into a user's folder" refused "did not make as a run" -- $fledge train --data "$keep/data" --run "$keep/mine" "${tiny[@]}" --steps 1
 check "train into ." refused "did not make as a run" -- bash -c "cd '$keep' && $fledge train --data data --run . --steps 1 --layers 1 --width 32 --heads 2 --context 32"
+check "train into a file" refused "is a file" -- $fledge train --data "$keep/data" --run "$keep/notes.txt" "${tiny[@]}" --steps 1
+check "train into a folder inside a file" refused "is a file" -- $fledge train --data "$keep/data" --run "$keep/notes.txt/run" "${tiny[@]}" --steps 1
+check "prepare into a folder inside a file" refused "is a file" -- $fledge "${prep[@]}" --output "$keep/notes.txt/out"
 check "train onto an existing run" refused "already holds a run" -- $fledge train --data "$keep/data" --run "$keep/run" "${tiny[@]}" --steps 1
 check "a new tokenizer replaces an old one with --overwrite" ok "wrote" -- $fledge tokenizer train --input "$keep/corpus/a.txt" --vocab-size 300 --output "$tmp/t.json"
 check "…and again" ok "wrote" -- $fledge tokenizer train --input "$keep/corpus/a.txt" --vocab-size 300 --output "$tmp/t.json" --overwrite
@@ -301,6 +304,11 @@ holder=$!
 sleep 0.3
 check "a second process on a busy run (resume)" refused "in use by another Fledge process" -- $fledge train --resume "$tmp/busy" --steps 6
 check "a second process on a busy run (new)" refused "in use by another Fledge process" -- $fledge train --data "$keep/data" --run "$tmp/busy" "${tiny[@]}" --steps 1
+kill $holder 2> /dev/null; wait $holder 2> /dev/null
+flock "$tmp/.busy-data.lock" sleep 30 &
+holder=$!
+sleep 0.3
+check "a second data prepare to a busy output" refused "in use by another Fledge process" -- $fledge "${prep[@]}" --output "$tmp/busy-data"
 kill $holder 2> /dev/null; wait $holder 2> /dev/null
 $fledge train --data "$keep/data" --run "$tmp/race" "${tiny[@]}" --steps 100000 > "$tmp/race1.log" 2>&1 &
 first=$!

@@ -3,8 +3,8 @@
 // random or sequential order. Its position is two integers (epoch, window), which a checkpoint stores so that
 // a resumed run sees exactly the batches an uninterrupted one would. Reference: llm.c's dataloader.h.
 
-import FledgeTokenizer
 import FledgeFiles
+import FledgeTokenizer
 import Foundation
 
 /// A prepared dataset folder: manifest.json, shards, tokenizer.json.
@@ -32,7 +32,9 @@ public struct PreparedDataset: Sendable {
         guard hash == manifest.tokenizer.sha256 else {
             throw DataError(
                 "\(url.path) has SHA-256 \(hash.prefix(12))… but the shards were made with the tokenizer \(manifest.tokenizer.sha256.prefix(12))… (manifest.json)",
-                hint: "the file was replaced after preparation: restore it, or re-run `fledge data prepare` with the new tokenizer.")
+                hint:
+                    "the file was replaced after preparation: restore it, or re-run `fledge data prepare` with the new tokenizer."
+            )
         }
         return try TokenizerJSON.loadAny(data, path: url.path)
     }

@@ -569,7 +569,8 @@ public final class DataPreparer {
             if UserFile.kind(output.path) != .missing {
                 guard overwrite else {
                     throw DataError(
-                        "\(output.path) already exists", hint: "choose another --output, or pass --overwrite to replace it.")
+                        "\(output.path) already exists",
+                        hint: "choose another --output, or pass --overwrite to replace it.")
                 }
                 try OwnedOutput.checkReplaceable(output, kind: DataManifest.outputKind, option: "--output") { names in
                     names.contains("manifest.json") && names.allSatisfy(DataManifest.isOutputFileName)
@@ -596,7 +597,8 @@ public final class DataPreparer {
             if times > Double(limit) {
                 throw DataError(
                     String(
-                        format: "--mix upsample would repeat source %@ %.0f times (%d tokens become %d) to reach its weight",
+                        format:
+                            "--mix upsample would repeat source %@ %.0f times (%d tokens become %d) to reach its weight",
                         config.sources[source].name, times, available[source], used[source]),
                     hint:
                         "lower that source's weight, add data to it, use --mix downsample, or allow it with --max-upsample \(Int(times.rounded(.up)))."

@@ -78,9 +78,18 @@ public final class FolderLock: @unchecked Sendable {
         do {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         } catch {
+            var ancestor = folder
+            while ancestor.path != "/" && UserFile.kind(ancestor.path) == .missing {
+                ancestor.deleteLastPathComponent()
+            }
+            if UserFile.kind(ancestor.path) == .file || UserFile.kind(ancestor.path) == .other {
+                throw FileError(
+                    "cannot make the folder \(folder.path): \(ancestor.path) is a file",
+                    hint: "name a folder path; every part before the last must be a folder.")
+            }
             throw FileError(
-                "cannot create \(folder.path): \(error.localizedDescription)",
-                hint: "check the path: every part before the last must be a folder you can write.")
+                "cannot create \(folder.path): \(String(cString: strerror(errno)))",
+                hint: "check that you can write in \(ancestor.path).")
         }
         return try acquire(folder.appendingPathComponent(".lock"), what: "the run \(folder.path)")
     }

@@ -31,7 +31,8 @@ public enum UserFile {
         switch kind(path) {
         case .file: return
         case .missing:
-            throw FileError("\(what) \(path) does not exist", hint: "check the path (it is relative to \(currentFolder)).")
+            throw FileError(
+                "\(what) \(path) does not exist", hint: "check the path (it is relative to \(currentFolder)).")
         case .folder:
             throw FileError("\(what) \(path) is a folder, not a file", hint: "name a file inside it.")
         case .other:
@@ -44,7 +45,8 @@ public enum UserFile {
         switch kind(path) {
         case .folder: return
         case .missing:
-            throw FileError("\(what) \(path) does not exist", hint: "check the path (it is relative to \(currentFolder)).")
+            throw FileError(
+                "\(what) \(path) does not exist", hint: "check the path (it is relative to \(currentFolder)).")
         case .file, .other:
             throw FileError("\(what) \(path) is a file, not a folder", hint: "name the folder that holds it.")
         }

@@ -183,7 +183,8 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         if bytes > 0.9 * memory {
             throw ModelError(
                 String(
-                    format: "this model has %d parameters: its weights and gradients alone need %.1f GB, and this machine has %.1f GB",
+                    format:
+                        "this model has %d parameters: its weights and gradients alone need %.1f GB, and this machine has %.1f GB",
                     parameterCount, bytes / 1e9, memory / 1e9),
                 hint: "use fewer layers (n_layer), a smaller width (n_embd) or a smaller vocabulary.")
         }

@@ -100,7 +100,9 @@ public struct SafetensorsFile: Sendable {
             entries[key] = SafetensorsEntry(dtype: dtype, shape: shape, byteRange: offsets[0]..<offsets[1])
         }
         // Tensors may not share bytes: overlapping ranges would load one tensor's weights into another.
-        let ordered = entries.sorted { ($0.value.byteRange.lowerBound, $0.key) < ($1.value.byteRange.lowerBound, $1.key) }
+        let ordered = entries.sorted {
+            ($0.value.byteRange.lowerBound, $0.key) < ($1.value.byteRange.lowerBound, $1.key)
+        }
         for (before, after) in zip(ordered, ordered.dropFirst())
         where after.value.byteRange.lowerBound < before.value.byteRange.upperBound {
             throw ModelError(

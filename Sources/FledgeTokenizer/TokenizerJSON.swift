@@ -162,7 +162,8 @@ public enum TokenizerJSON {
     ) throws -> (specials: [(text: String, id: Int32)], texts: [Int: String]) {
         guard let value = root["added_tokens"], !(value is NSNull) else { return ([], [:]) }
         guard let entries = value as? [Any] else {
-            throw fail("added_tokens", "is not a list", "write added_tokens as a list of {\"id\", \"content\"} objects.")
+            throw fail(
+                "added_tokens", "is not a list", "write added_tokens as a list of {\"id\", \"content\"} objects.")
         }
         var specials: [(text: String, id: Int32)] = []
         var texts: [Int: String] = [:]
@@ -182,7 +183,8 @@ public enum TokenizerJSON {
             }
             if let other = texts[id], other != content {
                 throw fail(
-                    "added_tokens[\(index)]", "gives id \(id) to \(content.debugDescription), which \(other.debugDescription) already has",
+                    "added_tokens[\(index)]",
+                    "gives id \(id) to \(content.debugDescription), which \(other.debugDescription) already has",
                     "each added token needs its own id.")
             }
             if let twice = specials.first(where: { $0.text == content && Int($0.id) != id }) {
@@ -208,7 +210,8 @@ public enum TokenizerJSON {
         guard largest < min(entries, TokenizerLimits.maximumVocabulary) else {
             let token = vocab.first { $0.value == largest }?.key ?? specials[largest] ?? "?"
             throw fail(
-                "model.vocab", "gives \(token.debugDescription) the id \(largest), but the file has only \(entries) tokens",
+                "model.vocab",
+                "gives \(token.debugDescription) the id \(largest), but the file has only \(entries) tokens",
                 "ids must run from 0 without gaps; the file is damaged or not a tokenizer.json.")
         }
         return largest + 1

@@ -3,8 +3,8 @@
 // written under a temporary name and swapped into place, so a crash or a full disk never leaves a mixed or
 // half-written checkpoint where a good one stood (ARCHITECTURE.md, "File formats").
 
-import FledgeFiles
 import FledgeData
+import FledgeFiles
 import FledgeModel
 import FledgeTensor
 import FledgeTokenizer
@@ -91,7 +91,8 @@ public enum RunCheckpoint {
             guard names.allSatisfy({ runFiles.contains($0) || $0.hasPrefix(".") }) else {
                 throw TrainingError(
                     "\(run.path) is a folder that Fledge did not make as a run (it holds \(names.sorted().prefix(3).joined(separator: ", ")))",
-                    hint: "name a new folder with --run; Fledge writes checkpoints, metrics.jsonl and report.html there.")
+                    hint:
+                        "name a new folder with --run; Fledge writes checkpoints, metrics.jsonl and report.html there.")
             }
         }
         let lock: FolderLock
@@ -103,7 +104,9 @@ public enum RunCheckpoint {
                 run.appendingPathComponent(kind.rawValue), rank: { completeStep($0).map(Double.init) })
             {
                 FileHandle.standardError.write(
-                    Data("note: restored \(run.path)/\(kind.rawValue) from \(restored.lastPathComponent), left by a process that was killed while saving\n".utf8))
+                    Data(
+                        "note: restored \(run.path)/\(kind.rawValue) from \(restored.lastPathComponent), left by a process that was killed while saving\n"
+                            .utf8))
             }
         }
         // Under the lock no other process writes here: any other temporary file (an atomic write of

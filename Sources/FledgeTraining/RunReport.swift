@@ -2,8 +2,8 @@
 // (training and validation, against steps) as inline SVG, the final numbers, the model and training
 // configuration, the data manifest's summary, and the samples at each evaluation.
 
-import FledgeFiles
 import FledgeData
+import FledgeFiles
 import FledgeModel
 import Foundation
 

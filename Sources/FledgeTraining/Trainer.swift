@@ -3,8 +3,8 @@
 // log on their intervals; divergence guards. Everything random derives from the seed and the step, and the
 // loader's position is two integers, so a run resumed from a checkpoint continues bit for bit.
 
-import FledgeFiles
 import FledgeData
+import FledgeFiles
 import FledgeGeneration
 import FledgeModel
 import FledgeTensor
@@ -239,7 +239,8 @@ public final class Trainer {
             skipped.total += 1
             report("step \(state.step): the \(what); update skipped")
             let session = state.step - skipped.sessionStart
-            if skipped.inARow >= Trainer.skipLimit || (session >= 2 * Trainer.skipLimit && 2 * skipped.total > session) {
+            if skipped.inARow >= Trainer.skipLimit || (session >= 2 * Trainer.skipLimit && 2 * skipped.total > session)
+            {
                 throw TrainingError(
                     "step \(state.step): \(skipped.inARow >= Trainer.skipLimit ? "\(skipped.inARow) updates in a row" : "\(skipped.total) of the last \(session) updates") had a NaN or infinite loss or gradient and were skipped (--on-nan skip): the run has diverged",
                     hint:

@@ -72,11 +72,14 @@ struct BenchCommand: ParsableCommand {
         func validate() throws {
             try checkRange("--vocab-size", vocabSize, 257...TokenizerLimits.maximumVocabulary)
             try checkRange("--rounds", rounds, 1...1000)
-            for (path, option) in [(train, "--train"), (heldOut, "--held-out")] + (encode.map { [($0, "--encode")] } ?? []) {
+            for (path, option) in [(train, "--train"), (heldOut, "--held-out")]
+                + (encode.map { [($0, "--encode")] } ?? [])
+            {
                 try UserFile.requireFile(path, option)
             }
             if let output {
-                try PathCheck.checkOutput(output, option: "--output", inputs: [(train, "--train"), (heldOut, "--held-out")])
+                try PathCheck.checkOutput(
+                    output, option: "--output", inputs: [(train, "--train"), (heldOut, "--held-out")])
             }
         }
 

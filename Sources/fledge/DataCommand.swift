@@ -216,7 +216,9 @@ final class CleanupOnInterrupt {
                 try? FileManager.default.removeItem(at: temporary)
                 let name = temporary.lastPathComponent
                 if let end = name.range(of: ".tmp-") {  // .NAME.tmp-PID → the lock .NAME.lock beside it
-                    unlink(temporary.deletingLastPathComponent().appendingPathComponent(name[..<end.lowerBound] + ".lock").path)
+                    unlink(
+                        temporary.deletingLastPathComponent().appendingPathComponent(name[..<end.lowerBound] + ".lock")
+                            .path)
                 }
                 FileHandle.standardError.write(Data("\ninterrupted: nothing was written\n".utf8))
                 Foundation.exit(130)

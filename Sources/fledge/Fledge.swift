@@ -60,6 +60,7 @@ func checkRange<T: Comparable>(_ option: String, _ value: T, _ range: ClosedRang
 /// As `checkRange`, for a floating-point value that must also be finite.
 func checkFinite(_ option: String, _ value: Double, _ range: ClosedRange<Double>) throws {
     guard value.isFinite, range.contains(value) else {
-        throw ValidationError("\(option) must be a number between \(range.lowerBound) and \(range.upperBound) (got \(value)).")
+        throw ValidationError(
+            "\(option) must be a number between \(range.lowerBound) and \(range.upperBound) (got \(value)).")
     }
 }

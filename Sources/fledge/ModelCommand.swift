@@ -71,7 +71,8 @@ struct ModelCommand: ParsableCommand {
                     let names = (try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []
                     guard overwrite || names.isEmpty else {
                         throw ValidationError(
-                            "--output \(output) already exists: pass --overwrite to replace a model `fledge model init` wrote there, or choose a new folder.")
+                            "--output \(output) already exists: pass --overwrite to replace a model `fledge model init` wrote there, or choose a new folder."
+                        )
                     }
                     try OwnedOutput.checkReplaceable(folder, kind: "model", option: "--output")
                 }

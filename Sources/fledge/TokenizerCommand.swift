@@ -93,14 +93,17 @@ struct TokenizerCommand: ParsableCommand {
             try PathCheck.checkOutput(output, option: "--output", inputs: input.map { ($0, "--input") })
             switch UserFile.kind(output) {
             case .missing: break
-            case .folder, .other: throw ValidationError("--output \(output) is a folder; name a file, e.g. \(output)/tokenizer.json.")
+            case .folder, .other:
+                throw ValidationError("--output \(output) is a folder; name a file, e.g. \(output)/tokenizer.json.")
             case .file:
                 guard overwrite else {
-                    throw ValidationError("--output \(output) already exists: pass --overwrite to replace it, or choose another name.")
+                    throw ValidationError(
+                        "--output \(output) already exists: pass --overwrite to replace it, or choose another name.")
                 }
                 guard (try? TokenizerJSON.loadAny(URL(fileURLWithPath: output))) != nil else {
                     throw ValidationError(
-                        "--output \(output) is not a tokenizer.json; Fledge replaces only a tokenizer file it can read. Choose another name.")
+                        "--output \(output) is not a tokenizer.json; Fledge replaces only a tokenizer file it can read. Choose another name."
+                    )
                 }
             }
             guard preTokenizer != .whitespace else {

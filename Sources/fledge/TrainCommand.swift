@@ -117,7 +117,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Tokens per sample (default 120).") var sampleTokens: Int?
     @Option(help: "Save latest/ every N updates (default 500).") var checkpointEvery: Int?
     @Option(help: "…and every N minutes (default 10).") var checkpointMinutes: Double?
-    @Option(help: "A NaN/infinite loss or gradient: stop, or skip the update (default stop).") var onNan: NonFinitePolicy?
+    @Option(help: "A NaN/infinite loss or gradient: stop, or skip the update (default stop).") var onNan:
+        NonFinitePolicy?
     @OptionGroup var threading: ThreadOptions
 
     func trainingConfig() -> TrainingConfig {

@@ -1,10 +1,9 @@
 // FledgeFiles: outputs never destroy inputs, only Fledge's own folders are replaced, one process per folder,
 // and a folder swap leaves a complete folder in place at every instant (or recovers it after a kill).
 
+import FledgeFiles
 import Foundation
 import Testing
-
-import FledgeFiles
 
 private func scratch(_ name: String) throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-files-\(name)-\(getpid())")

@@ -49,8 +49,9 @@ struct TokenizerJSONTests {
         let model = #""model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}"#
         #expect(message(model).contains("no token for byte"))  // the baseline's only fault: a tiny alphabet
         // An id of 2^62 must not size an array (it crashed with SIGSEGV).
-        #expect(message(#""model": {"type": "BPE", "vocab": {"a": 0, "b": 4611686018427387904}, "merges": []}"#)
-            .contains("only 2 tokens"))
+        #expect(
+            message(#""model": {"type": "BPE", "vocab": {"a": 0, "b": 4611686018427387904}, "merges": []}"#)
+                .contains("only 2 tokens"))
         #expect(message(#""model": {"type": "BPE", "vocab": {"a": 0}}"#).contains("model.merges"))
         #expect(message(#""added_tokens": [{"content": "<x>"}], "# + model).contains("t.json: field 'added_tokens[0]'"))
         #expect(message(#""added_tokens": [{"id": true, "content": "<x>"}], "# + model).contains("added_tokens[0]"))

@@ -293,7 +293,9 @@ struct TrainingLoopTests {
             _ = try RunCheckpoint.lockRun(run)
         }
         #expect(RunCheckpoint.completeStep(latest) == 9)
-        let left = try files.contentsOfDirectory(atPath: run.path).filter { $0.contains(".tmp-") || $0.contains(".old-") }
+        let left = try files.contentsOfDirectory(atPath: run.path).filter {
+            $0.contains(".tmp-") || $0.contains(".old-")
+        }
         #expect(left.isEmpty, "\(left)")
         #expect(try RunCheckpoint.resumeFolder(run) == latest)
     }
