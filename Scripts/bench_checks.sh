@@ -39,7 +39,7 @@ measure() {  # LABEL BINARY
     end=$(date +%s.%N)
     add "$label data prepare s" "$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')"
     out=$($bin bench generate --python none --rounds 1 --repeats 3 --threads 2 2> /dev/null)
-    add "$label decode tok/s" "$(echo "$out" | awk '$1 == "fledge" { print $2 }')"
+    add "$label decode tok/s" "$(echo "$out" | awk '$1 == "fledge" && $2 ~ /^[0-9]/ { print $2 }')"
 }
 for round in $(seq "$rounds"); do
     if [ $((round % 2)) = 1 ]; then measure checked "$new"; measure unchecked "$old"; else measure unchecked "$old"; measure checked "$new"; fi
