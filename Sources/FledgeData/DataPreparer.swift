@@ -555,7 +555,7 @@ public final class DataPreparer {
         -> FolderLock
     {
         do {
-            let inputs = config.sources.map { (path: $0.path, option: "source \($0.name)") } + protecting
+            let inputs = config.sources.map { (path: $0.path, option: "source") } + protecting
             try PathCheck.checkOutput(output.path, option: "--output", inputs: inputs)
             let lock = try FolderLock.output(output)
             FolderSwap.recover(output) { folder in
