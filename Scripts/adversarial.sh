@@ -329,7 +329,7 @@ if command -v strace > /dev/null && strace -f -o /dev/null true 2> /dev/null; th
         for n in $(seq 1 "$total"); do
             rm -rf "$tmp/k" && cp -r "$tmp/pristine" "$tmp/k"
             (env "${env[@]}" strace -f -qq -o /dev/null -e trace=$renames -e inject=$renames:error=EIO:signal=KILL:when=$n \
-                $fledge train --resume "$tmp/k" --steps 6 --threads 2 > /dev/null 2>&1) 2> /dev/null
+                $fledge train --resume "$tmp/k" --steps 6 --threads 2 > /dev/null 2>&1; true) 2> /dev/null  # no "Killed" line
             # With the exchange, latest/ loads at once; with two renames, the next start restores it first.
             if [ $mode = exchange ]; then
                 check "kill -9 at rename $n of $total ($mode): latest/ loads" ok "" -- $fledge generate "$tmp/k/latest" --prompt O --tokens 2 --seed 1
