@@ -62,13 +62,27 @@ public final class Generator {
     public let model: GPT
     public let tokenizer: any Tokenizer
     public let endOfSequence: Int32?
+    /// Put before every text prompt (when the training data began its documents with BOS).
+    public let beginningOfSequence: Int32?
     private let sampler: Sampler
     private var cache: KVCache?
     private var logits: [Float] = []
     private var feed: [Int32] = []
 
+    /// The end and beginning of sequence of the data a checkpoint was trained on (its sequence-format.json):
+    /// the EOS token it named (`<EOS>`, say) ends generation, and BOS goes before each prompt when the
+    /// documents began with it. A format the tokenizer cannot satisfy falls back to the default names.
+    public convenience init(model: GPT, tokenizer: any Tokenizer, format: SequenceFormat) throws {
+        let encoder = try? DocumentEncoder(tokenizer: tokenizer, format: format)
+        try self.init(
+            model: model, tokenizer: tokenizer, endOfSequence: encoder?.eos,
+            beginningOfSequence: format.addBOS ? encoder?.bos : nil)
+    }
+
     /// `endOfSequence` defaults to the tokenizer's (<|endoftext|>, <eos>, …) if it has one.
-    public init(model: GPT, tokenizer: any Tokenizer, endOfSequence: Int32? = nil) throws {
+    public init(
+        model: GPT, tokenizer: any Tokenizer, endOfSequence: Int32? = nil, beginningOfSequence: Int32? = nil
+    ) throws {
         guard tokenizer.vocabularySize <= model.config.vocabularySize else {
             throw GenerationError(
                 "the tokenizer has \(tokenizer.vocabularySize) tokens but the model only \(model.config.vocabularySize)",
@@ -77,14 +91,20 @@ public final class Generator {
         self.model = model
         self.tokenizer = tokenizer
         self.endOfSequence = endOfSequence ?? DocumentEncoder.endOfSequence(in: tokenizer)
+        self.beginningOfSequence = beginningOfSequence
         sampler = Sampler(vocabularySize: model.config.vocabularySize)
     }
 
     /// The context length of the model.
     public var contextLength: Int { model.config.contextLength }
 
-    /// The ids of a text prompt (special-token strings such as <|endoftext|> become their ids).
-    public func encode(_ text: String) -> [Int32] { tokenizer.encode(bytes: Array(text.utf8), allowSpecial: true) }
+    /// The ids of a text prompt (special-token strings such as <|endoftext|> become their ids), after BOS when
+    /// the model was trained with it (unless the prompt already starts with it).
+    public func encode(_ text: String) -> [Int32] {
+        let ids = tokenizer.encode(bytes: Array(text.utf8), allowSpecial: true)
+        guard let bos = beginningOfSequence, ids.first != bos else { return ids }
+        return [bos] + ids
+    }
 
     /// A short sample for training logs and checkpoint comparisons: an empty prompt starts from the
     /// end-of-sequence token (a document boundary), a prompt longer than the context keeps its end.

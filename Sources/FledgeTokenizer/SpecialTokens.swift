@@ -16,7 +16,13 @@ public struct SpecialTokens: Sendable, Equatable {
     }
 
     /// The id of the special token `text`.
-    public func id(_ text: String) -> Int32? { tokens.first { $0.text == text }?.id }
+    /// The id of the special token `text`: an exact match, else the only one equal to it ignoring case
+    /// (`<UNK>` finds `<unk>`; two that differ only in case must be named exactly).
+    public func id(_ text: String) -> Int32? {
+        if let exact = tokens.first(where: { $0.text == text }) { return exact.id }
+        let folded = tokens.filter { $0.text.lowercased() == text.lowercased() }
+        return folded.count == 1 ? folded[0].id : nil
+    }
 
     /// Appends each special token's id to `output` and calls `ordinary` for the text between them; with
     /// `allowSpecial` false the whole text is ordinary.

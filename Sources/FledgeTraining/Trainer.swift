@@ -279,8 +279,7 @@ public final class Trainer {
         metrics.append(record)
         for prompt in config.samplePrompts where config.sampleTokens > 0 {
             if sampler == nil {
-                sampler = try Generator(
-                    model: model, tokenizer: tokenizer, endOfSequence: dataset.manifest.tokenizer.eosId)
+                sampler = try Generator(model: model, tokenizer: tokenizer, format: dataset.manifest.config.sequence)
             }
             let text = try sampler!.sample(prompt, tokens: config.sampleTokens, sampling: .samples)
             observe(.sample(step: state.step, prompt: prompt, text: text))

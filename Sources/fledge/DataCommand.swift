@@ -113,7 +113,7 @@ struct DataCommand: ParsableCommand {
             config.input.format = format
             config.input.textField = textField
             config.input.boundary = splitOn
-            config.input.separator = separator
+            config.input.separator = unescaped(separator)
             config.input.include = include
             config.input.onBadRecord = onBadRecord
             config.cleaning.normalizeUnicode = !noNfc
@@ -133,7 +133,7 @@ struct DataCommand: ParsableCommand {
             config.sequence.eosToken = eosToken
             config.sequence.bosToken = bosToken
             config.sequence.addBOS = bos
-            config.sequence.questionAnswerTemplate = qaTemplate.replacingOccurrences(of: "\\n", with: "\n")
+            config.sequence.questionAnswerTemplate = unescaped(qaTemplate)
             config.shardTokens = shardTokens
             config.maximumUpsample = maxUpsample
             return config

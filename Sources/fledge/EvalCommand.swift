@@ -39,14 +39,18 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         do {
             let backend = CPUBackend(threadCount: threading.threads)
-            var loaded: [(name: String, model: GPT, tokenizer: any Tokenizer)] = []
+            var loaded: [(name: String, model: GPT, tokenizer: any Tokenizer, generator: Generator)] = []
             for path in checkpoints {
-                let (folder, model, tokenizer) = try RunCheckpoint.loadForInference(path, backend: backend)
-                loaded.append((folder.path, model, tokenizer))
+                let checkpoint = try RunCheckpoint.loadForInference(path, backend: backend)
+                loaded.append(
+                    (
+                        checkpoint.folder.path, checkpoint.model, checkpoint.tokenizer,
+                        try inferenceGenerator(checkpoint)
+                    ))
             }
             if data != nil || text != nil {
                 print("checkpoint                                         loss   perplexity   bits/byte   tokens")
-                for (name, model, tokenizer) in loaded {
+                for (name, model, tokenizer, _) in loaded {
                     let stream: TokenStream
                     if let data {
                         let dataset = try PreparedDataset(URL(fileURLWithPath: data))
@@ -72,7 +76,7 @@ struct EvalCommand: ParsableCommand {
             if let prompts {
                 var sampling = SamplingConfig.samples
                 sampling.temperature = temperature
-                let generators = try loaded.map { try Generator(model: $0.model, tokenizer: $0.tokenizer) }
+                let generators = loaded.map(\.generator)
                 for prompt in try readPrompts(prompts, option: "--prompts") {
                     print("\n=== \(prompt.debugDescription)")
                     for (generator, checkpoint) in zip(generators, loaded) {

@@ -43,7 +43,7 @@ func readPrompts(_ path: String, option: String) throws -> [String] {
             else { throw ValidationError("\(path), line \(number + 1): expected {\"prompt\": \"...\"}.") }
             result.append(prompt)
         } else {
-            result.append(line.replacingOccurrences(of: "\\n", with: "\n"))
+            result.append(unescaped(String(line)))
         }
     }
     return result

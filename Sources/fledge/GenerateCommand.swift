@@ -18,14 +18,14 @@ struct SamplingOptions: ParsableArguments {
     @Option(help: "Subtract this from each token already generated.") var presencePenalty: Float = 0
     @Option(help: "Never repeat an n-gram of this size (0 = off).") var noRepeatNgram = 0
     @Option(help: "Random seed (default: a fresh one, printed so the run can be repeated).") var seed: UInt64?
-    @Option(help: "Stop before this text (repeatable).") var stop: [String] = []
+    @Option(help: "Stop before this text (repeatable; \\n is a newline).") var stop: [String] = []
 
     func generationOptions() throws -> GenerationOptions {
         try checkRange("--tokens", tokens, 1...1_000_000)
         try checkRange("--no-repeat-ngram", noRepeatNgram, 0...1024)
         var o = GenerationOptions()
         o.maxTokens = tokens
-        o.stopStrings = stop
+        o.stopStrings = stop.map(unescaped)
         var s = SamplingConfig()
         s.temperature = temperature
         if topK == "off" {
@@ -49,7 +49,7 @@ struct GenerateCommand: ParsableCommand {
     )
 
     @Argument(help: "A run (its final/, else latest/) or a checkpoint folder.") var checkpoint: String
-    @Option(help: "Text to continue (repeatable: several prompts run as one batch).") var prompt: [String] = []
+    @Option(help: "Text to continue (repeatable: several prompts run as one batch; \\n is a newline).") var prompt: [String] = []
     @Option(help: "A file of prompts, one per line (\\n for newlines), or JSONL with \"prompt\".") var promptFile:
         String?
     @OptionGroup var sampling: SamplingOptions
@@ -62,7 +62,7 @@ struct GenerateCommand: ParsableCommand {
 
     func run() throws {
         do {
-            var prompts = prompt
+            var prompts = prompt.map(unescaped)
             if let promptFile { prompts += try readPrompts(promptFile, option: "--prompt-file") }
             guard !prompts.isEmpty else {
                 throw ValidationError("give a prompt: --prompt TEXT (repeatable) or --prompt-file FILE.")
@@ -71,7 +71,7 @@ struct GenerateCommand: ParsableCommand {
             options.stopAtEndOfSequence = !ignoreEos
             let loaded = try RunCheckpoint.loadForInference(
                 checkpoint, backend: CPUBackend(threadCount: threading.threads))
-            let generator = try Generator(model: loaded.model, tokenizer: loaded.tokenizer)
+            let generator = try inferenceGenerator(loaded)
             var processors: [any LogitsProcessor] = []
             if !ban.isEmpty { processors.append(BannedSequences(words: ban, tokenizer: loaded.tokenizer)) }
             if !allow.isEmpty {
@@ -138,7 +138,7 @@ struct ChatCLI: ParsableCommand {
             let loaded = try RunCheckpoint.loadForInference(
                 checkpoint, backend: CPUBackend(threadCount: threading.threads))
             let format = try RunCheckpoint.loadFormat(loaded.folder)
-            let generator = try Generator(model: loaded.model, tokenizer: loaded.tokenizer)
+            let generator = try inferenceGenerator(loaded)
             let session = try ChatSession(generator: generator, format: format ?? SequenceFormat(), options: options)
             let interactive = isatty(0) != 0
             if interactive {
@@ -160,4 +160,11 @@ struct ChatCLI: ParsableCommand {
 /// A line on standard error (statistics and notes stay out of piped output).
 func note(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+/// A generator for a loaded checkpoint that ends and begins sequences as its training data did (the EOS and
+/// BOS of sequence-format.json; checkpoints without one use the default names).
+func inferenceGenerator(_ loaded: (folder: URL, model: GPT, tokenizer: any Tokenizer)) throws -> Generator {
+    let format = try RunCheckpoint.loadFormat(loaded.folder) ?? SequenceFormat()
+    return try Generator(model: loaded.model, tokenizer: loaded.tokenizer, format: format)
 }

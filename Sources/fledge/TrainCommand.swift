@@ -139,7 +139,7 @@ struct TrainCommand: ParsableCommand {
         if let seed { config.seed = seed }
         if let evalEvery { config.evalEvery = evalEvery }
         if let evalBatches { config.evalBatches = evalBatches }
-        if !prompt.isEmpty { config.samplePrompts = prompt.map { $0.replacingOccurrences(of: "\\n", with: "\n") } }
+        if !prompt.isEmpty { config.samplePrompts = prompt.map(unescaped) }
         if let sampleTokens { config.sampleTokens = sampleTokens }
         if let checkpointEvery { config.checkpointEvery = checkpointEvery }
         if let checkpointMinutes { config.checkpointMinutes = checkpointMinutes }

@@ -164,4 +164,41 @@ import Testing
         o.sampling = sampling
         return o
     }
+
+    @Test func theDataEndAndBeginningOfSequenceAreUsedAtInference() throws {
+        // A from-scratch vocabulary with upper-case specials, as in the Q&A fine-tuning journey.
+        var config = BPETrainingConfig(vocabularySize: 300)
+        config.threads = 1
+        config.specialTokens = ["<PAD>", "<UNK>", "<BOS>", "<EOS>"]
+        let tokenizer = try BPETrainer(config: config).train(texts: [Fixtures.text])
+        let model = try Fixtures.model(vocabulary: tokenizer.vocabularySize)
+        var format = SequenceFormat()
+        format.eosToken = "<EOS>"
+        format.bosToken = "<BOS>"
+        format.addBOS = true
+        let generator = try Generator(model: model, tokenizer: tokenizer, format: format)
+        #expect(generator.endOfSequence == 3)
+        #expect(generator.beginningOfSequence == 2)
+        #expect(generator.encode("Hello").first == 2)
+        #expect(generator.encode("<BOS>Hello").filter { $0 == 2 }.count == 1)  // not twice
+        // Without a format the default names still find <EOS> (special-token names match ignoring case).
+        #expect(try Generator(model: model, tokenizer: tokenizer).endOfSequence == 3)
+        #expect(tokenizer.specialTokens.id("<unk>") == 1)
+        // Generation stops at that EOS: force it with a processor that allows only EOS after 3 tokens.
+        final class EndAfter: LogitsProcessor {
+            let eos: Int32
+            init(eos: Int32) { self.eos = eos }
+            func process(_ logits: UnsafeMutableBufferPointer<Float>, history: TokenHistory) {
+                guard history.generated.count >= 3 else { return }
+                for i in logits.indices where Int32(i) != eos { logits[i] = -.infinity }
+            }
+        }
+        var options = GenerationOptions()
+        options.maxTokens = 50
+        let result = try generator.generate(
+            prompt: generator.encode("Hello"), options: options, processors: [EndAfter(eos: 3)])
+        #expect(result.finishReason == .endOfSequence)
+        #expect(result.tokens.count <= 4)
+        #expect(!result.text.contains("<EOS>"))
+    }
 }

@@ -126,3 +126,14 @@ import Testing
         #expect(words.sequences.contains(Fixtures.bpe.encode("the")))
     }
 }
+
+@Suite struct EscapeTests {
+    @Test func oneRuleForNewlinesEverywhere() {
+        #expect(unescaped(#"\n\n"#) == "\n\n")
+        #expect(unescaped(#"Question:\tA\nAnswer:"#) == "Question:\tA\nAnswer:")
+        #expect(unescaped(#"a\\nb"#) == #"a\nb"#)  // an escaped backslash keeps the n
+        #expect(unescaped(#"C:\path\x"#) == #"C:\path\x"#)  // other backslashes stay
+        #expect(unescaped(#"end\"#) == #"end\"#)
+        #expect(unescaped("plain") == "plain")
+    }
+}
