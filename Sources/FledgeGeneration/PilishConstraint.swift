@@ -7,7 +7,9 @@
 // progress), each word it completes has the required length and the word it leaves open can still reach it
 // (with a word-level vocabulary, where the next token always starts after a space, it must already have it).
 // A word break is thus allowed only at the required length; the end-of-sequence token only between words or
-// right after a complete one.
+// right after a complete one. The gap between two words is bounded, so that filler cannot stand in for words
+// ("great - - - - …"): at most `maximumGapPunctuation` (2) non-space separators and `maximumGapSpaces` (3)
+// spaces, tabs or newlines — enough for "word, ", "word.\" " or a paragraph break.
 
 import FledgeTokenizer
 
@@ -22,6 +24,15 @@ public final class PilishConstraint: LogitsProcessor {
     private var tail: [Int32] = []
     private var innerStart: [Int32] = []
     private var inner: [Int32] = []
+    /// Separator counts (punctuation, spaces) of each token's first gap and of the gap it leaves open at its
+    /// end (when its text ends in separators after a later letter); whether its first gap is also its end.
+    private var firstGap: [(punctuation: Int32, spaces: Int32)] = []
+    private var lastGap: [(punctuation: Int32, spaces: Int32)] = []
+    private var firstGapIsOpen: [Bool] = []
+    private var endsInGap: [Bool] = []
+    /// The most non-space separators, and spaces, between two words.
+    public static let maximumGapPunctuation = 2
+    public static let maximumGapSpaces = 3
     /// Whether some token starts with a letter, i.e. can extend a word in progress (BPE: yes; word-level:
     /// no, every word comes after a space, so a token must end each word at its exact length).
     public private(set) var wordsCanContinue = false
@@ -39,9 +50,17 @@ public final class PilishConstraint: LogitsProcessor {
             var letters: Int32 = 0
             var broke = false
             var first: Int32 = 0
+            var gaps: [(punctuation: Int32, spaces: Int32)] = []
+            var gap: (punctuation: Int32, spaces: Int32) = (0, 0)
+            var inGap = false
             for byte in bytes where ok {
                 switch Self.kind(byte) {
-                case .letter: letters += 1
+                case .letter:
+                    if inGap {
+                        gaps.append(gap)
+                        (gap, inGap) = ((0, 0), false)
+                    }
+                    letters += 1
                 case .separator:
                     if !broke {
                         first = letters
@@ -50,22 +69,41 @@ public final class PilishConstraint: LogitsProcessor {
                         inner.append(letters)
                     }
                     letters = 0
+                    inGap = true
+                    if Self.isSpace(byte) { gap.spaces += 1 } else { gap.punctuation += 1 }
                 case .invalid: ok = false
                 }
             }
+            if inGap { gaps.append(gap) }
+            // Gaps that lie wholly inside the token (between two of its letters) must be within bounds.
+            let middle = gaps.count > 2 || (gaps.count == 2 && !inGap) ? Array(gaps[1..<(inGap ? gaps.count - 1 : gaps.count)]) : []
+            if !middle.allSatisfy(Self.withinBounds) { ok = false }
+            if inGap && gaps.count >= 2 && !Self.withinBounds(gaps[gaps.count - 1]) { ok = false }
             valid.append(ok)
             hasBreak.append(broke)
             lead.append(broke ? first : letters)
             tail.append(broke ? letters : 0)
+            firstGap.append(gaps.first ?? (0, 0))
+            lastGap.append(inGap ? gaps[gaps.count - 1] : (0, 0))
+            firstGapIsOpen.append(inGap && gaps.count == 1)
+            endsInGap.append(inGap)
         }
         innerStart.append(Int32(inner.count))
         wordsCanContinue = lead.indices.contains { valid[$0] && lead[$0] > 0 }
     }
 
-    /// The state after `generated`: the index of the word in progress and its letters so far (nil when the
-    /// tokens already break the constraint).
-    public func state(after generated: [Int32]) -> (word: Int, letters: Int)? {
-        var state = (word: 0, letters: 0)
+    /// Where generation stands: the word in progress and its letters so far, and the separators of the gap
+    /// since the last word (when no word is in progress).
+    public struct State: Equatable, Sendable {
+        public var word = 0
+        public var letters = 0
+        public var punctuation = 0
+        public var spaces = 0
+    }
+
+    /// The state after `generated` (nil when the tokens already break the constraint).
+    public func state(after generated: [Int32]) -> State? {
+        var state = State()
         for t in generated {
             guard let next = advance(t, from: state) else { return nil }
             state = next
@@ -86,24 +124,45 @@ public final class PilishConstraint: LogitsProcessor {
     private func need(_ word: Int) -> Int { word < lengths.count ? lengths[word] : 0 }
 
     /// The state after token `t`, or nil when `t` is not allowed.
-    func advance(_ t: Int32, from state: (word: Int, letters: Int)) -> (word: Int, letters: Int)? {
+    func advance(_ t: Int32, from state: State) -> State? {
         if t == endOfSequence {
             return state.letters == 0 || state.letters == need(state.word) ? state : nil
         }
         let i = Int(t)
         guard i >= 0, i < valid.count, valid[i] else { return nil }
         let open = state.letters + Int(lead[i])
-        guard hasBreak[i] else { return fits(open, need(state.word)) ? (state.word, open) : nil }
+        guard hasBreak[i] else {
+            return fits(open, need(state.word)) ? State(word: state.word, letters: open) : nil
+        }
         var word = state.word
         if open > 0 {
             guard open == need(word) else { return nil }
             word += 1
         }
+        // The token's first gap continues the gap in progress when no letters came before it.
+        let first = (
+            punctuation: Int32(open > 0 ? 0 : state.punctuation) + firstGap[i].punctuation,
+            spaces: Int32(open > 0 ? 0 : state.spaces) + firstGap[i].spaces
+        )
+        guard Self.withinBounds(first) else { return nil }
         for k in Int(innerStart[i])..<Int(innerStart[i + 1]) {
             guard Int(inner[k]) == need(word) else { return nil }
             word += 1
         }
-        return fits(Int(tail[i]), need(word)) ? (word, Int(tail[i])) : nil
+        if firstGapIsOpen[i] {
+            return State(word: word, letters: 0, punctuation: Int(first.punctuation), spaces: Int(first.spaces))
+        }
+        if endsInGap[i] {
+            return State(
+                word: word, letters: 0, punctuation: Int(lastGap[i].punctuation), spaces: Int(lastGap[i].spaces))
+        }
+        return fits(Int(tail[i]), need(word)) ? State(word: word, letters: Int(tail[i])) : nil
+    }
+
+    static func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D }
+
+    static func withinBounds(_ gap: (punctuation: Int32, spaces: Int32)) -> Bool {
+        gap.punctuation <= maximumGapPunctuation && gap.spaces <= maximumGapSpaces
     }
 
     /// Whether a word left open with `letters` letters can still become `required` letters long.
@@ -128,15 +187,20 @@ public final class PilishConstraint: LogitsProcessor {
         let lengths = PiDigits.first(max(16, text.utf8.count)).map { $0 == 0 ? 10 : $0 }
         var word = 0
         var letters = 0
+        var gap: (punctuation: Int32, spaces: Int32) = (0, 0)
         for byte in text.utf8 {
             switch kind(byte) {
-            case .letter: letters += 1
+            case .letter:
+                letters += 1
+                gap = (0, 0)
             case .separator:
                 if letters > 0 {
                     guard word < lengths.count, letters == lengths[word] else { return false }
                     word += 1
                     letters = 0
                 }
+                if isSpace(byte) { gap.spaces += 1 } else { gap.punctuation += 1 }
+                guard withinBounds(gap) else { return false }
             case .invalid: return false
             }
         }

@@ -21,6 +21,11 @@ import Testing
         #expect(!PilishConstraint.check("How I wanted", complete: false))
         #expect(PilishConstraint.check("How I wi", complete: false))
         #expect(!PilishConstraint.check("How I wi", complete: true))
+        // Filler cannot stand in for words: at most two punctuation marks and three spaces between words.
+        #expect(PilishConstraint.check("How I, want: a drink", complete: true))
+        #expect(PilishConstraint.check("How I want\n\na", complete: true))
+        #expect(!PilishConstraint.check("How - - - I", complete: true))
+        #expect(!PilishConstraint.check("How     I", complete: true))
         #expect(!PilishConstraint.check("Now 1 need", complete: false))  // digits are not allowed
         // A 0 asks for ten letters: 3.14159265358979323846264338327950 → the 32nd word has 10.
         let lengths = PiDigits.first(33).map { $0 == 0 ? 10 : $0 }
@@ -44,6 +49,8 @@ import Testing
                 PilishConstraint.check(result.text, complete: complete),
                 "seed \(seed): \(result.text.debugDescription) (\(result.finishReason))")
             #expect(pilish.state(after: result.tokens) != nil)
+            // No gap between words holds more than the allowed filler.
+            #expect(!result.text.contains("- - -") && !result.text.contains("    "), "\(result.text.debugDescription)")
             words += result.text.split { !$0.isLetter }.count
         }
         #expect(words > 50)  // the constraint still lets text through (random models often end early)
