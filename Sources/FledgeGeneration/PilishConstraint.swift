@@ -76,7 +76,9 @@ public final class PilishConstraint: LogitsProcessor {
             }
             if inGap { gaps.append(gap) }
             // Gaps that lie wholly inside the token (between two of its letters) must be within bounds.
-            let middle = gaps.count > 2 || (gaps.count == 2 && !inGap) ? Array(gaps[1..<(inGap ? gaps.count - 1 : gaps.count)]) : []
+            let middle =
+                gaps.count > 2 || (gaps.count == 2 && !inGap)
+                ? Array(gaps[1..<(inGap ? gaps.count - 1 : gaps.count)]) : []
             if !middle.allSatisfy(Self.withinBounds) { ok = false }
             if inGap && gaps.count >= 2 && !Self.withinBounds(gaps[gaps.count - 1]) { ok = false }
             valid.append(ok)

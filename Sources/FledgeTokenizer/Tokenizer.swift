@@ -25,6 +25,14 @@ extension Tokenizer {
 
 extension BPETokenizer: Tokenizer {
     public func tokenizerJSON() throws -> Data { try TokenizerJSON.data(for: self) }
+
+    /// Byte-level: the token's own bytes. Character-level (`--kind bpe`, the HF tutorial's): decoding joins
+    /// tokens with spaces, so a token after another brings its space, exactly as `decode` spells the text.
+    public func pieceBytes(_ id: Int32, after previous: Int32?) throws -> [UInt8] {
+        let bytes = try decodeBytes([id])
+        if case .characters = alphabet, previous != nil { return [0x20] + bytes }
+        return bytes
+    }
 }
 
 extension WordLevelTokenizer: Tokenizer {

@@ -49,7 +49,8 @@ struct GenerateCommand: ParsableCommand {
     )
 
     @Argument(help: "A run (its final/, else latest/) or a checkpoint folder.") var checkpoint: String
-    @Option(help: "Text to continue (repeatable: several prompts run as one batch; \\n is a newline).") var prompt: [String] = []
+    @Option(help: "Text to continue (repeatable: several prompts run as one batch; \\n is a newline).") var prompt:
+        [String] = []
     @Option(help: "A file of prompts, one per line (\\n for newlines), or JSONL with \"prompt\".") var promptFile:
         String?
     @OptionGroup var sampling: SamplingOptions

@@ -77,7 +77,8 @@ struct TokenizerCommand: ParsableCommand {
         @Flag(help: "Lower-case text before counting words (word-level only).") var lowercase = false
         @Option(help: "Pairs seen fewer times are not merged.") var minFrequency: Int = 2
         @Option(help: "Comma-separated special tokens (ids 0, 1, ...).") var specialTokens = "<pad>,<unk>,<bos>,<eos>"
-        @Option(help: "Pre-tokenizer: gpt2 or cl100k.") var preTokenizer: PreTokenizer = .gpt2
+        @Option(help: "Pre-tokenizer: gpt2 or cl100k (whitespace with --kind bpe, which always uses it).")
+        var preTokenizer: PreTokenizer = .gpt2
         @Option(help: "Output tokenizer.json.") var output = "tokenizer.json"
         @Flag(help: "Replace --output if it is an existing tokenizer.json.") var overwrite = false
         @OptionGroup var threading: ThreadOptions
@@ -106,8 +107,10 @@ struct TokenizerCommand: ParsableCommand {
                     )
                 }
             }
-            guard preTokenizer != .whitespace else {
-                throw ValidationError("byte-level BPE needs --pre-tokenizer gpt2 or cl100k.")
+            guard preTokenizer != .whitespace || kind == .bpe else {
+                throw ValidationError(
+                    "byte-level BPE needs --pre-tokenizer gpt2 or cl100k; the Whitespace pre-tokenizer of the HF tutorial comes with --kind bpe."
+                )
             }
         }
 

@@ -201,4 +201,25 @@ import Testing
         #expect(result.tokens.count <= 4)
         #expect(!result.text.contains("<EOS>"))
     }
+
+    @Test func characterLevelBPEStreamsWithTheSpacesDecodeGives() throws {
+        // The HF tutorial's tokenizer (--kind bpe): Whitespace pre-tokenizer, tokens joined by spaces.
+        var config = BPETrainingConfig(vocabularySize: 300)
+        config.threads = 1
+        config.preTokenizer = .whitespace
+        let tokenizer = try BPETrainer(config: config).train(texts: [Fixtures.text])
+        let generator = try Generator(
+            model: try Fixtures.model(vocabulary: tokenizer.vocabularySize), tokenizer: tokenizer)
+        let prompt = generator.encode("Call me Ishmael.")
+        var options = GenerationOptions()
+        options.maxTokens = 20
+        options.sampling.seed = 3
+        options.stopAtEndOfSequence = false
+        var streamed = ""
+        let result = try generator.generate(prompt: prompt, options: options) { streamed += $0 }
+        let whole = try tokenizer.decode(prompt + result.tokens)
+        #expect(whole == (try tokenizer.decode(prompt)) + result.text, "\(whole.debugDescription)")
+        #expect(streamed == result.text)
+        #expect(result.text.hasPrefix(" "))
+    }
 }
