@@ -22,6 +22,24 @@ public enum ModelCheckpoint {
     }
 
     /// Parses config.json data, naming the field that is missing or wrong.
+    /// Parses a partial config.json: the fields it has, over `base` (an unknown field is an error, so a typo
+    /// is not silently ignored).
+    public static func parseConfig(_ data: Data, path: String, over base: ModelConfig) throws -> ModelConfig {
+        guard let given = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ModelError("\(path) is not a JSON object", hint: "write the fields to change, e.g. {\"n_layer\": 6}.")
+        }
+        guard var merged = try JSONSerialization.jsonObject(with: configJSON(base)) as? [String: Any] else {
+            throw ModelError("cannot encode the base configuration", hint: "report this as a bug.")
+        }
+        for key in given.keys.sorted() where merged[key] == nil {
+            throw ModelError(
+                "\(path): unknown field '\(key)'",
+                hint: "the fields are \(merged.keys.sorted().joined(separator: ", ")) (docs/checkpoint-format.md).")
+        }
+        merged.merge(given) { _, new in new }
+        return try parseConfig(try JSONSerialization.data(withJSONObject: merged), path: path)
+    }
+
     public static func parseConfig(_ data: Data, path: String) throws -> ModelConfig {
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw ModelError(

@@ -15,6 +15,9 @@ public struct BPETrainingConfig: Sendable {
     public var preTokenizer: PreTokenizer = .gpt2
     /// Special tokens, given ids 0, 1, … in this order (as Hugging Face does).
     public var specialTokens: [String] = ["<pad>", "<unk>", "<bos>", "<eos>"]
+    /// Character-level BPE: the special token that stands for unseen characters (nil: the one whose name
+    /// contains "unk", ignoring case).
+    public var unknownToken: String?
     /// Worker threads for counting (default: all cores).
     public var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
@@ -57,6 +60,15 @@ public struct BPETrainer {
     }
 
     /// Learns merges from word counts.
+    /// The index of the unknown token among `specials`: `named` exactly, else ignoring case; without a name,
+    /// the first whose name contains "unk" in any case ([UNK], <unk>, <UNK>).
+    public static func unknownIndex(_ named: String?, in specials: [String]) -> Int? {
+        if let named {
+            return specials.firstIndex(of: named) ?? specials.firstIndex { $0.lowercased() == named.lowercased() }
+        }
+        return specials.firstIndex { $0.lowercased().contains("unk") }
+    }
+
     func train(counts: WordCounts, progress: (BPETrainingProgress) -> Void) throws -> BPETokenizer {
         let specials = config.specialTokens
         guard !counts.table.isEmpty else {
@@ -65,10 +77,13 @@ public struct BPETrainer {
         let characterLevel = config.preTokenizer == .whitespace
         var alphabet = BPEAlphabet.bytes
         if characterLevel {
-            guard let unknown = specials.firstIndex(where: { $0.lowercased().contains("unk") }) else {
+            guard let unknown = Self.unknownIndex(config.unknownToken, in: specials) else {
                 throw TokenizerError(
-                    "character-level BPE needs an unknown token among the special tokens \(specials)",
-                    hint: "add one, e.g. --special-tokens \"<pad>,<unk>,<bos>,<eos>\".")
+                    config.unknownToken.map {
+                        "the unknown token \($0.debugDescription) is not among the special tokens \(specials)"
+                    }
+                        ?? "character-level BPE needs an unknown token among the special tokens \(specials)",
+                    hint: "add one, e.g. --special-tokens \"<pad>,<unk>,<bos>,<eos>\", or name it with --unk-token.")
             }
             alphabet = .characters(unknown: Int32(unknown))
         }

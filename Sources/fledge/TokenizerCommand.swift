@@ -77,6 +77,8 @@ struct TokenizerCommand: ParsableCommand {
         @Flag(help: "Lower-case text before counting words (word-level only).") var lowercase = false
         @Option(help: "Pairs seen fewer times are not merged.") var minFrequency: Int = 2
         @Option(help: "Comma-separated special tokens (ids 0, 1, ...).") var specialTokens = "<pad>,<unk>,<bos>,<eos>"
+        @Option(help: "The special token for unknown characters or words (default: the one named like unk, any case).")
+        var unkToken: String?
         @Option(help: "Pre-tokenizer: gpt2 or cl100k (whitespace with --kind bpe, which always uses it).")
         var preTokenizer: PreTokenizer = .gpt2
         @Option(help: "Output tokenizer.json.") var output = "tokenizer.json"
@@ -120,6 +122,7 @@ struct TokenizerCommand: ParsableCommand {
             config.minimumFrequency = minFrequency
             config.preTokenizer = kind == .bpe ? .whitespace : preTokenizer
             config.specialTokens = specialTokenList
+            config.unknownToken = unkToken
             config.threads = threading.threads
             let start = Date()
             let progress = ProgressLine()
@@ -156,7 +159,9 @@ struct TokenizerCommand: ParsableCommand {
                 let tokenizer = try WordLevelTokenizer.train(
                     files: input.map { URL(fileURLWithPath: $0) }, vocabularySize: vocabSize ?? 30_000,
                     minimumFrequency: minFrequency, lowercase: lowercase, specialTokens: specials,
-                    unknownToken: specials.first { $0.contains("unk") } ?? "<unk>", threads: threading.threads)
+                    unknownToken: BPETrainer.unknownIndex(unkToken, in: specials).map { specials[$0] } ?? unkToken
+                        ?? "<unk>",
+                    threads: threading.threads)
                 try TokenizerJSON.write(tokenizer, to: URL(fileURLWithPath: output))
                 print(
                     String(

@@ -11,11 +11,13 @@ extension NonFinitePolicy: ExpressibleByArgument {}
 extension NormKind: ExpressibleByArgument {}
 extension PositionEncoding: ExpressibleByArgument {}
 extension MLPActivation: ExpressibleByArgument {}
+extension NormPlacement: ExpressibleByArgument {}
 
 /// Architecture flags (each overrides the preset or config file).
 struct ArchitectureOptions: ParsableArguments {
     @Option(help: "A preset: tiny, 20m, 50m, 100m (default tiny).") var preset: ModelPreset?
-    @Option(help: "A model config.json.") var modelConfig: String?
+    @Option(help: "A model config.json; fields it leaves out come from --preset (default tiny).")
+    var modelConfig: String?
     @Option(help: "Transformer blocks.") var layers: Int?
     @Option(help: "Embedding width.") var width: Int?
     @Option(help: "Attention heads.") var heads: Int?
@@ -26,6 +28,12 @@ struct ArchitectureOptions: ParsableArguments {
     @Option(help: "learned, sinusoidal or rotary.") var positions: PositionEncoding?
     @Option(help: "gelu, relu, silu or swiglu.") var activation: MLPActivation?
     @Option(help: "Dropout probability.") var dropout: Float?
+    @Option(help: "pre (normalise each block's input, GPT-2) or post (normalise after the residual add).")
+    var normPlacement: NormPlacement?
+    @Flag(inversion: .prefixedNo, help: "Attention and MLP side by side from one norm (GPT-J, PaLM).")
+    var parallelBlock: Bool?
+    @Flag(inversion: .prefixedNo, help: "Share the token embedding with the output head.") var tieEmbeddings: Bool?
+    @Flag(inversion: .prefixedNo, help: "Biases in linear layers and LayerNorm.") var bias: Bool?
 
     /// The architecture options given on the command line.
     var given: [String] {
@@ -34,6 +42,8 @@ struct ArchitectureOptions: ParsableArguments {
             ("--width", width != nil), ("--heads", heads != nil), ("--kv-heads", kvHeads != nil),
             ("--mlp-width", mlpWidth != nil), ("--context", context != nil), ("--norm", norm != nil),
             ("--positions", positions != nil), ("--activation", activation != nil), ("--dropout", dropout != nil),
+            ("--norm-placement", normPlacement != nil), ("--[no-]parallel-block", parallelBlock != nil),
+            ("--[no-]tie-embeddings", tieEmbeddings != nil), ("--[no-]bias", bias != nil),
         ]
         return options.filter(\.1).map(\.0)
     }
@@ -53,13 +63,11 @@ struct ArchitectureOptions: ParsableArguments {
 
     /// The architecture for a vocabulary of `vocabularySize`.
     func config(vocabularySize: Int) throws -> ModelConfig {
-        var config: ModelConfig
+        var config = (preset ?? .tiny).config()
         if let modelConfig {
-            guard preset == nil else { throw ValidationError("give --preset or --model-config, not both.") }
+            // A partial file: the fields it gives, over the preset's (tiny by default).
             let data = try UserFile.read(modelConfig, "--model-config", limit: 1 << 20)
-            config = try ModelCheckpoint.parseConfig(data, path: modelConfig)
-        } else {
-            config = (preset ?? .tiny).config()
+            config = try ModelCheckpoint.parseConfig(data, path: modelConfig, over: config)
         }
         config.vocabularySize = vocabularySize
         if let layers { config.layers = layers }
@@ -78,6 +86,10 @@ struct ArchitectureOptions: ParsableArguments {
         if let positions { config.positions = positions }
         if let activation { config.activation = activation }
         if let dropout { config.dropout = dropout }
+        if let normPlacement { config.normPlacement = normPlacement }
+        if let parallelBlock { config.parallelBlock = parallelBlock }
+        if let tieEmbeddings { config.tiedEmbeddings = tieEmbeddings }
+        if let bias { config.bias = bias }
         try config.validate()
         return config
     }
@@ -108,6 +120,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Learning-rate floor as a fraction of the peak (default 0.1).") var minLrFraction: Float?
     @Option(help: "WSD: share of training spent decaying (default 0.2).") var decayFraction: Float?
     @Option(help: "AdamW weight decay (matrices only) (default 0.1).") var weightDecay: Float?
+    @Option(help: "AdamW β1 (default 0.9).") var beta1: Float?
     @Option(help: "AdamW β2 (default 0.95).") var beta2: Float?
     @Option(help: "Gradient-norm clip (0 = off) (default 1).") var clip: Float?
     @Option(help: "Seed for initialisation, data order and dropout (default 1337).") var seed: UInt64?
@@ -134,6 +147,7 @@ struct TrainCommand: ParsableCommand {
         if let minLrFraction { config.schedule.minimumFraction = minLrFraction }
         if let decayFraction { config.schedule.decayFraction = decayFraction }
         if let weightDecay { config.optimizer.weightDecay = weightDecay }
+        if let beta1 { config.optimizer.beta1 = beta1 }
         if let beta2 { config.optimizer.beta2 = beta2 }
         if let clip { config.clipNorm = clip }
         if let seed { config.seed = seed }
@@ -154,7 +168,7 @@ struct TrainCommand: ParsableCommand {
             ("--accumulation", accumulation != nil), ("--lr", lr != nil), ("--warmup", warmup != nil),
             ("--schedule", schedule != nil), ("--min-lr-fraction", minLrFraction != nil),
             ("--decay-fraction", decayFraction != nil), ("--weight-decay", weightDecay != nil),
-            ("--beta2", beta2 != nil), ("--clip", clip != nil), ("--seed", seed != nil),
+            ("--beta1", beta1 != nil), ("--beta2", beta2 != nil), ("--clip", clip != nil), ("--seed", seed != nil),
             ("--eval-every", evalEvery != nil), ("--eval-batches", evalBatches != nil), ("--prompt", !prompt.isEmpty),
             ("--sample-tokens", sampleTokens != nil), ("--checkpoint-every", checkpointEvery != nil),
             ("--checkpoint-minutes", checkpointMinutes != nil), ("--on-nan", onNan != nil),
@@ -175,7 +189,7 @@ struct TrainCommand: ParsableCommand {
         if let checkpointMinutes { try checkFinite("--checkpoint-minutes", checkpointMinutes, 0.001...10_000_000) }
         for (option, value) in [
             ("--lr", lr), ("--min-lr-fraction", minLrFraction), ("--decay-fraction", decayFraction),
-            ("--weight-decay", weightDecay), ("--beta2", beta2), ("--clip", clip),
+            ("--weight-decay", weightDecay), ("--beta1", beta1), ("--beta2", beta2), ("--clip", clip),
         ] {
             if let value, !value.isFinite { throw ValidationError("\(option) must be a finite number (got \(value)).") }
         }

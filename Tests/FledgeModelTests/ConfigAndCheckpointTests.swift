@@ -240,6 +240,14 @@ struct CheckpointTests {
         var tooBig = ModelConfig(vocabularySize: 1 << 24, contextLength: 1024, layers: 4096, width: 4096, heads: 32)
         tooBig.mlpWidth = 16384
         #expect(errorText { try tooBig.checkFitsInMemory() }.contains("GB"))
+        // A partial file overrides only what it names; an unknown field is an error.
+        let base = ModelConfig(vocabularySize: 100, contextLength: 32, layers: 2, width: 64, heads: 4)
+        let partial = try ModelCheckpoint.parseConfig(
+            Data(#"{"n_layer": 3, "norm": "rmsnorm"}"#.utf8), path: "part.json", over: base)
+        #expect(partial.layers == 3 && partial.norm == .rmsNorm && partial.width == 64 && partial.heads == 4)
+        #expect(
+            errorText { _ = try ModelCheckpoint.parseConfig(Data(#"{"n_layers": 3}"#.utf8), path: "p", over: base) }
+                .contains("unknown field 'n_layers'"))
         object["n_kv_head"] = 3
         #expect(parse(object).contains("n_kv_head 3"))
         object["fledge_format_version"] = 9

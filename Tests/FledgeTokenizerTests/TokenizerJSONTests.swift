@@ -162,3 +162,14 @@ struct CharacterBPETests {
         #expect(throws: TokenizerError.self) { try BPETrainer(config: config).train(texts: ["abc"]) }
     }
 }
+
+@Suite struct UnknownTokenTests {
+    @Test func theUnknownTokenIsFoundInAnyCaseOrByName() {
+        #expect(BPETrainer.unknownIndex(nil, in: ["<PAD>", "<UNK>", "<BOS>", "<EOS>"]) == 1)
+        #expect(BPETrainer.unknownIndex(nil, in: ["[PAD]", "[UNK]"]) == 1)
+        #expect(BPETrainer.unknownIndex("<oov>", in: ["<pad>", "<oov>"]) == 1)
+        #expect(BPETrainer.unknownIndex("<OOV>", in: ["<pad>", "<oov>"]) == 1)
+        #expect(BPETrainer.unknownIndex("<x>", in: ["<pad>", "<unk>"]) == nil)
+        #expect(BPETrainer.unknownIndex(nil, in: ["<pad>", "<eos>"]) == nil)
+    }
+}
