@@ -18,7 +18,7 @@ demo: build
 		--tokenizer $(DEMO)/tokenizer.json --output $(DEMO)/data --overwrite
 	rm -rf $(DEMO)/run
 	.build/release/fledge train --data $(DEMO)/data --run $(DEMO)/run --layers 4 --width 192 --heads 6 \
-		--context 128 --batch-size 16 --lr 2e-3 --warmup 100 --steps 100000 --minutes 3 --eval-every 250 \
+		--context 128 --batch-size 16 --lr 2e-3 --warmup 100 --minutes 3 --eval-every 250 \
 		--prompt "ROMEO:" --sample-tokens 80
 	.build/release/fledge eval $(DEMO)/run --prompts data/demo-prompts.txt --temperature 0.8 --tokens 60
 

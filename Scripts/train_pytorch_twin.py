@@ -99,6 +99,7 @@ def train(args):
     start = time.time()
     log.write(json.dumps({"kind": "eval", "step": 0, "elapsed": 0.0, "validation_loss": evaluate()}) + "\n")
     step = 0
+    warmup_end = None
     while step < steps and time.time() - start < budget:
         if cursor + B > windows:
             order, cursor = torch.randperm(windows, generator=generator), 0
@@ -113,7 +114,13 @@ def train(args):
             torch.nn.utils.clip_grad_norm_(model.parameters(), training["clip_norm"])
         elapsed = time.time() - start
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, max(step / steps, elapsed / budget))
+            # Decay measured from the end of warmup, in steps or time, as Fledge's Trainer.decayProgress does.
+            warmup = sched["warmup_steps"]
+            if step >= warmup and warmup_end is None:
+                warmup_end = elapsed
+            progress = 0.0 if step < warmup else max(
+                (step - warmup) / max(1, steps - warmup), (elapsed - warmup_end) / max(1e-9, budget - warmup_end))
+            group["lr"] = lr_at(step, min(1.0, max(0.0, progress)))
         optimizer.step()
         step += 1
         if step % training["eval_every"] == 0:

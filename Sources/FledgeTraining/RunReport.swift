@@ -19,14 +19,21 @@ public enum RunReport {
             r.validationLoss.map { (Double(r.step), Double($0)) }
         }
         let lastEval = metrics.last { $0.kind == "eval" }
+        // A run limited by time alone speaks in time; one with a step limit in steps.
+        let progress =
+            training.maxSteps >= TrainingConfig.unlimitedSteps
+            ? String(
+                format: "step %d after %.0f s of a %.0f s budget", state.step, state.elapsedSeconds,
+                training.maxSeconds ?? 0)
+            : String(format: "step %d of %d, %.0f s", state.step, training.maxSteps, state.elapsedSeconds)
         var html = """
             <!doctype html><html><head><meta charset="utf-8"><title>Fledge run report</title>
             <style>body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}
             table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}
             pre{background:#f6f6f6;padding:8px;overflow-x:auto;white-space:pre-wrap}.k{color:#666}</style></head><body>
             <h1>Fledge run report</h1>
-            <p>\(escape(url.deletingLastPathComponent().path)) — step \(state.step) of \(training.maxSteps), \
-            \(state.tokensSeen) tokens, \(String(format: "%.0f", state.elapsedSeconds)) s</p>
+            <p>\(escape(url.deletingLastPathComponent().path)) — \(progress), \
+            \(state.tokensSeen) tokens</p>
             """
         if let lastEval, let loss = lastEval.validationLoss {
             html += String(

@@ -250,9 +250,7 @@ public final class Trainer {
             return (loss, norm)
         }
         skipped.inARow = 0
-        let progress = max(
-            Double(state.step) / Double(config.maxSteps), config.maxSeconds.map { state.elapsedSeconds / $0 } ?? 0)
-        state.lastLearningRate = config.schedule.rate(step: state.step, progress: progress)
+        state.lastLearningRate = config.schedule.rate(step: state.step, progress: decayProgress())
         optimizer.update(model, learningRate: state.lastLearningRate)
         state.step += 1
         if let smoothed = state.smoothedLoss, state.step > config.schedule.warmupSteps,
@@ -262,6 +260,21 @@ public final class Trainer {
         }
         state.smoothedLoss = state.smoothedLoss.map { 0.95 * $0 + 0.05 * loss } ?? loss
         return (loss, norm)
+    }
+
+    /// How far training is through the decay that follows warmup (0 at the end of warmup, 1 at the end of
+    /// the budget), in steps or in time, whichever budget is further spent. Measured from the end of warmup,
+    /// so a slow warmup is not followed by a sudden drop of the rate (nanoGPT's decay ratio).
+    func decayProgress() -> Double {
+        let warmup = config.schedule.warmupSteps
+        guard state.step >= warmup else { return 0 }
+        if state.warmupEndSeconds == nil { state.warmupEndSeconds = state.elapsedSeconds }
+        let bySteps = Double(state.step - warmup) / Double(max(1, config.maxSteps - warmup))
+        let byTime = config.maxSeconds.map { budget -> Double in
+            let start = state.warmupEndSeconds ?? 0
+            return (state.elapsedSeconds - start) / max(1e-9, budget - start)
+        }
+        return min(1, max(0, max(bySteps, byTime ?? 0)))
     }
 
     /// A dropout seed per (run seed, step, micro-batch): masks never repeat and need no stored RNG state.

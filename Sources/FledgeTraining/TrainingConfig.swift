@@ -30,7 +30,7 @@ public struct LearningRateSchedule: Codable, Sendable, Equatable {
 
     public init() {}
 
-    /// The rate at `step` (0-based) when training has gone `progress` (0...1) of its way.
+    /// The rate at `step` (0-based) when the decay after warmup has gone `progress` (0...1) of its way.
     public func rate(step: Int, progress: Double) -> Float {
         if step < warmupSteps { return peak * Float(step + 1) / Float(warmupSteps) }
         let floor = peak * minimumFraction
@@ -63,6 +63,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// Micro-batches per update.
     public var accumulationSteps = 1
     public var maxSteps = 1000
+    /// `maxSteps` of a run limited by time alone: no step limit.
+    public static let unlimitedSteps = 1 << 40
     /// A wall-clock budget; with it, the schedule follows whichever budget runs out first (and a resumed run
     /// is no longer bit-identical to an uninterrupted one, as time differs).
     public var maxSeconds: Double?
@@ -133,6 +135,8 @@ public struct TrainerState: Codable, Sendable, Equatable {
     public var lastLearningRate: Float = 0
     /// The prepared data folder (absolute), so `--resume` finds it.
     public var dataFolder: String?
+    /// Seconds of training when warmup ended: the time budget's decay is measured from there.
+    public var warmupEndSeconds: Double?
 
     public init() {}
 }

@@ -137,7 +137,8 @@ struct TrainCommand: ParsableCommand {
     func trainingConfig() -> TrainingConfig {
         var config = TrainingConfig()
         config.sequenceLength = architecture.context
-        config.maxSteps = steps ?? 1000
+        // A time budget alone sets no step limit: the run, its schedule and its progress line speak in time.
+        config.maxSteps = steps ?? (minutes != nil ? TrainingConfig.unlimitedSteps : 1000)
         config.maxSeconds = minutes.map { $0 * 60 }
         if let batchSize { config.batchSize = batchSize }
         if let accumulation { config.accumulationSteps = accumulation }
@@ -234,7 +235,10 @@ struct TrainCommand: ParsableCommand {
                     name: "\(resume)/latest/tokenizer.json")
                 trainer = try Trainer(
                     model: model, optimizer: optimizer, config: config, dataset: dataset, run: folder, state: state)
-                say("resuming \(resume) at step \(state.step) of \(config.maxSteps)")
+                say(
+                    config.maxSteps >= TrainingConfig.unlimitedSteps
+                        ? "resuming \(resume) at step \(state.step) (\(duration(state.elapsedSeconds)) of \(duration(config.maxSeconds ?? 0)))"
+                        : "resuming \(resume) at step \(state.step) of \(config.maxSteps)")
             } else {
                 guard let data else { throw ValidationError("give --data (a prepared folder), or --resume RUN.") }
                 let dataset = try PreparedDataset(URL(fileURLWithPath: data))
@@ -301,9 +305,18 @@ struct TrainCommand: ParsableCommand {
         )
         let config = trainer.config
         let steps = config.maxSteps - trainer.state.step
-        say(
-            "plan: \(steps) updates of \(trainer.tokensPerUpdate) tokens (batch \(config.batchSize) × \(trainer.tokensPerUpdate / config.batchSize / config.accumulationSteps) × \(config.accumulationSteps) accumulation)\(config.maxSeconds.map { String(format: ", at most %.1f min", $0 / 60) } ?? ""); \(trainer.tokensPerUpdate * steps / max(train.tokens, 1)) epochs"
-        )
+        let timeOnly = config.maxSteps >= TrainingConfig.unlimitedSteps
+        let shape =
+            "\(trainer.tokensPerUpdate) tokens (batch \(config.batchSize) × \(trainer.tokensPerUpdate / config.batchSize / config.accumulationSteps) × \(config.accumulationSteps) accumulation)"
+        if timeOnly, let budget = config.maxSeconds {
+            say(
+                "plan: updates of \(shape) for \(duration(budget - trainer.state.elapsedSeconds)) (the schedule follows time; the speed below says how many updates that is)"
+            )
+        } else {
+            say(
+                "plan: \(steps) updates of \(shape)\(config.maxSeconds.map { String(format: ", at most %.1f min", $0 / 60) } ?? ""); \(String(format: "%.1f", Double(trainer.tokensPerUpdate) * Double(steps) / Double(max(train.tokens, 1)))) epochs"
+            )
+        }
         let interrupt = Interrupt()
         trainer.shouldStop = { interrupt.requested }
         let line = ProgressLine()
@@ -314,15 +327,22 @@ struct TrainCommand: ParsableCommand {
                 if !printedEstimate && s.step >= 5 && s.tokensPerSecond > 0 {
                     printedEstimate = true
                     line.finish()
+                    let updates = s.remaining * s.tokensPerSecond / Double(trainer.tokensPerUpdate)
+                    let predicted =
+                        timeOnly
+                        ? String(
+                            format: "; about %.0f more updates, %.1f epochs, in the budget", updates,
+                            updates * Double(trainer.tokensPerUpdate) / Double(max(train.tokens, 1))) : ""
                     say(
                         String(
-                            format: "speed: %.0f tokens/s; estimated time %@", s.tokensPerSecond, duration(s.remaining))
-                    )
+                            format: "speed: %.0f tokens/s; estimated time %@%@", s.tokensPerSecond,
+                            duration(s.remaining), predicted))
                 }
+                let where_ = timeOnly ? "step \(s.step)" : "step \(s.step)/\(s.totalSteps)"
                 let status = String(
-                    format: "step %d/%d  loss %.4f  lr %.2e  grad %.3f  %.0f tok/s  %@ elapsed  ETA %@", s.step,
-                    s.totalSteps, s.loss, s.learningRate, s.gradientNorm, s.tokensPerSecond, duration(s.elapsed),
-                    duration(s.remaining))
+                    format: "%@  loss %.4f  lr %.2e  grad %.3f  %.0f tok/s  %@ elapsed  %@ %@", where_, s.loss,
+                    s.learningRate, s.gradientNorm, s.tokensPerSecond, duration(s.elapsed),
+                    timeOnly ? "left" : "ETA", duration(s.remaining))
                 line.update(status)
                 // Not a terminal (a log file): a line every quarter of an evaluation interval instead.
                 if !line.live && s.step % max(1, trainer.config.evalEvery / 4) == 0 { say(status) }

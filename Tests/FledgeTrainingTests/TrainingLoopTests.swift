@@ -153,6 +153,32 @@ struct TrainingLoopTests {
         #expect(abs(schedule.rate(step: 100, progress: 1) - 0.1) < 1e-6)
     }
 
+    @Test func theDecayStartsAtThePeakWhereWarmupEnds() throws {
+        // The rate climbs to the peak over the warmup and decays from it to the floor, with no drop (with a time
+        // budget too, whose decay is measured from the moment warmup ended).
+        let folder = TrainingFixtures.scratch()
+        let dataset = try TrainingFixtures.dataset(in: folder)
+        var config = TrainingFixtures.trainingConfig(steps: 25)
+        config.evalEvery = 100
+        config.sampleTokens = 0
+        for (name, seconds) in [("steps", nil), ("time", 3600.0)] as [(String, Double?)] {
+            config.maxSeconds = seconds
+            let model = try TrainingFixtures.model()
+            let run = folder.appendingPathComponent(name)
+            _ = try Trainer(
+                model: model, optimizer: try AdamW(model: model), config: config, dataset: dataset, run: run
+            )
+            .train()
+            let rates = try MetricsLog.read(run.appendingPathComponent("metrics.jsonl")).filter { $0.kind == "train" }
+                .map { $0.learningRate! }
+            let peak = config.schedule.peak
+            #expect(rates[4] == peak, "\(name): warmup ends at the peak")
+            #expect(rates[5] > 0.99 * peak, "\(name): the first decayed rate is \(rates[5]), not a drop")
+            #expect(zip(rates.dropFirst(5), rates.dropFirst(6)).allSatisfy { $0 >= $1 }, "\(name): decays")
+            if seconds == nil { #expect(abs(rates.last! - peak * config.schedule.minimumFraction) < peak * 0.02) }
+        }
+    }
+
     @Test func maskedPositionsContributeNoGradient() throws {
         let folder = TrainingFixtures.scratch()
         let dataset = try TrainingFixtures.dataset(in: folder, questions: true)
