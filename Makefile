@@ -1,5 +1,5 @@
 # The two commands of the README, and a few more. Every target installs what is missing first.
-.PHONY: setup build demo test bench format
+.PHONY: setup build demo test bench format install
 
 setup:
 	@bash Scripts/setup.sh
@@ -8,7 +8,8 @@ build: setup
 	swift build -c release
 
 # The main job on the bundled data: a BPE tokenizer, prepared shards, a small GPT trained for 3 minutes
-# on the CPU (samples at each evaluation), then completions of a few prompts and the report's path.
+# on the CPU (samples at each evaluation), completions of a few prompts, then a chat model fine-tuned for a
+# minute on the bundled question/answer pairs.
 DEMO = runs/demo
 demo: build
 	mkdir -p $(DEMO)
@@ -21,6 +22,23 @@ demo: build
 		--context 128 --batch-size 16 --lr 2e-3 --warmup 100 --minutes 3 --eval-every 250 \
 		--prompt "ROMEO:" --sample-tokens 80
 	.build/release/fledge eval $(DEMO)/run --prompts data/demo-prompts.txt --temperature 0.8 --tokens 60
+	# A chat model: the pretrained model fine-tuned for a minute on the bundled question/answer pairs.
+	.build/release/fledge data prepare data/qa/chatterbot_en.jsonl --tokenizer $(DEMO)/tokenizer.json \
+		--output $(DEMO)/qa --overwrite
+	rm -rf $(DEMO)/chat
+	.build/release/fledge train --data $(DEMO)/qa --init-from $(DEMO)/run --run $(DEMO)/chat --batch-size 16 \
+		--lr 5e-4 --warmup 20 --minutes 1 --eval-every 100 --sample-tokens 0
+	printf 'What is your name?\nHow are you?\n' | .build/release/fledge chat $(DEMO)/chat --tokens 40 --seed 1
+	@echo "next: .build/release/fledge chat $(DEMO)/chat   ·   report: $(DEMO)/run/report.html"
+
+# fledge on PATH: the binary in $(PREFIX)/bin and GPT-2's vocabulary in $(PREFIX)/share/fledge (where
+# `--tokenizer gpt2` finds it). PREFIX=$$HOME/.local installs for one user.
+PREFIX ?= /usr/local
+install: build
+	install -d $(PREFIX)/bin $(PREFIX)/share/fledge/tokenizers/gpt2
+	install -m 755 .build/release/fledge $(PREFIX)/bin/fledge
+	install -m 644 data/tokenizers/gpt2/encoder.json data/tokenizers/gpt2/vocab.bpe $(PREFIX)/share/fledge/tokenizers/gpt2/
+	@echo "installed $(PREFIX)/bin/fledge (is $(PREFIX)/bin on PATH?)"
 
 # Every test, in release mode (the kernels are slow unoptimised), then the command line end to end, then the
 # adversarial suite (malformed files, hostile numbers, colliding paths, two processes, kill -9 mid-save).

@@ -18,12 +18,15 @@ public struct SequenceFormat: Codable, Sendable, Equatable {
     /// The question/answer template: {question} and {answer} are the pair's text, {bos} and {eos} the special
     /// tokens. The loss mask starts at {answer}.
     public var questionAnswerTemplate = "{bos}Question: {question}\nAnswer: {answer}{eos}"
+    /// In a checkpoint's copy: whether the model was trained on question/answer pairs in this template (nil:
+    /// not recorded, as in prepared data and older checkpoints).
+    public var questionAnswerData: Bool?
 
     public init() {}
 
     /// `addBOS` is spelled without the acronym so that snake_case keys ("add_bos") decode back.
     enum CodingKeys: String, CodingKey {
-        case eosToken, bosToken, questionAnswerTemplate
+        case eosToken, bosToken, questionAnswerTemplate, questionAnswerData
         case addBOS = "addBos"
     }
 }

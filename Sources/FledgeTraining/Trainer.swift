@@ -304,7 +304,7 @@ public final class Trainer {
             state.bestValidationLoss = evaluation.loss
             try RunCheckpoint.save(
                 .best, run: run, model: model, optimizer: nil, tokenizerJSON: tokenizerJSON, state: state,
-                config: config, format: dataset.manifest.config.sequence)
+                config: config, format: checkpointFormat)
         }
         return evaluation
     }
@@ -312,10 +312,17 @@ public final class Trainer {
     func save(_ kind: CheckpointKind) throws {
         try RunCheckpoint.save(
             kind, run: run, model: model, optimizer: optimizer, tokenizerJSON: tokenizerJSON, state: state,
-            config: config, format: dataset.manifest.config.sequence)
+            config: config, format: checkpointFormat)
         var record = MetricsRecord(kind: "event", step: state.step, elapsed: state.elapsedSeconds)
         record.message = "saved \(kind.rawValue)/"
         metrics.append(record)
+    }
+
+    /// The sequence format saved with each checkpoint: the data's, and whether it was question/answer data.
+    var checkpointFormat: SequenceFormat {
+        var format = dataset.manifest.config.sequence
+        format.questionAnswerData = dataset.manifest.lossMask
+        return format
     }
 
     func report(_ message: String) {

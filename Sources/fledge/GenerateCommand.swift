@@ -147,8 +147,10 @@ struct ChatCLI: ParsableCommand {
                     "Chatting with \(loaded.folder.path) (\(loaded.model.parameterCount) parameters, context \(generator.contextLength) tokens). /help for commands, /quit to leave."
                 )
             }
-            if format == nil {
-                note("note: \(loaded.folder.path) has no \(RunCheckpoint.formatFile); using the default template.")
+            if format?.questionAnswerData != true {
+                note(
+                    "note: \(loaded.folder.path) was not fine-tuned on question/answer pairs\(format == nil ? " (it has no \(RunCheckpoint.formatFile))" : ""), so it has learned no way to answer: each message is wrapped in the template \((format ?? SequenceFormat()).questionAnswerTemplate.debugDescription) and the model continues the text until its end-of-sequence token or the token limit. For real replies, fine-tune it on Q&A data first (`make demo` makes runs/demo/chat that way)."
+                )
             }
             ChatConsole(session: session, showPrompt: interactive).run(
                 readLine: { Swift.readLine(strippingNewline: true) }, write: { say($0, terminator: "") })
