@@ -36,6 +36,7 @@ public final class FolderLock: @unchecked Sendable {
         registry.lock()
         defer { registry.unlock() }
         if let lock = held[path]?.lock { return lock }
+        _ = exitHook
         var descriptor: Int32 = -1
         for _ in 0..<100 {
             descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
@@ -71,6 +72,16 @@ public final class FolderLock: @unchecked Sendable {
         let lock = FolderLock(url: URL(fileURLWithPath: path), descriptor: descriptor)
         held[path] = Entry(lock)
         return lock
+    }
+
+    /// At a normal exit, locks still held are let go like at deinit (their files deleted); the kernel
+    /// releases the flocks themselves in any case, even after kill -9.
+    private static let exitHook: Void = { atexit { FolderLock.deleteHeldFiles() } }()
+
+    private static func deleteHeldFiles() {
+        registry.lock()
+        defer { registry.unlock() }
+        for (path, entry) in held where entry.lock != nil { unlink(path) }
     }
 
     /// The lock of a run folder (`RUN/.lock`; the folder is created).

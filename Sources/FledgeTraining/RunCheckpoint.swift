@@ -37,9 +37,9 @@ public enum RunCheckpoint {
     /// complete) and swapped in by `FolderSwap`, so a loadable KIND/ stands at every instant.
     public static func save(
         _ kind: CheckpointKind, run: URL, model: GPT, optimizer: AdamW?, tokenizerJSON: Data, state: TrainerState,
-        config: TrainingConfig, format: SequenceFormat? = nil
+        config: TrainingConfig, format: SequenceFormat? = nil, manifest: Data? = nil, name: String? = nil
     ) throws {
-        let target = run.appendingPathComponent(kind.rawValue)
+        let target = run.appendingPathComponent(name ?? kind.rawValue)
         let temporary = FolderSwap.temporary(for: target)
         let files = FileManager.default
         try? files.removeItem(at: temporary)
@@ -54,6 +54,8 @@ public enum RunCheckpoint {
             if let format {
                 try encoder().encode(format).write(to: temporary.appendingPathComponent(formatFile))
             }
+            // The data it was trained on: sources, mix, counts and shard hashes, so a checkpoint is a record.
+            if let manifest { try manifest.write(to: temporary.appendingPathComponent(manifestFile)) }
             try encoder().encode(state).write(to: temporary.appendingPathComponent(stateFile))
             try FolderSwap.install(temporary, at: target)
         } catch {
@@ -61,10 +63,15 @@ public enum RunCheckpoint {
             let detail =
                 (error as? ModelError)?.message ?? (error as? FileError)?.message ?? error.localizedDescription
             throw TrainingError(
-                "saving the \(kind.rawValue) checkpoint of \(run.path) at step \(state.step) failed: \(detail)",
-                hint: "free disk space (or check permissions); the previous \(kind.rawValue)/ checkpoint is untouched.")
+                "saving the \(name ?? kind.rawValue) checkpoint of \(run.path) at step \(state.step) failed: \(detail)",
+                hint:
+                    "free disk space (or check permissions); the previous \(name ?? kind.rawValue)/ checkpoint is untouched."
+            )
         }
     }
+
+    /// The copy of the training data's manifest.json in each checkpoint.
+    public static let manifestFile = "data-manifest.json"
 
     /// The file written last into a checkpoint folder: a folder holding it is complete.
     static let stateFile = "trainer-state.json"
@@ -87,7 +94,9 @@ public enum RunCheckpoint {
             let names = ((try? FileManager.default.contentsOfDirectory(atPath: run.path)) ?? []).filter {
                 $0 != ".lock"
             }
-            let runFiles: Set<String> = ["metrics.jsonl", "report.html", "latest", "best", "final"]
+            let runFiles: Set<String> = [
+                "metrics.jsonl", "report.html", "latest", "best", "final", "checkpoints", "console.log",
+            ]
             guard names.allSatisfy({ runFiles.contains($0) || $0.hasPrefix(".") }) else {
                 throw TrainingError(
                     "\(run.path) is a folder that Fledge did not make as a run (it holds \(names.sorted().prefix(3).joined(separator: ", ")))",
@@ -111,9 +120,11 @@ public enum RunCheckpoint {
         }
         // Under the lock no other process writes here: any other temporary file (an atomic write of
         // report.html or a checkpoint's, killed before its rename) is stale.
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: run.path)) ?? []
-        where name.hasPrefix(".") && (name.contains(".tmp-") || name.contains(".old-")) {
-            try? FileManager.default.removeItem(at: run.appendingPathComponent(name))
+        for folder in [run, run.appendingPathComponent("checkpoints")] {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+            where name.hasPrefix(".") && (name.contains(".tmp-") || name.contains(".old-")) {
+                try? FileManager.default.removeItem(at: folder.appendingPathComponent(name))
+            }
         }
         if OwnedOutput.kind(of: run) == nil {
             do { try OwnedOutput.mark(run, kind: "run") } catch let error as FileError {

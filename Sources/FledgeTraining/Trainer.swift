@@ -191,6 +191,7 @@ public final class Trainer {
                 try save(.latest)
                 lastCheckpoint = Date()
             }
+            if let keep = config.keepEvery, state.step % keep == 0 { try keepStep() }
         }
         state.elapsedSeconds = elapsed()
         if lastEvaluation == nil || state.step % config.evalEvery != 0 {
@@ -290,6 +291,7 @@ public final class Trainer {
         (record.validationLoss, record.perplexity, record.bitsPerByte) =
             (evaluation.loss, evaluation.perplexity, evaluation.bitsPerByte)
         metrics.append(record)
+        defer { try? writeReport() }  // the report is current after every evaluation, not only at the end
         for prompt in config.samplePrompts where config.sampleTokens > 0 {
             if sampler == nil {
                 sampler = try Generator(model: model, tokenizer: tokenizer, format: dataset.manifest.config.sequence)
@@ -304,7 +306,7 @@ public final class Trainer {
             state.bestValidationLoss = evaluation.loss
             try RunCheckpoint.save(
                 .best, run: run, model: model, optimizer: nil, tokenizerJSON: tokenizerJSON, state: state,
-                config: config, format: checkpointFormat)
+                config: config, format: checkpointFormat, manifest: try? dataset.manifest.jsonData())
         }
         return evaluation
     }
@@ -312,10 +314,27 @@ public final class Trainer {
     func save(_ kind: CheckpointKind) throws {
         try RunCheckpoint.save(
             kind, run: run, model: model, optimizer: optimizer, tokenizerJSON: tokenizerJSON, state: state,
-            config: config, format: checkpointFormat)
+            config: config, format: checkpointFormat, manifest: try? dataset.manifest.jsonData())
         var record = MetricsRecord(kind: "event", step: state.step, elapsed: state.elapsedSeconds)
         record.message = "saved \(kind.rawValue)/"
         metrics.append(record)
+    }
+
+    /// A step-numbered checkpoint kept for good (`checkpoints/step-NNNNNNN/`, weights and state, no optimizer
+    /// moments), written like the others: complete or not at all.
+    func keepStep() throws {
+        let folder = run.appendingPathComponent("checkpoints")
+        do {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        } catch {
+            throw TrainingError(
+                "cannot create \(folder.path): \(error.localizedDescription)", hint: "check free disk space.")
+        }
+        try RunCheckpoint.save(
+            .best, run: folder, model: model, optimizer: nil, tokenizerJSON: tokenizerJSON, state: state,
+            config: config, format: checkpointFormat, manifest: try? dataset.manifest.jsonData(),
+            name: String(format: "step-%07d", state.step))
+        report(String(format: "kept checkpoints/step-%07d/", state.step))
     }
 
     /// The sequence format saved with each checkpoint: the data's, and whether it was question/answer data.

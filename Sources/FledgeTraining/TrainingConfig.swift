@@ -79,6 +79,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var samplePrompts = ["\n"]
     public var sampleTokens = 120
     public var checkpointEvery = 500
+    /// Also keep a step-numbered copy, `checkpoints/step-NNNNNNN/`, every N updates (nil: none).
+    public var keepEvery: Int?
     public var checkpointMinutes: Double? = 10
     public var onNonFinite = NonFinitePolicy.stop
     /// A loss above this multiple of its running mean is reported as a spike.
@@ -115,6 +117,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
                 "clip ≥ 0; evaluation and checkpoint intervals and eval batches ≥ 1.")
         }
         if let maxSeconds, maxSeconds <= 0 { throw fail("time budget \(maxSeconds) s", "use a positive --minutes.") }
+        if let keepEvery, keepEvery < 1 { throw fail("keep every \(keepEvery)", "use --keep-every 1 or more.") }
     }
 }
 

@@ -27,6 +27,7 @@ struct ThreadOptions: ParsableArguments {
 /// Prints an error the library raised and exits non-zero (only the CLI exits).
 func exitWithError(_ error: Error) -> Never {
     FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+    ConsoleLog.write("error: \(error)\n")
     Foundation.exit(1)
 }
 

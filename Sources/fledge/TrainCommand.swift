@@ -130,6 +130,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Tokens per sample (default 120).") var sampleTokens: Int?
     @Option(help: "Save latest/ every N updates (default 500).") var checkpointEvery: Int?
     @Option(help: "…and every N minutes (default 10).") var checkpointMinutes: Double?
+    @Option(help: "Also keep a step-numbered copy of the weights, checkpoints/step-N/, every N updates.")
+    var keepEvery: Int?
     @Option(help: "A NaN/infinite loss or gradient: stop, or skip the update (default stop).") var onNan:
         NonFinitePolicy?
     @OptionGroup var threading: ThreadOptions
@@ -158,6 +160,7 @@ struct TrainCommand: ParsableCommand {
         if let sampleTokens { config.sampleTokens = sampleTokens }
         if let checkpointEvery { config.checkpointEvery = checkpointEvery }
         if let checkpointMinutes { config.checkpointMinutes = checkpointMinutes }
+        config.keepEvery = keepEvery
         if let onNan { config.onNonFinite = onNan }
         return config
     }
@@ -173,6 +176,7 @@ struct TrainCommand: ParsableCommand {
             ("--eval-every", evalEvery != nil), ("--eval-batches", evalBatches != nil), ("--prompt", !prompt.isEmpty),
             ("--sample-tokens", sampleTokens != nil), ("--checkpoint-every", checkpointEvery != nil),
             ("--checkpoint-minutes", checkpointMinutes != nil), ("--on-nan", onNan != nil),
+            ("--keep-every", keepEvery != nil),
         ]
         return given.filter(\.1).map(\.0) + architecture.given
     }
@@ -188,6 +192,7 @@ struct TrainCommand: ParsableCommand {
         if let sampleTokens { try checkRange("--sample-tokens", sampleTokens, 0...100_000) }
         if let checkpointEvery { try checkRange("--checkpoint-every", checkpointEvery, 1...1_000_000_000_000) }
         if let checkpointMinutes { try checkFinite("--checkpoint-minutes", checkpointMinutes, 0.001...10_000_000) }
+        if let keepEvery { try checkRange("--keep-every", keepEvery, 1...1_000_000_000_000) }
         for (option, value) in [
             ("--lr", lr), ("--min-lr-fraction", minLrFraction), ("--decay-fraction", decayFraction),
             ("--weight-decay", weightDecay), ("--beta1", beta1), ("--beta2", beta2), ("--clip", clip),
@@ -292,8 +297,11 @@ struct TrainCommand: ParsableCommand {
         return formatter.string(from: Date())
     }
 
-    /// Prints the plan, runs the trainer with a live progress line, and prints the outcome.
+    /// Prints the plan, runs the trainer with a live progress line, and prints the outcome; everything printed
+    /// is also appended to RUN/console.log.
     static func train(_ trainer: Trainer, threads: Int) throws {
+        ConsoleLog.open(trainer.run.appendingPathComponent("console.log"))
+        defer { ConsoleLog.close() }
         let model = trainer.model
         let manifest = trainer.dataset.manifest
         let train = manifest.splits["train"]!
@@ -413,8 +421,31 @@ final class Interrupt: @unchecked Sendable {
     }
 }
 
-/// Prints a line and flushes it at once, so progress reaches a log file as it happens.
+/// Prints a line and flushes it at once, so progress reaches a log file as it happens (and the run's
+/// console.log while a run is training).
 func say(_ text: String, terminator: String = "\n") {
     print(text, terminator: terminator)
     fflush(nil)
+    ConsoleLog.write(text + terminator)
+}
+
+/// A run's console.log: what `fledge train` printed (not the live progress line), appended across resumes.
+enum ConsoleLog {
+    nonisolated(unsafe) private static var handle: FileHandle?
+
+    static func open(_ url: URL) {
+        if !FileManager.default.fileExists(atPath: url.path) {
+            FileManager.default.createFile(atPath: url.path, contents: nil)
+        }
+        handle = try? FileHandle(forWritingTo: url)
+        _ = try? handle?.seekToEnd()
+        write("--- \(CommandLine.arguments.joined(separator: " ")) (\(ISO8601DateFormatter().string(from: Date())))\n")
+    }
+
+    static func write(_ text: String) { try? handle?.write(contentsOf: Data(text.utf8)) }
+
+    static func close() {
+        try? handle?.close()
+        handle = nil
+    }
 }

@@ -325,4 +325,26 @@ struct TrainingLoopTests {
         #expect(left.isEmpty, "\(left)")
         #expect(try RunCheckpoint.resumeFolder(run) == latest)
     }
+
+    @Test func aRunKeepsStepCheckpointsAndItsRecord() throws {
+        let folder = TrainingFixtures.scratch()
+        let dataset = try TrainingFixtures.dataset(in: folder)
+        var config = TrainingFixtures.trainingConfig(steps: 10)
+        config.keepEvery = 5
+        config.sampleTokens = 0
+        let run = folder.appendingPathComponent("run")
+        let model = try TrainingFixtures.model()
+        _ = try Trainer(model: model, optimizer: try AdamW(model: model), config: config, dataset: dataset, run: run)
+            .train()
+        for step in [5, 10] {
+            let kept = run.appendingPathComponent(String(format: "checkpoints/step-%07d", step))
+            #expect(RunCheckpoint.completeStep(kept) == step)
+            _ = try RunCheckpoint.loadForInference(kept.path, backend: CPUBackend())
+        }
+        let manifest = try DataManifest.parse(
+            Data(contentsOf: run.appendingPathComponent("final/\(RunCheckpoint.manifestFile)")),
+            url: URL(fileURLWithPath: "m"))
+        #expect(manifest.splits["train"]!.tokens == dataset.manifest.splits["train"]!.tokens)
+        #expect(try RunCheckpoint.loadFormat(run.appendingPathComponent("final"))?.questionAnswerData == false)
+    }
 }
