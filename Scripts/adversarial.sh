@@ -76,6 +76,7 @@ prep=(data prepare "$keep/corpus" --split-on blank-line --tokenizer "$keep/tok.j
 check "prepare onto its input" refused "destroy the input" -- $fledge "${prep[@]}" --output "$keep/corpus" --overwrite
 check "prepare onto a folder above its input" refused "destroy the input" -- $fledge "${prep[@]}" --output "$keep" --overwrite
 check "prepare onto ." refused "current folder|destroy" -- bash -c "cd '$keep/mine' && $fledge data prepare ../corpus --split-on blank-line --tokenizer ../tok.json --output . --overwrite"
+check "prepare into its input folder" refused "inside the input folder" -- $fledge "${prep[@]}" --output "$keep/corpus/prepared"
 check "prepare onto a user's folder" refused "not written by Fledge" -- $fledge "${prep[@]}" --output "$keep/mine" --overwrite
 check "prepare onto a user's file" refused "is a file" -- $fledge "${prep[@]}" --output "$keep/notes.txt" --overwrite
 check "prepare onto its tokenizer" refused "destroy the input" -- $fledge "${prep[@]}" --output "$keep/tok.json" --overwrite

@@ -1,6 +1,6 @@
-// PathCheck: refuses outputs that would destroy inputs. An output may not be one of the command's inputs, a
-// folder that holds one of them, or a folder that holds the current folder (`--output .`), whatever way the
-// paths are spelled (relative, `..`, symbolic links).
+// PathCheck: refuses outputs that would destroy or pollute inputs. An output may not be one of the command's
+// inputs, a folder that holds one of them, a folder inside an input folder, or a folder that holds the current
+// folder (`--output .`), whatever way the paths are spelled (relative, `..`, symbolic links).
 
 import Foundation
 
@@ -32,7 +32,8 @@ public enum PathCheck {
         return a == b || a.hasPrefix(b.hasSuffix("/") ? b : b + "/")
     }
 
-    /// Refuses `output` (named by `option`) when it is an input, holds an input, or holds the current folder.
+    /// Refuses `output` (named by `option`) when it is an input, holds an input, lies inside an input folder
+    /// (its files would be read as input next time), or holds the current folder.
     public static func checkOutput(_ output: String, option: String, inputs: [(path: String, option: String)]) throws {
         for input in inputs where isSameOrInside(input.path, output) {
             let same = canonical(input.path) == canonical(output)
@@ -41,6 +42,11 @@ public enum PathCheck {
                     ? "\(option) \(output) is also the input \(input.option) \(input.path): writing it would destroy the input"
                     : "\(option) \(output) holds the input \(input.option) \(input.path): replacing it would destroy the input",
                 hint: "write the output somewhere else, e.g. \(option) \(suggestion(for: output)).")
+        }
+        for input in inputs where UserFile.kind(input.path) == .folder && isSameOrInside(output, input.path) {
+            throw FileError(
+                "\(option) \(output) lies inside the input folder \(input.path): its files would be read as input next time",
+                hint: "write the output beside the input folder, e.g. \(option) \(suggestion(for: input.path)).")
         }
         if isSameOrInside(FileManager.default.currentDirectoryPath, output) {
             throw FileError(

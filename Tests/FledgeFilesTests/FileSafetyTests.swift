@@ -33,6 +33,10 @@ private func write(_ text: String, _ url: URL) throws {
         #expect(throws: FileError.self) {
             try PathCheck.checkOutput(FileManager.default.currentDirectoryPath, option: "--output", inputs: [])
         }
+        // Inside the input folder: its files would become input.
+        #expect(throws: FileError.self) {
+            try PathCheck.checkOutput(corpus.appendingPathComponent("out").path, option: "--output", inputs: inputs)
+        }
         // A sibling, or a new folder inside the input's parent, is fine.
         try PathCheck.checkOutput(root.appendingPathComponent("out").path, option: "--output", inputs: inputs)
         try PathCheck.checkOutput(root.appendingPathComponent("corpus-out").path, option: "--output", inputs: inputs)
