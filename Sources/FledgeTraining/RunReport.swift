@@ -1,6 +1,7 @@
 // RunReport: report.html of a run, readable offline (no scripts, no external files) — the loss curves
-// (training and validation, against steps) as inline SVG, the final numbers, the model and training
-// configuration, the data manifest's summary, and the samples at each evaluation.
+// (training and validation, against steps), the learning rate and the gradient norm as inline SVG, the
+// final numbers, the model and training settings as tables, the data manifest's summary, and the samples at
+// each evaluation. The loss axis spans what the run spent its time at, not the first steps' high loss.
 
 import FledgeData
 import FledgeFiles
@@ -43,15 +44,27 @@ public enum RunReport {
             html += "</p>"
         }
         html += "<h2>Loss</h2>" + chart(train: train, validation: validation)
+        let rates = metrics.filter { $0.kind == "train" }.compactMap { r in
+            r.learningRate.map { (Double(r.step), Double($0)) }
+        }
+        let norms = metrics.filter { $0.kind == "train" }.compactMap { r in
+            r.gradientNorm.map { (Double(r.step), Double($0)) }
+        }
+        html += "<h2>Learning rate and gradient norm</h2>"
+        html += lineChart([(rates, "#31a354", "learning rate")], height: 200, format: "%.1e", fitFrom: 0)
+        html += lineChart([(norms, "#756bb1", "gradient norm (before clipping)")], height: 200, format: "%.2f")
         html += "<h2>Model</h2><table>"
         html += row("parameters", "\(parameters)")
-        for (key, value) in configRows(model) { html += row(key, value) }
-        html += "</table><h2>Training</h2>"
+        if let data = try? ModelCheckpoint.configJSON(model) {
+            for (key, value) in flatten(data) { html += row(key, value) }
+        }
+        html += "</table><h2>Training</h2><table>"
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-        let trainingJSON = (try? encoder.encode(training)).map { String(decoding: $0, as: UTF8.self) } ?? ""
-        html += "<pre>\(escape(trainingJSON))</pre>"
+        if let data = try? encoder.encode(training) {
+            for (key, value) in flatten(data) { html += row(key, value) }
+        }
+        html += "</table>"
         html += "<h2>Data</h2><pre>\(escape(manifest.summary()))</pre>"
         html += "<h2>Samples</h2>"
         for sample in metrics.filter({ $0.kind == "sample" }).suffix(30) {
@@ -72,28 +85,37 @@ public enum RunReport {
         "<tr><th>\(escape(key))</th><td>\(escape(value))</td></tr>"
     }
 
-    static func configRows(_ config: ModelConfig) -> [(String, String)] {
-        guard let data = try? ModelCheckpoint.configJSON(config),
-            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        else { return [] }
-        return object.keys.sorted().map { ($0, "\(object[$0]!)") }
+    /// The rows of a JSON object as (dotted key, value), sorted; booleans as yes/no, lists joined.
+    static func flatten(_ data: Data) -> [(String, String)] {
+        guard let object = try? JSONSerialization.jsonObject(with: data) else { return [] }
+        var rows: [(String, String)] = []
+        func visit(_ value: Any, _ key: String) {
+            if let dictionary = value as? [String: Any] {
+                for name in dictionary.keys.sorted() { visit(dictionary[name]!, key.isEmpty ? name : "\(key).\(name)") }
+            } else if let list = value as? [Any] {
+                rows.append((key, list.map { text($0) }.joined(separator: ", ")))
+            } else {
+                rows.append((key, text(value)))
+            }
+        }
+        func text(_ value: Any) -> String {
+            if JSONNumber.isBoolean(value) { return (value as! NSNumber).boolValue ? "yes" : "no" }
+            if value is NSNull { return "—" }
+            if let string = value as? String {
+                let plain = !string.isEmpty && string.unicodeScalars.allSatisfy { $0.value >= 0x20 }
+                return plain ? string : string.debugDescription
+            }
+            if let number = value as? NSNumber, number.doubleValue.rounded() != number.doubleValue {
+                return String(format: "%g", number.doubleValue)  // 0.9, not 0.89999997615814209
+            }
+            return "\(value)"
+        }
+        visit(object, "")
+        return rows
     }
 
-    /// An SVG line chart of training loss (thin, smoothed) and validation loss (points and line) against steps.
+    /// Training loss (thin, and smoothed) and validation loss (points and line) against steps.
     static func chart(train: [(Double, Double)], validation: [(Double, Double)]) -> String {
-        let all = train + validation
-        guard let maxStep = all.map(\.0).max(), maxStep > 0 else { return "<p>No steps yet.</p>" }
-        let losses = all.map(\.1).filter(\.isFinite)
-        let low = max(0, (losses.min() ?? 0) - 0.1)
-        let high = (losses.max() ?? 1) + 0.1
-        let (width, height, margin) = (900.0, 360.0, 50.0)
-        func x(_ step: Double) -> Double { margin + (width - 2 * margin) * step / maxStep }
-        func y(_ loss: Double) -> Double { height - margin - (height - 2 * margin) * (loss - low) / (high - low) }
-        func path(_ points: [(Double, Double)]) -> String {
-            points.filter { $0.1.isFinite }.enumerated().map { i, p in
-                String(format: "%@%.1f,%.1f", i == 0 ? "M" : "L", x(p.0), y(p.1))
-            }.joined(separator: " ")
-        }
         // Smooth the training loss (exponential moving average) so the trend is visible.
         var smoothed: [(Double, Double)] = []
         var average: Double?
@@ -101,14 +123,52 @@ public enum RunReport {
             average = average.map { 0.9 * $0 + 0.1 * loss } ?? loss
             smoothed.append((step, average!))
         }
+        // The axis spans the losses after the first tenth of training (and every validation loss after step 0):
+        // the first steps' high loss, drawn clipped at the top, no longer flattens the rest.
+        let maxStep = (train + validation).map(\.0).max() ?? 0
+        let settled = smoothed.filter { $0.0 >= maxStep / 10 } + validation.filter { $0.0 > 0 }
+        return lineChart(
+            [
+                (train, "#9ecae1", ""), (smoothed, "#3182bd", "training loss (smoothed)"),
+                (validation, "#e6550d", "validation loss"),
+            ],
+            height: 360, format: "%.2f", fitTo: settled.isEmpty ? nil : settled, points: 2)
+    }
+
+    /// An SVG chart of series against steps. The y range fits `fitTo` (default: every point), from `fitFrom`
+    /// when given; points outside are drawn at the edge. Series `points` also gets a dot at each point.
+    static func lineChart(
+        _ series: [(points: [(Double, Double)], color: String, label: String)], height: Double, format: String,
+        fitTo: [(Double, Double)]? = nil, fitFrom: Double? = nil, points: Int? = nil
+    ) -> String {
+        let all = series.flatMap(\.points).filter { $0.1.isFinite }
+        guard let maxStep = all.map(\.0).max(), maxStep > 0 else { return "<p>No steps yet.</p>" }
+        let fit = (fitTo ?? all).map(\.1).filter(\.isFinite)
+        var low = fitFrom ?? (fit.min() ?? 0)
+        var high = fit.max() ?? 1
+        let pad = max((high - low) * 0.08, abs(high) * 1e-3, 1e-12)
+        if fitFrom == nil { low -= pad }
+        high += pad
+        if fitFrom == nil, low < 0, (fit.min() ?? 0) >= 0 { low = 0 }
+        let (width, margin) = (900.0, 60.0)
+        func x(_ step: Double) -> Double { margin + (width - 2 * margin) * step / maxStep }
+        func y(_ value: Double) -> Double {
+            let clamped = min(max(value, low), high)
+            return height - margin + 20 - (height - 2 * margin + 20) * (clamped - low) / (high - low)
+        }
+        func path(_ points: [(Double, Double)]) -> String {
+            points.filter { $0.1.isFinite }.enumerated().map { i, p in
+                String(format: "%@%.1f,%.1f", i == 0 ? "M" : "L", x(p.0), y(p.1))
+            }.joined(separator: " ")
+        }
         var svg =
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-size=\"12\">"
         for k in 0...4 {
-            let loss = low + (high - low) * Double(k) / 4
+            let value = low + (high - low) * Double(k) / 4
             svg += String(
-                format:
-                    "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/><text x=\"4\" y=\"%.1f\">%.2f</text>",
-                margin, width - margin, y(loss), y(loss), y(loss) + 4, loss)
+                format: "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>", margin,
+                width - margin, y(value), y(value))
+            svg += "<text x=\"2\" y=\"\(String(format: "%.1f", y(value) + 4))\">\(String(format: format, value))</text>"
         }
         for k in 0...4 {
             let step = maxStep * Double(k) / 4
@@ -116,15 +176,22 @@ public enum RunReport {
                 format: "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%.0f</text>", x(step), height - 20, step)
         }
         svg += "<text x=\"\(Int(width / 2))\" y=\"\(Int(height - 4))\" text-anchor=\"middle\">step</text>"
-        svg += "<path d=\"\(path(train))\" fill=\"none\" stroke=\"#9ecae1\" stroke-width=\"1\"/>"
-        svg += "<path d=\"\(path(smoothed))\" fill=\"none\" stroke=\"#3182bd\" stroke-width=\"2\"/>"
-        svg += "<path d=\"\(path(validation))\" fill=\"none\" stroke=\"#e6550d\" stroke-width=\"2\"/>"
-        for (step, loss) in validation where loss.isFinite {
-            svg += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"#e6550d\"/>", x(step), y(loss))
+        var legend = 20
+        for (index, s) in series.enumerated() {
+            let thick = s.label.isEmpty ? 1 : 2
+            svg += "<path d=\"\(path(s.points))\" fill=\"none\" stroke=\"\(s.color)\" stroke-width=\"\(thick)\"/>"
+            if index == points {
+                for (step, value) in s.points where value.isFinite {
+                    svg += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" ", x(step), y(value))
+                    svg += "fill=\"\(s.color)\"/>"
+                }
+            }
+            if !s.label.isEmpty {
+                svg += "<text x=\"\(Int(width - 260))\" y=\"\(legend)\" fill=\"\(s.color)\">\(escape(s.label))</text>"
+                legend += 16
+            }
         }
-        svg += "<text x=\"\(Int(width - 250))\" y=\"20\" fill=\"#3182bd\">training loss (smoothed)</text>"
-        svg += "<text x=\"\(Int(width - 250))\" y=\"36\" fill=\"#e6550d\">validation loss</text></svg>"
-        return svg
+        return svg + "</svg>"
     }
 
     static func escape(_ text: String) -> String {

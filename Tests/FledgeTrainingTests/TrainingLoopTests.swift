@@ -346,5 +346,11 @@ struct TrainingLoopTests {
             url: URL(fileURLWithPath: "m"))
         #expect(manifest.splits["train"]!.tokens == dataset.manifest.splits["train"]!.tokens)
         #expect(try RunCheckpoint.loadFormat(run.appendingPathComponent("final"))?.questionAnswerData == false)
+        // The report: loss, learning rate and gradient norm charts; settings as tables, booleans as words.
+        let report = try String(contentsOf: run.appendingPathComponent("report.html"), encoding: .utf8)
+        #expect(report.components(separatedBy: "<svg").count - 1 == 3)
+        #expect(report.contains("<th>tie_embeddings</th><td>yes</td>"))
+        #expect(report.contains("<th>schedule.kind</th><td>cosine</td>"))
+        #expect(report.contains("<th>optimizer.beta1</th><td>0.9</td>"))
     }
 }
