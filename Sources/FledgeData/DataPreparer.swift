@@ -95,7 +95,9 @@ public final class DataPreparer {
         let stageStart = Date()
         let alive = documents.indices.filter { status[$0] == .kept }
         let items = alive.map { MixItem(source: documents[$0].source, hash: hashes[$0], tokens: tokens[$0].count) }
-        let validation = Mixer.split(items, config.split)
+        let validation =
+            config.sources.contains { $0.validationOnly == true }
+            ? items.map { config.sources[$0.source].validationOnly == true } : Mixer.split(items, config.split)
         let weights = config.sources.map(\.weight)
         var uses = [Int](repeating: 0, count: documents.count)
         for side in [false, true] {

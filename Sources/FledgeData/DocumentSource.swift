@@ -43,12 +43,16 @@ public struct SourceSpec: Codable, Sendable, Equatable {
     /// Relative share of the training tokens (normalised over all sources).
     public var weight: Double
     public var licence: String?
+    /// The whole source is the validation split (a data set's own validation file); when any source is, the
+    /// other sources are all training and no document is held out by hash.
+    public var validationOnly: Bool?
 
-    public init(name: String, path: String, weight: Double = 1, licence: String? = nil) {
+    public init(name: String, path: String, weight: Double = 1, licence: String? = nil, validationOnly: Bool? = nil) {
         self.name = name
         self.path = path
         self.weight = weight
         self.licence = licence
+        self.validationOnly = validationOnly
     }
 
     /// Parses `NAME=PATH[:WEIGHT]` or `PATH` (the name is then the file or folder name without extension).

@@ -24,6 +24,11 @@ struct DataCommand: ParsableCommand {
         @Option(help: "A source NAME=PATH[:WEIGHT] (repeatable); weights set the share of training tokens.")
         var source: [String] = []
         @Option(help: "A source's licence NAME=TEXT, recorded in the manifest (repeatable).") var licence: [String] = []
+        @Option(
+            help:
+                "A file or folder that is the validation split as it is (a data set's own validation file; repeatable). The other inputs then all train."
+        )
+        var validation: [String] = []
         @Option(help: "tokenizer.json, a .tiktoken file, or gpt2.") var tokenizer: String
         @Option(help: "Output folder (shards, manifest.json, documents.jsonl, tokenizer.json).") var output: String
         @Flag(help: "Replace the output folder if it exists (only once the new one is complete).") var overwrite = false
@@ -74,6 +79,9 @@ struct DataCommand: ParsableCommand {
         @OptionGroup var threading: ThreadOptions
 
         func validate() throws {
+            if !validation.isEmpty && valTokens != nil {
+                throw ValidationError("--validation gives the validation split; drop --val-tokens.")
+            }
             guard !inputs.isEmpty || !source.isEmpty else {
                 throw ValidationError("give input files or folders, or --source NAME=PATH:WEIGHT.")
             }
@@ -102,6 +110,11 @@ struct DataCommand: ParsableCommand {
                     SourceSpec(name: URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent, path: $0)
                 }
                 + source.map { try SourceSpec.parse($0) }
+                + validation.map {
+                    SourceSpec(
+                        name: "validation-" + URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent,
+                        path: $0, validationOnly: true)
+                }
             for entry in licence {
                 guard let equals = entry.firstIndex(of: "="),
                     let index = config.sources.firstIndex(where: { $0.name == entry[..<equals] })

@@ -130,4 +130,25 @@ struct SplitAndMixTests {
         #expect(throws: DataError.self) { try SourceSpec.parse("a=data:0") }
         #expect(throws: DataError.self) { try SourceSpec.parse("a=:2") }
     }
+
+    @Test func aDataSetsOwnValidationFileIsTheValidationSplit() throws {
+        let folder = DataFixtures.scratch()
+        let train = DataFixtures.write(DataFixtures.paragraphs(60).joined(separator: "\n\n"), "train.txt", in: folder)
+        let valid = DataFixtures.write(
+            DataFixtures.paragraphs(20, from: 200).joined(separator: "\n\n"), "valid.txt", in: folder)
+        let (manifest, output) = try DataFixtures.prepare(
+            [
+                SourceSpec(name: "train", path: train.path),
+                SourceSpec(name: "valid", path: valid.path, validationOnly: true),
+            ],
+            in: folder
+        ) { $0.input.boundary = .blankLine }
+        let kept = try DataFixtures.documentList(output).filter { $0["status"] as? String == "kept" }
+        #expect(!kept.isEmpty)
+        for document in kept {
+            let fromValid = (document["id"] as! String).hasPrefix("valid:")
+            #expect((document["split"] as? String == "validation") == fromValid, "\(document)")
+        }
+        #expect(manifest.sources[1].trainTokens == 0 && manifest.sources[0].validationTokens == 0)
+    }
 }
