@@ -231,6 +231,9 @@ check "prompt file: broken JSONL line" refused "line 2" -- $fledge generate "$ck
 check "prompt file: a folder" refused "is a folder" -- $fledge generate "$ckpt" --prompt-file "$keep/corpus"
 check "prompt file: missing" refused "does not exist" -- $fledge eval "$ckpt" --prompts "$tmp/none.txt"
 check "eval --text: a folder" refused "is a folder" -- $fledge eval "$ckpt" --text "$keep/corpus"
+check "report on a folder that is not a run" refused "not a training run" -- $fledge report "$keep/mine" --output "$tmp/cmp.html"
+check "report onto a run's file" refused "already exists" -- $fledge report "$keep/run" --output "$keep/notes.txt"
+check "report of a run" ok "wrote" -- $fledge report "$keep/run" --output "$tmp/cmp.html"
 check "a checkpoint that is a file" refused "is a file, not a run" -- $fledge generate "$keep/notes.txt" --prompt O
 check "a checkpoint that does not exist" refused "no run or checkpoint" -- $fledge generate "$tmp/none" --prompt O
 check "eval --batches larger than the data" ok "perplexity|loss" -- $fledge eval "$ckpt" --data "$keep/data" --batches 1000000

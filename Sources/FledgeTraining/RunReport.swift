@@ -86,7 +86,7 @@ public enum RunReport {
     }
 
     /// The rows of a JSON object as (dotted key, value), sorted; booleans as yes/no, lists joined.
-    static func flatten(_ data: Data) -> [(String, String)] {
+    public static func flatten(_ data: Data) -> [(String, String)] {
         guard let object = try? JSONSerialization.jsonObject(with: data) else { return [] }
         var rows: [(String, String)] = []
         func visit(_ value: Any, _ key: String) {
@@ -137,7 +137,7 @@ public enum RunReport {
 
     /// An SVG chart of series against steps. The y range fits `fitTo` (default: every point), from `fitFrom`
     /// when given; points outside are drawn at the edge. Series `points` also gets a dot at each point.
-    static func lineChart(
+    public static func lineChart(
         _ series: [(points: [(Double, Double)], color: String, label: String)], height: Double, format: String,
         fitTo: [(Double, Double)]? = nil, fitFrom: Double? = nil, points: Int? = nil
     ) -> String {
@@ -194,7 +194,7 @@ public enum RunReport {
         return svg + "</svg>"
     }
 
-    static func escape(_ text: String) -> String {
+    public static func escape(_ text: String) -> String {
         text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
             .replacingOccurrences(of: ">", with: "&gt;")
     }

@@ -10,7 +10,7 @@ struct Fledge: ParsableCommand {
         abstract: "Train small GPT-style language models from scratch.",
         subcommands: [
             TokenizerCommand.self, DataCommand.self, TrainCommand.self, EvalCommand.self, GenerateCommand.self,
-            ChatCLI.self, ModelCommand.self, BenchCommand.self,
+            ChatCLI.self, ReportCommand.self, ModelCommand.self, BenchCommand.self,
         ])
 }
 

@@ -353,4 +353,29 @@ struct TrainingLoopTests {
         #expect(report.contains("<th>schedule.kind</th><td>cosine</td>"))
         #expect(report.contains("<th>optimizer.beta1</th><td>0.9</td>"))
     }
+
+    @Test func runsAreComparedOnOneChartWithTheSettingsThatDiffer() throws {
+        let folder = TrainingFixtures.scratch()
+        let dataset = try TrainingFixtures.dataset(in: folder)
+        var runs: [URL] = []
+        for peak in [Float(1e-3), 3e-3] {
+            var config = TrainingFixtures.trainingConfig(steps: 6)
+            config.schedule.peak = peak
+            config.sampleTokens = 0
+            let run = folder.appendingPathComponent("run-\(peak)")
+            let model = try TrainingFixtures.model()
+            _ = try Trainer(
+                model: model, optimizer: try AdamW(model: model), config: config, dataset: dataset, run: run
+            )
+            .train()
+            runs.append(run)
+        }
+        let output = folder.appendingPathComponent("compared.html")
+        try RunComparison.write(runs: runs, to: output)
+        let html = try String(contentsOf: output, encoding: .utf8)
+        #expect(html.contains("<th>schedule.peak</th><td>0.001</td><td>0.003</td>"))
+        #expect(!html.contains("<th>batch_size</th>"))  // shared settings are not listed
+        #expect(html.contains(">run-0.001<") && html.contains(">run-0.003<"))
+        #expect(throws: TrainingError.self) { try RunComparison.write(runs: [folder], to: output) }
+    }
 }
