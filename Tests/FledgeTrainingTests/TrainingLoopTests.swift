@@ -63,6 +63,16 @@ enum TrainingFixtures {
         return try GPT(config: config, backend: CPUBackend(threadCount: 2), seed: seed)
     }
 
+    /// Trains a fresh fixture model with `config` on `dataset` into `run`.
+    @discardableResult
+    static func train(_ config: TrainingConfig, on dataset: PreparedDataset, into run: URL) throws -> Trainer {
+        let model = try model()
+        let trainer = try Trainer(
+            model: model, optimizer: try AdamW(model: model), config: config, dataset: dataset, run: run)
+        _ = try trainer.train()
+        return trainer
+    }
+
     static func trainingConfig(steps: Int = 20) -> TrainingConfig {
         var config = TrainingConfig()
         config.batchSize = 4
@@ -163,12 +173,8 @@ struct TrainingLoopTests {
         config.sampleTokens = 0
         for (name, seconds) in [("steps", nil), ("time", 3600.0)] as [(String, Double?)] {
             config.maxSeconds = seconds
-            let model = try TrainingFixtures.model()
             let run = folder.appendingPathComponent(name)
-            _ = try Trainer(
-                model: model, optimizer: try AdamW(model: model), config: config, dataset: dataset, run: run
-            )
-            .train()
+            try TrainingFixtures.train(config, on: dataset, into: run)
             let rates = try MetricsLog.read(run.appendingPathComponent("metrics.jsonl")).filter { $0.kind == "train" }
                 .map { $0.learningRate! }
             let peak = config.schedule.peak
@@ -298,10 +304,7 @@ struct TrainingLoopTests {
         var config = TrainingFixtures.trainingConfig(steps: 3)
         config.evalEvery = 100
         do {
-            let model = try TrainingFixtures.model()
-            _ = try Trainer(
-                model: model, optimizer: try AdamW(model: model), config: config, dataset: dataset, run: run
-            ).train()
+            try TrainingFixtures.train(config, on: dataset, into: run)
         }
         // What a kill between "latest → .latest.old-PID" and ".latest.tmp-PID → latest" leaves: no latest/,
         // the old checkpoint aside, a newer complete one, and an incomplete one from another kill.
@@ -333,9 +336,7 @@ struct TrainingLoopTests {
         config.keepEvery = 5
         config.sampleTokens = 0
         let run = folder.appendingPathComponent("run")
-        let model = try TrainingFixtures.model()
-        _ = try Trainer(model: model, optimizer: try AdamW(model: model), config: config, dataset: dataset, run: run)
-            .train()
+        try TrainingFixtures.train(config, on: dataset, into: run)
         for step in [5, 10] {
             let kept = run.appendingPathComponent(String(format: "checkpoints/step-%07d", step))
             #expect(RunCheckpoint.completeStep(kept) == step)
@@ -363,11 +364,7 @@ struct TrainingLoopTests {
             config.schedule.peak = peak
             config.sampleTokens = 0
             let run = folder.appendingPathComponent("run-\(peak)")
-            let model = try TrainingFixtures.model()
-            _ = try Trainer(
-                model: model, optimizer: try AdamW(model: model), config: config, dataset: dataset, run: run
-            )
-            .train()
+            try TrainingFixtures.train(config, on: dataset, into: run)
             runs.append(run)
         }
         let output = folder.appendingPathComponent("compared.html")
