@@ -34,10 +34,14 @@ public final class MetricsLog {
     public let url: URL
     private let handle: FileHandle
     private let encoder: JSONEncoder
+    /// The same scalars as a TensorBoard event file (nil: none).
+    private let tensorBoard: TensorBoardLog?
 
-    /// Opens `url` for appending; with `resumingAt`, drops records after that step first.
-    public init(_ url: URL, resumingAt step: Int? = nil) throws {
+    /// Opens `url` for appending; with `resumingAt`, drops records after that step first. With `tensorBoard`,
+    /// training and evaluation scalars also go to an event file in that folder.
+    public init(_ url: URL, resumingAt step: Int? = nil, tensorBoard: URL? = nil) throws {
         self.url = url
+        self.tensorBoard = try tensorBoard.map { try TensorBoardLog(folder: $0) }
         let files = FileManager.default
         if let step, let existing = try? MetricsLog.read(url) {
             let kept = existing.filter { $0.step <= step }
@@ -71,6 +75,23 @@ public final class MetricsLog {
     public func append(_ record: MetricsRecord) {
         guard let data = try? encoder.encode(record) else { return }
         handle.write(data + Data("\n".utf8))
+        guard let tensorBoard else { return }
+        let scalars: [(String, Float?)]
+        switch record.kind {
+        case "train":
+            scalars = [
+                ("train/loss", record.loss), ("train/learning_rate", record.learningRate),
+                ("train/gradient_norm", record.gradientNorm),
+                ("train/tokens_per_second", record.tokensPerSecond.map(Float.init)),
+            ]
+        case "eval":
+            scalars = [
+                ("validation/loss", record.validationLoss), ("validation/perplexity", record.perplexity),
+                ("validation/bits_per_byte", record.bitsPerByte),
+            ]
+        default: return
+        }
+        tensorBoard.scalars(scalars.compactMap { tag, value in value.map { (tag, $0) } }, step: record.step)
     }
 
     /// Every record of a metrics.jsonl file.

@@ -95,7 +95,7 @@ public enum RunCheckpoint {
                 $0 != ".lock"
             }
             let runFiles: Set<String> = [
-                "metrics.jsonl", "report.html", "latest", "best", "final", "checkpoints", "console.log",
+                "metrics.jsonl", "report.html", "latest", "best", "final", "checkpoints", "console.log", "tensorboard",
             ]
             guard names.allSatisfy({ runFiles.contains($0) || $0.hasPrefix(".") }) else {
                 throw TrainingError(

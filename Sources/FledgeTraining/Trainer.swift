@@ -114,7 +114,9 @@ public final class Trainer {
         inputs = [Int32](repeating: 0, count: config.batchSize * T)
         targets = inputs
         lock = try RunCheckpoint.lockRun(run)
-        metrics = try MetricsLog(run.appendingPathComponent("metrics.jsonl"), resumingAt: state?.step)
+        metrics = try MetricsLog(
+            run.appendingPathComponent("metrics.jsonl"), resumingAt: state?.step,
+            tensorBoard: run.appendingPathComponent("tensorboard"))
     }
 
     /// Bytes a step needs: parameters, gradients, two AdamW moments, and the activations.

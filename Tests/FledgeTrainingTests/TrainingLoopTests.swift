@@ -375,4 +375,28 @@ struct TrainingLoopTests {
         #expect(html.contains(">run-0.001<") && html.contains(">run-0.003<"))
         #expect(throws: TrainingError.self) { try RunComparison.write(runs: [folder], to: output) }
     }
+
+    @Test func scalarsAlsoGoToATensorBoardEventFile() throws {
+        #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)  // the standard check value
+        let folder = TrainingFixtures.scratch()
+        let log = try TensorBoardLog(folder: folder)
+        log.scalars([("train/loss", 2.5)], step: 7)
+        let bytes = [UInt8](try Data(contentsOf: log.url))
+        // Two TFRecords (the version event, then the scalar), each with intact length and data checksums.
+        var offset = 0
+        var records: [[UInt8]] = []
+        func uint32(_ at: Int) -> UInt32 { bytes[at..<at + 4].reversed().reduce(0) { $0 << 8 | UInt32($1) } }
+        while offset < bytes.count {
+            let lengthBytes = Array(bytes[offset..<offset + 8])
+            let length = Int(lengthBytes.reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
+            #expect(uint32(offset + 8) == CRC32C.masked(lengthBytes))
+            let data = Array(bytes[offset + 12..<offset + 12 + length])
+            #expect(uint32(offset + 12 + length) == CRC32C.masked(data))
+            records.append(data)
+            offset += 16 + length
+        }
+        #expect(records.count == 2)
+        #expect(String(decoding: records[0], as: UTF8.self).contains("brain.Event:2"))
+        #expect(String(decoding: records[1], as: UTF8.self).contains("train/loss"))
+    }
 }
