@@ -40,12 +40,14 @@ install: build
 	install -m 644 data/tokenizers/gpt2/encoder.json data/tokenizers/gpt2/vocab.bpe $(PREFIX)/share/fledge/tokenizers/gpt2/
 	@echo "installed $(PREFIX)/bin/fledge (is $(PREFIX)/bin on PATH?)"
 
-# Every test, in release mode (the kernels are slow unoptimised), then the command line end to end, then the
-# adversarial suite (malformed files, hostile numbers, colliding paths, two processes, kill -9 mid-save).
+# Every test, in release mode (the kernels are slow unoptimised), then the command line end to end, the five
+# users' journeys in their short form (docs/examples), and the adversarial suite (malformed files, hostile
+# numbers, colliding paths, two processes, kill -9 mid-save).
 test: setup
 	swift build -c release --build-tests
 	swift test -c release --skip-build
 	bash Scripts/cli_check.sh
+	bash docs/examples/journeys.sh --short
 	bash Scripts/adversarial.sh
 
 # Training-step speed side by side with PyTorch (needs a venv with torch: see Scripts/bench_train.py).

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The five users' journeys of issue 12, end to end through the CLI, on the bundled data (data/shakespeare,
+# data/qa, data/tokenizers/gpt2). Each prints what it checks and fails loudly. docs/examples/README.md explains
+# them; `make test` runs them with --short (tiny models, a few steps: about a minute in all).
+#   docs/examples/journeys.sh [--short] [JOURNEY...]     journeys: words scaling smallm qa tutorial
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+short=0
+if [ "${1:-}" = "--short" ]; then short=1; shift; fi
+journeys=("$@")
+[ ${#journeys[@]} -gt 0 ] || journeys=(words scaling smallm qa tutorial)
+fledge=$(realpath "${FLEDGE:-.build/release/fledge}")
+out=${JOURNEYS_DIR:-$(mktemp -d)}
+[ -n "${JOURNEYS_DIR:-}" ] || trap 'rm -rf "$out"' EXIT
+mkdir -p "$out"
+fail() { echo "journeys: FAILED: $*" >&2; exit 1; }
+ok() { echo "journeys: ok: $*"; }
+# Sizes: the full journey (minutes) or its short form (seconds).
+if [ $short = 1 ]; then text_bytes=400000 budget=(--steps 30) vocab=1024 eval=(--eval-every 15 --eval-batches 2)
+else text_bytes=5000000 budget=(--minutes 3) vocab=8000 eval=(--eval-every 250 --eval-batches 20); fi
+small=(--layers 2 --width 64 --heads 4 --context 64 --batch-size 8)
+head -c $text_bytes data/shakespeare/shakespeare.txt > "$out/stories.txt"
+
+# 1. A word-level model on a story corpus, with Pilish generation.
+words() {
+    $fledge tokenizer train --kind word --lowercase --input "$out/stories.txt" --vocab-size 4000 \
+        --output "$out/words.json" > /dev/null
+    $fledge data prepare "$out/stories.txt" --split-on blank-line --tokenizer "$out/words.json" \
+        --output "$out/words-data" > /dev/null
+    $fledge train --data "$out/words-data" --run "$out/words-run" "${small[@]}" "${budget[@]}" "${eval[@]}" \
+        --sample-tokens 0 > "$out/words.log"
+    $fledge generate "$out/words-run" --prompt "the king" --pilish --tokens 30 --seed 1 > "$out/words.out" 2> /dev/null
+    [ -s "$out/words.out" ] || fail "words: no Pilish output"
+    ok "words: $(tr '\n' ' ' < "$out/words.out" | cut -c1-70)"
+}
+
+# 2. The scaling guide: two sources mixed 70/30, a BPE, warmup + cosine, checkpoints by step, best and time,
+#    an evaluation over a prompt set.
+scaling() {
+    local half=$((text_bytes / 2))
+    head -c $half "$out/stories.txt" > "$out/first.txt"
+    tail -c $half "$out/stories.txt" > "$out/second.txt"
+    $fledge tokenizer train --input "$out/stories.txt" --vocab-size $vocab --output "$out/bpe.json" > /dev/null
+    $fledge data prepare --source first="$out/first.txt":0.7 --source second="$out/second.txt":0.3 \
+        --split-on blank-line --tokenizer "$out/bpe.json" --output "$out/mixed" > "$out/mixed.log"
+    grep -qE "^first +0\.70" "$out/mixed.log" || fail "scaling: the mix is not 70/30: $(grep -A3 '^source' "$out/mixed.log")"
+    local model=(--preset 20m); [ $short = 1 ] && model=("${small[@]}")
+    $fledge train --data "$out/mixed" --run "$out/scaling-run" "${model[@]}" "${budget[@]}" "${eval[@]}" \
+        --warmup 10 --schedule cosine --keep-every 10 --checkpoint-minutes 1 --sample-tokens 0 > "$out/scaling.log"
+    ls "$out/scaling-run/checkpoints" | grep -q step- || fail "scaling: no step checkpoints"
+    [ -d "$out/scaling-run/best" ] || fail "scaling: no best/"
+    $fledge eval "$out/scaling-run" --prompts data/demo-prompts.txt --tokens 20 > "$out/scaling-eval.txt"
+    grep -q "^===" "$out/scaling-eval.txt" || fail "scaling: no prompt-set evaluation"
+    ok "scaling: mix $(grep -E '^(first|second) ' "$out/mixed.log" | awk '{print $1, $4}' | tr '\n' ' '), $(ls "$out/scaling-run/checkpoints" | wc -l) step checkpoints, prompts evaluated"
+}
+
+# 3. A smallm-style model: GPT-2's vocabulary, one key/value head, parallel block, RMSNorm, SwiGLU, tied
+#    head — then a chat.
+smallm() {
+    $fledge data prepare "$out/stories.txt" --split-on blank-line --tokenizer gpt2 --output "$out/gpt2-data" > /dev/null
+    $fledge train --data "$out/gpt2-data" --run "$out/smallm-run" --layers 2 --width 64 --heads 4 --kv-heads 1 \
+        --parallel-block --norm rmsnorm --activation swiglu --positions rotary --tie-embeddings --no-bias \
+        --context 64 --batch-size 4 "${budget[@]}" "${eval[@]}" --sample-tokens 0 > "$out/smallm.log"
+    grep -q '"parallel_block" : true' "$out/smallm-run/final/config.json" || fail "smallm: not a parallel block"
+    printf 'Who are you?\n/quit\n' | $fledge chat "$out/smallm-run" --tokens 12 --seed 1 > "$out/smallm-chat.txt" 2> /dev/null
+    grep -q "tokens/s" "$out/smallm-chat.txt" || fail "smallm: the chat did not answer"
+    ok "smallm: $(grep -o '[0-9]* parameters' "$out/smallm.log" | head -1), chatted"
+}
+
+# 4. A from-scratch BPE with <PAD>,<UNK>,<BOS>,<EOS>, fine-tuned on a Q&A JSON file so that the model learns
+#    where answers stop.
+qa() {
+    $fledge tokenizer train --input "$out/stories.txt" data/qa/chatterbot_en.jsonl --vocab-size $vocab \
+        --special-tokens "<PAD>,<UNK>,<BOS>,<EOS>" --output "$out/qa-bpe.json" > /dev/null
+    $fledge data prepare "$out/stories.txt" --split-on blank-line --tokenizer "$out/qa-bpe.json" --eos-token "<EOS>" \
+        --output "$out/qa-pre" > /dev/null
+    $fledge data prepare data/qa/chatterbot_en.jsonl --tokenizer "$out/qa-bpe.json" --eos-token "<EOS>" \
+        --bos-token "<BOS>" --output "$out/qa-data" > /dev/null
+    $fledge train --data "$out/qa-pre" --run "$out/qa-pre-run" "${small[@]}" "${budget[@]}" "${eval[@]}" \
+        --sample-tokens 0 > /dev/null
+    $fledge train --data "$out/qa-data" --init-from "$out/qa-pre-run" --run "$out/qa-run" --batch-size 8 \
+        "${budget[@]}" "${eval[@]}" --lr 5e-4 --sample-tokens 0 > /dev/null
+    grep -q '"eos_token" : "<EOS>"' "$out/qa-run/final/sequence-format.json" || fail "qa: the checkpoint lost <EOS>"
+    printf 'What is your name?\n/quit\n' | $fledge chat "$out/qa-run" --tokens 40 --seed 1 > "$out/qa-chat.txt" 2> /dev/null
+    ! grep -q "<EOS>" "$out/qa-chat.txt" || fail "qa: the reply printed <EOS>: $(cat "$out/qa-chat.txt")"
+    ok "qa: fine-tuned with <EOS>; reply: $(head -c 80 "$out/qa-chat.txt" | tr '\n' ' ')"
+}
+
+# 5. The Hugging Face tutorial: BPE 8000 with the Whitespace pre-tokenizer, greedy generation.
+tutorial() {
+    $fledge tokenizer train --kind bpe --pre-tokenizer whitespace --vocab-size $vocab \
+        --special-tokens "[UNK],[CLS],[SEP],[PAD],[MASK]" --input "$out/stories.txt" --output "$out/hf.json" > /dev/null
+    $fledge data prepare "$out/stories.txt" --split-on blank-line --tokenizer "$out/hf.json" --eos-token "[SEP]" \
+        --output "$out/hf-data" > /dev/null
+    $fledge train --data "$out/hf-data" --run "$out/hf-run" "${small[@]}" "${budget[@]}" "${eval[@]}" \
+        --sample-tokens 0 > /dev/null
+    $fledge generate "$out/hf-run" --prompt "Call me Ishmael." --temperature 0 --tokens 20 > "$out/hf.out" 2> /dev/null
+    [ "$(tr -cd ' ' < "$out/hf.out" | wc -c)" -ge 5 ] || fail "tutorial: generated text has no spaces: $(cat "$out/hf.out")"
+    ok "tutorial: $(head -c 80 "$out/hf.out" | tr '\n' ' ')"
+}
+
+for journey in "${journeys[@]}"; do "$journey"; done
+echo "journeys: ${#journeys[@]} passed, 0 failed"
