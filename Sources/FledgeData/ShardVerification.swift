@@ -34,7 +34,7 @@ public enum ShardVerification {
             for shard in manifest.splits[name]!.shards {
                 let url = folder.appendingPathComponent(shard.file)
                 let tokens = try TokenShard(url)  // header and size first: the most specific message
-                let hash = try sha256(of: url)
+                let hash = tokens.sha256()
                 guard hash == shard.sha256 else {
                     throw DataError(
                         "shard \(url.path) has SHA-256 \(hash.prefix(12))… but manifest.json records \(shard.sha256.prefix(12))…",
@@ -68,19 +68,6 @@ public enum ShardVerification {
         }
         return
             "\(url.lastPathComponent) \(info.st_size) \(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec) \(info.st_ino)"
-    }
-
-    /// The SHA-256 of a file's bytes, read in 8 MB pieces.
-    public static func sha256(of url: URL) throws -> String {
-        guard let handle = FileHandle(forReadingAtPath: url.path) else {
-            throw DataError("cannot read \(url.path)", hint: "check that the file exists and is readable.")
-        }
-        defer { try? handle.close() }
-        var hash = SHA256()
-        while let chunk = try handle.read(upToCount: 8 << 20), !chunk.isEmpty {
-            chunk.withUnsafeBytes { hash.update($0.bindMemory(to: UInt8.self)) }
-        }
-        return hash.finalizeHex()
     }
 }
 

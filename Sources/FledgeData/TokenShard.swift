@@ -136,6 +136,13 @@ public final class TokenShard: @unchecked Sendable {
         }
     }
 
+    /// The SHA-256 of the whole file (header included), from the mapping: no second read of the file.
+    public func sha256() -> String {
+        var hash = SHA256()
+        hash.update(UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: mappedBytes))
+        return hash.finalizeHex()
+    }
+
     /// The largest value in the shard (to check token ids against a vocabulary).
     public func maximum() -> Int32 {
         var largest: Int32 = 0

@@ -3,13 +3,12 @@
 // merge list: the merge that creates each token is recovered by running BPE on its bytes with the tokens of
 // lower rank, as Hugging Face's converter does.
 
-import FledgeFiles
 import Foundation
 
 extension BPETokenizer {
     /// Loads GPT-2's `encoder.json` and `vocab.bpe`; `<|endoftext|>` becomes a special token.
     public static func loadGPT2(encoder encoderURL: URL, merges mergesURL: URL) throws -> BPETokenizer {
-        let encoderData = try read(encoderURL)
+        let encoderData = try TokenizerJSON.readFile(encoderURL.path, "the vocabulary file")
         guard let encoder = try? JSONSerialization.jsonObject(with: encoderData) as? [String: Int] else {
             throw TokenizerError(
                 "\(encoderURL.path) is not a JSON object of token → id", hint: "pass GPT-2's encoder.json.")
@@ -23,8 +22,9 @@ extension BPETokenizer {
             }
             tokenBytes[id] = bytes
         }
-        let lines = String(decoding: try read(mergesURL), as: UTF8.self).split(
-            separator: "\n", omittingEmptySubsequences: true)
+        let lines = String(decoding: try TokenizerJSON.readFile(mergesURL.path, "the vocabulary file"), as: UTF8.self)
+            .split(
+                separator: "\n", omittingEmptySubsequences: true)
         var merges: [(left: Int32, right: Int32)] = []
         for (number, line) in lines.enumerated() where !line.hasPrefix("#version") {
             let parts = line.split(separator: " ")
@@ -45,7 +45,7 @@ extension BPETokenizer {
     public static func loadTiktoken(
         _ url: URL, preTokenizer: PreTokenizer = .gpt2, specialTokens: [String: Int32] = ["<|endoftext|>": 50256]
     ) throws -> BPETokenizer {
-        let text = String(decoding: try read(url), as: UTF8.self)
+        let text = String(decoding: try TokenizerJSON.readFile(url.path, "the vocabulary file"), as: UTF8.self)
         var ranked: [(bytes: [UInt8], rank: Int)] = []
         for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
             let parts = line.split(separator: " ")
@@ -89,11 +89,5 @@ extension BPETokenizer {
         return try BPETokenizer(
             tokenBytes: tokenBytes, merges: merges.map { ($0.left, $0.right) }, preTokenizer: preTokenizer,
             specialTokens: SpecialTokens(specialTokens.map { ($0.key, $0.value) }))
-    }
-
-    static func read(_ url: URL) throws -> Data {
-        do { return try UserFile.read(url.path, "the vocabulary file", limit: 1 << 30) } catch let error as FileError {
-            throw TokenizerError(error.message, hint: "check that the file exists and is readable.")
-        }
     }
 }

@@ -66,9 +66,9 @@ extension TokenizerJSON {
     }
 
     /// A tokenizer file's bytes, with a message naming the path when it is missing, a folder or too large.
-    static func readFile(_ path: String) throws -> Data {
-        do { return try UserFile.read(path, "the tokenizer", limit: 1 << 30) } catch let error as FileError {
-            throw TokenizerError(error.message, hint: "pass a tokenizer.json file (or gpt2).")
+    static func readFile(_ path: String, _ what: String = "the tokenizer") throws -> Data {
+        do { return try UserFile.read(path, what, limit: 1 << 30) } catch let error as FileError {
+            throw TokenizerError(error.message, hint: "check the path of \(what) (or pass gpt2).")
         }
     }
 

@@ -169,7 +169,7 @@ public enum TokenizerJSON {
         var texts: [Int: String] = [:]
         let limit = vocabularyCount + entries.count
         for (index, entry) in entries.enumerated() {
-            guard let object = entry as? [String: Any], let id = exactInteger(object["id"]),
+            guard let object = entry as? [String: Any], let id = JSONNumber.exactInteger(object["id"]),
                 let content = object["content"] as? String, !content.isEmpty
             else {
                 throw fail(
@@ -197,8 +197,6 @@ public enum TokenizerJSON {
         }
         return (specials, texts)
     }
-
-    static func exactInteger(_ value: Any?) -> Int? { JSONNumber.exactInteger(value) }
 
     /// The vocabulary size the ids imply, checked against the number of entries before anything is allocated
     /// (an id of 2^62 must not size an array).

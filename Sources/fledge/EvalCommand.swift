@@ -39,21 +39,14 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         do {
             let backend = CPUBackend(threadCount: threading.threads)
-            var loaded: [(name: String, model: GPT, tokenizer: any Tokenizer, generator: Generator)] = []
-            for path in checkpoints {
-                let checkpoint = try RunCheckpoint.loadForInference(path, backend: backend)
-                loaded.append(
-                    (
-                        checkpoint.folder.path, checkpoint.model, checkpoint.tokenizer,
-                        try inferenceGenerator(checkpoint)
-                    ))
-            }
+            let loaded = try checkpoints.map { try RunCheckpoint.loadForInference($0, backend: backend) }
             if data != nil || text != nil {
                 print("checkpoint                                         loss   perplexity   bits/byte   tokens")
-                for (name, model, tokenizer, _) in loaded {
+                let dataset = try data.map { try PreparedDataset(URL(fileURLWithPath: $0)) }
+                for (folder, model, tokenizer) in loaded {
+                    let name = folder.path
                     let stream: TokenStream
-                    if let data {
-                        let dataset = try PreparedDataset(URL(fileURLWithPath: data))
+                    if let dataset {
                         try dataset.check(tokenizer: tokenizer, name: "\(name)/tokenizer.json")
                         stream = try dataset.stream(split)
                     } else {
@@ -76,12 +69,12 @@ struct EvalCommand: ParsableCommand {
             if let prompts {
                 var sampling = SamplingConfig.samples
                 sampling.temperature = temperature
-                let generators = loaded.map(\.generator)
+                let generators = try loaded.map(inferenceGenerator)
                 for prompt in try readPrompts(prompts, option: "--prompts") {
                     print("\n=== \(prompt.debugDescription)")
                     for (generator, checkpoint) in zip(generators, loaded) {
                         let completion = try generator.sample(prompt, tokens: tokens, sampling: sampling)
-                        print("--- \(checkpoint.name)\n\(prompt)\(completion)")
+                        print("--- \(checkpoint.folder.path)\n\(prompt)\(completion)")
                     }
                 }
             }

@@ -139,7 +139,8 @@ struct ChatCLI: ParsableCommand {
             let loaded = try RunCheckpoint.loadForInference(
                 checkpoint, backend: CPUBackend(threadCount: threading.threads))
             let format = try RunCheckpoint.loadFormat(loaded.folder)
-            let generator = try inferenceGenerator(loaded)
+            let generator = try Generator(
+                model: loaded.model, tokenizer: loaded.tokenizer, format: format ?? SequenceFormat())
             let session = try ChatSession(generator: generator, format: format ?? SequenceFormat(), options: options)
             let interactive = isatty(0) != 0
             if interactive {
