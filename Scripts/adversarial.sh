@@ -153,6 +153,10 @@ cfgcase "n_layer null" "n_layer" n_layer null
 cfgcase "width not divisible" "divisible" n_head 3
 cfgcase "dropout 2" "dropout" dropout 2
 cfgcase "norm unknown" "norm" norm '"batchnorm"'
+for v in 0 -8 2.5 '"wide"' 1000000; do
+    sed "s/\"n_layer\" :/\"head_size\" : $v, \"n_layer\" :/" "$ckpt/config.json" > "$tmp/bad-config.json"
+    check "config.json: head_size $v" refused "head_size" -- $fledge model info --config "$tmp/bad-config.json"
+done
 sed 's/"n_layer" : [^,]*,//' "$ckpt/config.json" > "$tmp/bad-config.json"
 check "config.json: n_layer missing" refused "n_layer.*missing" -- $fledge model info --config "$tmp/bad-config.json"
 printf '{"fledge_format_version": 1, "architecture": "gpt", "n_layer": 1000000, "n_embd": 65536, "n_head": 1, "n_kv_head": 1, "mlp_width": 262144, "vocab_size": 16777216, "context_length": 1024, "norm": "layernorm", "norm_placement": "pre", "positions": "learned", "activation": "gelu", "parallel_block": false, "tie_embeddings": true, "bias": true, "dropout": 0, "norm_eps": 1e-5, "rope_theta": 10000}' > "$tmp/huge.json"
@@ -269,6 +273,8 @@ num "${train[@]}" --checkpoint-minutes=0
 num "${train[@]}" --threads=100000
 for v in 0 -1 1000000000; do num "${train[@]}" --layers=$v; done
 for v in 0 100000000; do num "${train[@]}" --width=$v; done
+for v in 0 -1 100000000; do num "${train[@]}" --head-size=$v; done
+check "train: rotary with an odd --head-size" refused "even head size.*head_size is 7" -- $fledge "${train[@]}" --positions rotary --head-size 7
 for v in 0 1000000000000; do num "${train[@]}" --context=$v; done
 for v in 1 -0.1 nan; do num "${train[@]}" --dropout=$v; done
 for v in 0 -1; do num eval "$ckpt" --data "$keep/data" --batches=$v; done

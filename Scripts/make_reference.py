@@ -15,7 +15,7 @@ and the Fledge config.json text, the optimizer settings, in the header's __metad
 
 Run by hand (the tests never need PyTorch):
   python3 -m venv .venv && .venv/bin/pip install torch safetensors
-  .venv/bin/python Scripts/make_reference.py
+  .venv/bin/python Scripts/make_reference.py [VARIANT ...]
 """
 import json
 import math
@@ -46,22 +46,29 @@ VARIANTS = {
     # Post-norm parallel block with rotary, SiLU and grouped-query attention.
     "postparallel": dict(norm="rmsnorm", norm_placement="post", positions="rotary", activation="silu",
                          parallel_block=True, n_kv_head=2, bias=False),
+    # Heads of their own size (head_size 12, not 32 / 4 = 8): rotary, grouped-query, biases, untied head.
+    "widehead": dict(head_size=12, positions="rotary", n_kv_head=2, tie_embeddings=False),
 }
+
+
+def head_size(c):
+    """HS: the config's head_size when given, else n_embd / n_head."""
+    return c.get("head_size") or c["n_embd"] // c["n_head"]
 
 
 class Attention(nn.Module):
     def __init__(self, c):
         super().__init__()
         self.c = c
-        hs = c["n_embd"] // c["n_head"]
+        hs = head_size(c)
         self.qkv = nn.Linear(c["n_embd"], (c["n_head"] + 2 * c["n_kv_head"]) * hs, bias=c["bias"])
-        self.proj = nn.Linear(c["n_embd"], c["n_embd"], bias=c["bias"])
+        self.proj = nn.Linear(c["n_head"] * hs, c["n_embd"], bias=c["bias"])
 
     def forward(self, x, rope):
         c = self.c
         b, t, _ = x.shape
         nh, nkv = c["n_head"], c["n_kv_head"]
-        hs = c["n_embd"] // nh
+        hs = head_size(c)
         qkv = self.qkv(x)
         q = qkv[..., : nh * hs].view(b, t, nh, hs).transpose(1, 2)
         k = qkv[..., nh * hs : (nh + nkv) * hs].view(b, t, nkv, hs).transpose(1, 2)
@@ -159,7 +166,7 @@ class GPT(nn.Module):
         elif c["positions"] == "sinusoidal":
             x = x + sinusoidal_table(c)[:t]
         else:
-            hs = c["n_embd"] // c["n_head"]
+            hs = head_size(c)
             inv_freq = 1.0 / (c["rope_theta"] ** (torch.arange(0, hs, 2, dtype=torch.float32) / hs))
             freqs = torch.outer(torch.arange(t, dtype=torch.float32), inv_freq)
             rope = (freqs.cos(), freqs.sin())
@@ -253,6 +260,10 @@ def make_fixture(name, overrides, seed):
 
 
 if __name__ == "__main__":
+    import sys
     torch.set_num_threads(1)
+    # Optional arguments name the variants to (re)write; by default all of them.
+    wanted = set(sys.argv[1:]) or set(VARIANTS)
     for i, (name, overrides) in enumerate(VARIANTS.items()):
-        make_fixture(name, overrides, seed=1000 + i)
+        if name in wanted:
+            make_fixture(name, overrides, seed=1000 + i)

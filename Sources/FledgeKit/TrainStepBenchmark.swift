@@ -37,7 +37,7 @@ public struct BenchmarkShape: Sendable {
         let c = config
         let bt = Double(batchSize * c.contextLength)
         let perLayer = Double(
-            c.width * c.qkvWidth + c.width * c.width + c.width * c.mlpInnerWidth + c.mlpWidth * c.width)
+            c.width * c.qkvWidth + c.attentionWidth * c.width + c.width * c.mlpInnerWidth + c.mlpWidth * c.width)
         let matmul = 2 * bt * (Double(c.layers) * perLayer + Double(c.width * c.vocabularySize))
         let t = Double(c.contextLength)
         let attention = Double(c.layers) * 2 * 2 * Double(batchSize * c.heads) * (t * (t + 1) / 2) * Double(c.headSize)

@@ -12,7 +12,7 @@ struct BlockActivations {
     var norm1Out = 0, norm1Mean = 0, norm1Rstd = 0  // (B,T,C), (B,T), (B,T)
     var qkv = 0  // (B,T,QKV), q and k rotated when positions are rotary
     var probabilities = 0  // (B,NH,T,K)
-    var attentionOut = 0  // (B,T,C) before the output projection
+    var attentionOut = 0  // (B,T,NH·HS) before the output projection
     var residual1 = 0  // (B,T,C) x + attention branch
     var norm2Out = 0, norm2Mean = 0, norm2Rstd = 0  // (B,T,C), (B,T), (B,T)
     var fc = 0  // (B,T,F2)
@@ -38,7 +38,8 @@ public final class Activations: @unchecked Sendable {
     var logits = 0  // (B,T,V); holds dLogits after backward
     var losses = 0, logSumExp = 0  // (B,T)
     // Gradient scratch, shared by all layers.
-    var dResidual = 0, dNorm = 0, dBranch = 0, dAttention = 0  // (B,T,C) each
+    var dResidual = 0, dNorm = 0, dBranch = 0  // (B,T,C) each
+    var dAttention = 0  // (B,T,NH·HS)
     var dQKV = 0  // (B,T,QKV)
     var dFC = 0  // (B,T,F2)
     var dActivated = 0  // (B,T,F)
@@ -136,7 +137,7 @@ private struct Planner {
             a.norm1Rstd = take(bt)
             a.qkv = take(bt * c.qkvWidth)
             a.probabilities = take(b * c.heads * t * k)
-            a.attentionOut = take(bt * c.width)
+            a.attentionOut = take(bt * c.attentionWidth)
             a.residual1 = take(bt * c.width)
             if !c.parallelBlock {
                 a.norm2Out = take(bt * c.width)
@@ -158,7 +159,7 @@ private struct Planner {
             o.dResidual = take(bt * c.width)
             o.dNorm = take(bt * c.width)
             o.dBranch = take(bt * c.width)
-            o.dAttention = take(bt * c.width)
+            o.dAttention = take(bt * c.attentionWidth)
             o.dQKV = take(bt * c.qkvWidth)
             o.dFC = take(bt * c.mlpInnerWidth)
             o.dActivated = take(bt * c.mlpWidth)

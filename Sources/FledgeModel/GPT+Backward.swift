@@ -167,7 +167,7 @@ extension GPT {
         backend.linearBackward(
             dInput: a + acts.dAttention, accumulateInput: false, dWeight: g + w.projWeight,
             dBias: w.projBias.map { g + $0 }, dOutput: dBranch, input: a + s.attentionOut, weight: p + w.projWeight,
-            rows: rows, inFeatures: c.width, outFeatures: c.width)
+            rows: rows, inFeatures: c.attentionWidth, outFeatures: c.width)
         let qkv = a + s.qkv
         let dqkv = a + acts.dQKV
         let shape = attentionShape(acts, batchSize: b, length: t)

@@ -149,7 +149,7 @@ extension GPT {
             let r1 = a + s.residual1
             backend.linear(
                 output: r1, input: a + s.attentionOut, weight: p + w.projWeight, bias: w.projBias.map { p + $0 },
-                rows: bt, inFeatures: c.width, outFeatures: c.width)
+                rows: bt, inFeatures: c.attentionWidth, outFeatures: c.width)
             if dropout > 0 {
                 backend.dropout(r1, count: bt * c.width, probability: dropout, seed: dropoutSeed(acts, l, 1))
             }
@@ -287,7 +287,7 @@ extension GPT {
         return AttentionShape(
             batchSize: b, queryLength: t, keyOffset: 0, heads: c.heads, kvHeads: c.kvHeads, headSize: c.headSize,
             queryRowStride: c.qkvWidth, queryBatchStride: t * c.qkvWidth, kvRowStride: c.qkvWidth,
-            kvBatchStride: t * c.qkvWidth, outputRowStride: c.width, probabilityRowStride: acts.keyCapacity)
+            kvBatchStride: t * c.qkvWidth, outputRowStride: c.attentionWidth, probabilityRowStride: acts.keyCapacity)
     }
 
     /// LayerNorm or RMSNorm, as configured (RMSNorm leaves `mean` untouched).

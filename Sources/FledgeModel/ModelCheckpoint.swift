@@ -31,12 +31,15 @@ public enum ModelCheckpoint {
         guard var merged = try JSONSerialization.jsonObject(with: configJSON(base)) as? [String: Any] else {
             throw ModelError("cannot encode the base configuration", hint: "report this as a bug.")
         }
-        for key in given.keys.sorted() where merged[key] == nil {
+        let known = Set(merged.keys).union(ModelConfig.optionalFields)
+        for key in given.keys.sorted() where !known.contains(key) {
             throw ModelError(
                 "\(path): unknown field '\(key)'",
-                hint: "the fields are \(merged.keys.sorted().joined(separator: ", ")) (docs/checkpoint-format.md).")
+                hint: "the fields are \(known.sorted().joined(separator: ", ")) (docs/checkpoint-format.md).")
         }
         merged.merge(given) { _, new in new }
+        // null clears an optional field back to its default (head_size: width / heads).
+        for key in ModelConfig.optionalFields where merged[key] is NSNull { merged[key] = nil }
         return try parseConfig(try JSONSerialization.data(withJSONObject: merged), path: path)
     }
 

@@ -63,13 +63,15 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var normEpsilon: Float
     /// Rotary base frequency θ.
     public var ropeTheta: Float
+    /// Size of one attention head when it is not width ÷ heads (nil: width ÷ heads, which must then divide).
+    public var explicitHeadSize: Int?
 
     public init(
         vocabularySize: Int, contextLength: Int, layers: Int, width: Int, heads: Int, kvHeads: Int? = nil,
         mlpWidth: Int? = nil, norm: NormKind = .layerNorm, normPlacement: NormPlacement = .pre,
         positions: PositionEncoding = .learned, activation: MLPActivation = .gelu, parallelBlock: Bool = false,
         tiedEmbeddings: Bool = true, bias: Bool = true, dropout: Float = 0, normEpsilon: Float = 1e-5,
-        ropeTheta: Float = 10_000
+        ropeTheta: Float = 10_000, headSize: Int? = nil
     ) {
         self.vocabularySize = vocabularySize
         self.contextLength = contextLength
@@ -88,6 +90,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         self.dropout = dropout
         self.normEpsilon = normEpsilon
         self.ropeTheta = ropeTheta
+        self.explicitHeadSize = headSize
     }
 
     enum CodingKeys: String, CodingKey {
@@ -108,12 +111,15 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         case dropout
         case normEpsilon = "norm_eps"
         case ropeTheta = "rope_theta"
+        case explicitHeadSize = "head_size"
     }
 
-    /// Size of one attention head, HS = width / heads.
-    public var headSize: Int { width / heads }
+    /// Size of one attention head, HS: `head_size` when given, else width / heads.
+    public var headSize: Int { explicitHeadSize ?? width / heads }
     /// Outputs of the fused query/key/value projection: (NH + 2·NKV)·HS.
     public var qkvWidth: Int { (heads + 2 * kvHeads) * headSize }
+    /// Width of the attention output before its projection back to the model width: NH·HS.
+    public var attentionWidth: Int { heads * headSize }
     /// Outputs of the first MLP projection (2F for SwiGLU).
     public var mlpInnerWidth: Int { activation == .swiglu ? 2 * mlpWidth : mlpWidth }
 
@@ -140,14 +146,20 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         try atMost(contextLength, Self.limits.context, "context_length")
         try atMost(layers, Self.limits.layers, "n_layer")
         try atMost(width, Self.limits.width, "n_embd (width)")
-        try atMost(heads, width, "n_head")
         try atMost(mlpWidth, Self.limits.mlpWidth, "mlp_width")
-        if width % heads != 0 {
+        if let explicitHeadSize {
+            try positive(explicitHeadSize, "head_size", "use e.g. 64, or leave it out for width / n_head.")
+            try atMost(heads, Self.limits.width, "n_head")
+            try atMost(explicitHeadSize, Self.limits.width, "head_size")
+            try atMost(heads * explicitHeadSize, Self.limits.width, "n_head × head_size")
+        } else if width % heads != 0 {
             let lower = stride(from: heads, through: 1, by: -1).first { width % $0 == 0 } ?? 1
             let roundedWidth = (width + heads - 1) / heads * heads
             throw ModelError(
                 "width \(width) is not divisible by n_head \(heads)",
-                hint: "use n_head \(lower), or width \(roundedWidth), so that each head gets width / n_head channels.")
+                hint:
+                    "use n_head \(lower), or width \(roundedWidth), so that each head gets width / n_head channels; or set head_size (--head-size) to give heads a size of their own."
+            )
         }
         if kvHeads > heads || heads % kvHeads != 0 {
             let options = (1...heads).filter { heads % $0 == 0 }.map(String.init).joined(separator: ", ")
@@ -157,8 +169,12 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         }
         if positions == .rotary && headSize % 2 != 0 {
             throw ModelError(
-                "rotary positions need an even head size, but width \(width) / n_head \(heads) = \(headSize)",
-                hint: "change width or n_head so that width / n_head is even, or use learned positions.")
+                explicitHeadSize == nil
+                    ? "rotary positions need an even head size, but width \(width) / n_head \(heads) = \(headSize)"
+                    : "rotary positions need an even head size, but head_size is \(headSize)",
+                hint: explicitHeadSize == nil
+                    ? "change width or n_head so that width / n_head is even, or use learned positions."
+                    : "use an even head_size, or learned positions.")
         }
         if !(dropout >= 0 && dropout < 1) {
             throw ModelError("dropout is \(dropout); it must be in [0, 1)", hint: "use 0 (off) or e.g. 0.1.")
@@ -192,8 +208,11 @@ public struct ModelConfig: Codable, Equatable, Sendable {
 
     /// The JSON keys whose values are integers.
     static let integerFields: Set<String> = [
-        "vocab_size", "context_length", "n_layer", "n_embd", "n_head", "n_kv_head", "mlp_width",
+        "vocab_size", "context_length", "n_layer", "n_embd", "n_head", "n_kv_head", "mlp_width", "head_size",
     ]
+
+    /// The JSON keys that may be left out (config.json omits them when they take their default).
+    static let optionalFields: Set<String> = ["head_size"]
 
     /// The exact number of parameters (from the parameter layout).
     public var parameterCount: Int { ParameterLayout(config: self).totalCount }

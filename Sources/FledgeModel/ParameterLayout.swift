@@ -44,7 +44,7 @@ public struct ParameterLayout: Sendable {
             addNorm(p + "ln_1", c)
             add(p + "attn.qkv.weight", [c.qkvWidth, c.width], .matrix)
             if c.bias { add(p + "attn.qkv.bias", [c.qkvWidth], .bias) }
-            add(p + "attn.proj.weight", [c.width, c.width], .residualMatrix)
+            add(p + "attn.proj.weight", [c.width, c.attentionWidth], .residualMatrix)
             if c.bias { add(p + "attn.proj.bias", [c.width], .bias) }
             if !c.parallelBlock { addNorm(p + "ln_2", c) }
             add(p + "mlp.fc.weight", [c.mlpInnerWidth, c.width], .matrix)

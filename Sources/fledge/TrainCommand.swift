@@ -22,6 +22,8 @@ struct ArchitectureOptions: ParsableArguments {
     @Option(help: "Embedding width.") var width: Int?
     @Option(help: "Attention heads.") var heads: Int?
     @Option(help: "Key/value heads (grouped-query attention; 1 = multi-query).") var kvHeads: Int?
+    @Option(help: "Channels per attention head (default width ÷ heads; any size with its own projection).")
+    var headSize: Int?
     @Option(help: "MLP hidden width.") var mlpWidth: Int?
     @Option(help: "Context length (tokens).") var context: Int?
     @Option(help: "layernorm or rmsnorm.") var norm: NormKind?
@@ -40,7 +42,8 @@ struct ArchitectureOptions: ParsableArguments {
         let options: [(String, Bool)] = [
             ("--preset", preset != nil), ("--model-config", modelConfig != nil), ("--layers", layers != nil),
             ("--width", width != nil), ("--heads", heads != nil), ("--kv-heads", kvHeads != nil),
-            ("--mlp-width", mlpWidth != nil), ("--context", context != nil), ("--norm", norm != nil),
+            ("--head-size", headSize != nil), ("--mlp-width", mlpWidth != nil), ("--context", context != nil),
+            ("--norm", norm != nil),
             ("--positions", positions != nil), ("--activation", activation != nil), ("--dropout", dropout != nil),
             ("--norm-placement", normPlacement != nil), ("--[no-]parallel-block", parallelBlock != nil),
             ("--[no-]tie-embeddings", tieEmbeddings != nil), ("--[no-]bias", bias != nil),
@@ -54,6 +57,7 @@ struct ArchitectureOptions: ParsableArguments {
         if let width { try checkRange("--width", width, 1...limits.width) }
         if let heads { try checkRange("--heads", heads, 1...limits.width) }
         if let kvHeads { try checkRange("--kv-heads", kvHeads, 1...limits.width) }
+        if let headSize { try checkRange("--head-size", headSize, 1...limits.width) }
         if let mlpWidth { try checkRange("--mlp-width", mlpWidth, 1...limits.mlpWidth) }
         if let context { try checkRange("--context", context, 1...limits.context) }
         if let dropout, !(dropout >= 0 && dropout < 1) {
@@ -80,6 +84,7 @@ struct ArchitectureOptions: ParsableArguments {
             if kvHeads == nil { config.kvHeads = heads }
         }
         if let kvHeads { config.kvHeads = kvHeads }
+        if let headSize { config.explicitHeadSize = headSize }
         if let mlpWidth { config.mlpWidth = mlpWidth }
         if let context { config.contextLength = context }
         if let norm { config.norm = norm }

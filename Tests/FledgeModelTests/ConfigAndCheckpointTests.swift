@@ -57,6 +57,44 @@ struct ConfigTests {
         }
     }
 
+    @Test func headSizeOfItsOwn() throws {
+        // width 64 with 5 heads of 16 channels: attention works in 80 channels, proj maps them back to 64.
+        var c = ModelConfig(vocabularySize: 50, contextLength: 16, layers: 1, width: 64, heads: 5, headSize: 16)
+        #expect(message(c) == "")
+        #expect(c.headSize == 16 && c.qkvWidth == 15 * 16 && c.attentionWidth == 80)
+        let layout = ParameterLayout(config: c)
+        #expect(layout["h.0.attn.proj.weight"]?.shape == [64, 80])
+        #expect(layout["h.0.attn.qkv.weight"]?.shape == [240, 64])
+        // Without head_size the old rule holds, and the error names the new way out.
+        c.explicitHeadSize = nil
+        #expect(message(c).contains("not divisible by n_head 5") && message(c).contains("head_size"))
+        c.explicitHeadSize = 15
+        c.positions = .rotary
+        #expect(message(c).contains("even head size, but head_size is 15"))
+        c.explicitHeadSize = 0
+        #expect(message(c).contains("head_size is 0"))
+        // config.json leaves head_size out when it is width / heads, so older files and readers are unchanged…
+        let plain = ModelConfig(vocabularySize: 50, contextLength: 16, layers: 1, width: 64, heads: 4)
+        let plainJSON = String(decoding: try ModelCheckpoint.configJSON(plain), as: UTF8.self)
+        #expect(!plainJSON.contains("head_size"))
+        // …and writes it when it is set; both round-trip.
+        let wide = ModelConfig(vocabularySize: 50, contextLength: 16, layers: 1, width: 64, heads: 4, headSize: 32)
+        let wideJSON = try ModelCheckpoint.configJSON(wide)
+        #expect(String(decoding: wideJSON, as: UTF8.self).contains("\"head_size\" : 32"))
+        #expect(try ModelCheckpoint.parseConfig(wideJSON, path: "c") == wide)
+        // A partial file may set it over a base that has none, or clear it with null.
+        let partial = try ModelCheckpoint.parseConfig(Data(#"{"head_size": 24}"#.utf8), path: "p", over: plain)
+        #expect(partial.headSize == 24 && partial.width == 64)
+        let cleared = try ModelCheckpoint.parseConfig(Data(#"{"head_size": null}"#.utf8), path: "p", over: wide)
+        #expect(cleared.headSize == 16 && cleared.explicitHeadSize == nil)
+        do {
+            _ = try ModelCheckpoint.parseConfig(Data(#"{"head_size": 2.5}"#.utf8), path: "p", over: plain)
+            Issue.record("a fractional head_size was accepted")
+        } catch {
+            #expect("\(error)".contains("'head_size' is 2.5"))
+        }
+    }
+
     @Test func exactParameterCountOfGPT2Style() {
         // wte V·C + wpe T·C + L·(2 LN 4C + qkv 3C²+3C + proj C²+C + fc 4C²+4C + proj 4C²+C) + ln_f 2C
         let c = ModelConfig(vocabularySize: 8000, contextLength: 128, layers: 6, width: 128, heads: 4)

@@ -19,7 +19,7 @@ struct Fixture {
     let adam: AdamWConfig
     let steps: Int
 
-    static let variants = ["gpt2", "llama", "smallm", "postnorm", "postparallel"]
+    static let variants = ["gpt2", "llama", "smallm", "postnorm", "postparallel", "widehead"]
 
     init(_ name: String) throws {
         self.name = name

@@ -1,4 +1,4 @@
-// Whole-model parity with PyTorch, on fixtures from Scripts/make_reference.py (five architecture variants).
+// Whole-model parity with PyTorch, on fixtures from Scripts/make_reference.py (six architecture variants).
 // Agreement is reported as the max absolute difference and that difference relative to the largest
 // magnitude of the expected tensor. fp32 tolerances: 1e-4 relative for logits, loss and every gradient
 // (observed ~1e-6); 10 AdamW steps with clipping compound rounding, so their losses, gradient norms and

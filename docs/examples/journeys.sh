@@ -68,7 +68,7 @@ smallm() {
 }
 
 # 4. A from-scratch BPE with <PAD>,<UNK>,<BOS>,<EOS>, fine-tuned on a Q&A JSON file so that the model learns
-#    where answers stop.
+#    where answers stop; and the architecture experiments, compared.
 qa() {
     $fledge tokenizer train --input "$out/stories.txt" data/qa/chatterbot_en.jsonl --vocab-size $vocab \
         --special-tokens "<PAD>,<UNK>,<BOS>,<EOS>" --output "$out/qa-bpe.json" > /dev/null
@@ -78,12 +78,21 @@ qa() {
         --bos-token "<BOS>" --output "$out/qa-data" > /dev/null
     $fledge train --data "$out/qa-pre" --run "$out/qa-pre-run" "${small[@]}" "${budget[@]}" "${eval[@]}" \
         --sample-tokens 0 > /dev/null
+    # The architecture experiments: heads of their own size (4 × 32 channels in a 64-wide model), post-norm
+    # and another β1, compared with the first run on one chart.
+    $fledge train --data "$out/qa-pre" --run "$out/qa-arch-run" "${small[@]}" --head-size 32 --norm-placement post \
+        --beta1 0.8 "${budget[@]}" "${eval[@]}" --sample-tokens 0 > /dev/null
+    grep -q '"head_size" : 32' "$out/qa-arch-run/final/config.json" || fail "qa: head_size was not kept"
+    $fledge report "$out/qa-pre-run" "$out/qa-arch-run" --output "$out/qa-compare.html" > /dev/null
+    for setting in head_size norm_placement beta1; do
+        grep -q "$setting" "$out/qa-compare.html" || fail "qa: the comparison does not show $setting"
+    done
     $fledge train --data "$out/qa-data" --init-from "$out/qa-pre-run" --run "$out/qa-run" --batch-size 8 \
         "${budget[@]}" "${eval[@]}" --lr 5e-4 --sample-tokens 0 > /dev/null
     grep -q '"eos_token" : "<EOS>"' "$out/qa-run/final/sequence-format.json" || fail "qa: the checkpoint lost <EOS>"
     printf 'What is your name?\n/quit\n' | $fledge chat "$out/qa-run" --tokens 40 --seed 1 > "$out/qa-chat.txt" 2> /dev/null
     ! grep -q "<EOS>" "$out/qa-chat.txt" || fail "qa: the reply printed <EOS>: $(cat "$out/qa-chat.txt")"
-    ok "qa: fine-tuned with <EOS>; reply: $(head -c 80 "$out/qa-chat.txt" | tr '\n' ' ')"
+    ok "qa: compared head_size/norm_placement/beta1; fine-tuned with <EOS>; reply: $(head -c 80 "$out/qa-chat.txt" | tr '\n' ' ')"
 }
 
 # 5. The Hugging Face tutorial: BPE 8000 with the Whitespace pre-tokenizer, greedy generation.
