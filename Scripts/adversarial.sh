@@ -293,6 +293,8 @@ check "chat: hostile /commands are answered and the session goes on" ok "allows 
 num bench train --steps=0
 num bench train --configs=z
 num model init --preset tiny --output "$tmp/mi" --seed=-1
+head -c 20000 "$keep/corpus/a.txt" > "$tmp/repeat-valid.txt"
+check "a validation file that repeats the training text" refused "validation file.*kept none.*duplicate" -- $fledge data prepare "$keep/corpus/a.txt" --validation "$tmp/repeat-valid.txt" --split-on blank-line --tokenizer "$keep/tok.json" --output "$tmp/rv"
 check "upsampling a tiny source 1000×" refused "repeat source" -- $fledge data prepare --source big="$keep/corpus/a.txt":0.001 --source small="$keep/corpus/b.txt":0.999 --mix upsample --split-on blank-line --tokenizer "$keep/tok.json" --output "$tmp/up"
 
 # --- 8. Resume ---------------------------------------------------------------------------------------------

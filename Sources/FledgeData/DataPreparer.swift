@@ -115,6 +115,20 @@ public final class DataPreparer {
         }
         let trainCount = alive.filter { !isValidation[$0] && uses[$0] > 0 }.count
         let validationCount = alive.filter { isValidation[$0] && uses[$0] > 0 }.count
+        if validationCount == 0, let file = config.sources.first(where: { $0.validationOnly == true }) {
+            // The data set's own validation file: say where its documents went.
+            let fromFile = documents.indices.filter { config.sources[documents[$0].source].validationOnly == true }
+            let removed = Dictionary(grouping: fromFile.map { status[$0] }, by: { $0 }).filter { $0.key != .kept }
+                .map { "\($0.value.count) \($0.key.rawValue.replacingOccurrences(of: "_", with: " "))" }.sorted()
+            throw DataError(
+                "the validation file \(file.path) kept none of its \(fromFile.count) documents"
+                    + (removed.isEmpty ? "" : " (removed: \(removed.joined(separator: ", ")))"),
+                hint: fromFile.isEmpty
+                    ? "check that the file holds text (and --split-on cuts it into documents)."
+                    : "a validation document that repeats a training document is removed as a duplicate, so that "
+                        + "validation measures unseen text; use a validation file that does not repeat the training data."
+            )
+        }
         guard trainCount > 0, validationCount > 0 else {
             throw DataError(
                 "the split left \(trainCount) training and \(validationCount) validation documents (of \(alive.count))",
