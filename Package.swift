@@ -48,10 +48,13 @@ let package = Package(
             name: "FledgeTraining", dependencies: ["FledgeModel", "FledgeData", "FledgeTokenizer", "FledgeGeneration"],
             swiftSettings: checkedSettings),
         .target(
+            name: "FledgeInterop", dependencies: ["FledgeModel", "FledgeTokenizer", "FledgeData", "FledgeTraining"],
+            swiftSettings: checkedSettings),
+        .target(
             name: "FledgeKit",
             dependencies: [
                 "FledgeFiles", "FledgeTensor", "FledgeTokenizer", "FledgeModel", "FledgeData", "FledgeGeneration",
-                "FledgeTraining",
+                "FledgeTraining", "FledgeInterop",
             ],
             swiftSettings: checkedSettings),
         .executableTarget(

@@ -2,6 +2,7 @@
 @_exported import FledgeData
 @_exported import FledgeFiles
 @_exported import FledgeGeneration
+@_exported import FledgeInterop
 @_exported import FledgeModel
 @_exported import FledgeTensor
 @_exported import FledgeTokenizer

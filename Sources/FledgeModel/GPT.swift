@@ -114,6 +114,20 @@ public final class GPT: @unchecked Sendable {
         }
     }
 
+    /// The sinusoidal position table (contextLength × width, row-major) that a `.sinusoidal` model adds to its
+    /// token embeddings: PE[pos, 2i] = sin(pos/10000^(2i/C)), PE[pos, 2i+1] = cos(·), computed in double.
+    public static func sinusoidalTable(contextLength: Int, width: Int) -> [Float] {
+        var table = [Float](repeating: 0, count: contextLength * width)
+        for pos in 0..<contextLength {
+            for i in stride(from: 0, to: width, by: 2) {
+                let angle = Double(pos) / Foundation.pow(10_000, Double(i) / Double(width))
+                table[pos * width + i] = Float(Foundation.sin(angle))
+                if i + 1 < width { table[pos * width + i + 1] = Float(Foundation.cos(angle)) }
+            }
+        }
+        return table
+    }
+
     /// Sinusoidal: PE[pos, 2i] = sin(pos/θ^(2i/C)), PE[pos, 2i+1] = cos(·) (Vaswani et al. 2017, §3.5).
     /// Rotary: angle(pos, i) = pos·θ^(−2i/HS) for i < HS/2, in fp32 as PyTorch computes it (Su et al. 2021).
     private func fillPositionTables() {
@@ -123,13 +137,7 @@ public final class GPT: @unchecked Sendable {
             case .learned:
                 break
             case .sinusoidal:
-                for pos in 0..<c.contextLength {
-                    for i in stride(from: 0, to: c.width, by: 2) {
-                        let angle = Double(pos) / Foundation.pow(10_000, Double(i) / Double(c.width))
-                        table[pos * c.width + i] = Float(Foundation.sin(angle))
-                        if i + 1 < c.width { table[pos * c.width + i + 1] = Float(Foundation.cos(angle)) }
-                    }
-                }
+                _ = table.update(fromContentsOf: Self.sinusoidalTable(contextLength: c.contextLength, width: c.width))
             case .rotary:
                 let half = c.headSize / 2
                 let sinOffset = c.contextLength * half

@@ -152,6 +152,37 @@ public struct SafetensorsFile: Sendable {
         return result
     }
 
+    /// The floating-point tensor `name` (F32, F16, BF16 or F64) converted to F32, in row-major order.
+    public func convertedFloats(_ name: String) throws -> [Float] {
+        guard let entry = entries[name] else {
+            throw ModelError("tensor '\(name)' is missing from \(url.path)", hint: "check the tensor name.")
+        }
+        let n = entry.elementCount
+        var result = [Float](repeating: 0, count: n)
+        let start = dataStart + entry.byteRange.lowerBound
+        try data.withUnsafeBytes { raw in
+            let bytes = UnsafeRawBufferPointer(rebasing: raw[start..<dataStart + entry.byteRange.upperBound])
+            switch entry.dtype {
+            case "F32":
+                result.withUnsafeMutableBytes { $0.copyMemory(from: bytes) }
+            case "F16":
+                for i in 0..<n { result[i] = HalfFloat.float(fromHalf: bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
+            case "BF16":
+                for i in 0..<n {
+                    let bits = UInt32(bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16
+                    result[i] = Float(bitPattern: bits)
+                }
+            case "F64":
+                for i in 0..<n { result[i] = Float(bytes.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
+            default:
+                throw ModelError(
+                    "tensor '\(name)' in \(url.path) is \(entry.dtype), not a floating-point type",
+                    hint: "weights must be F32, F16, BF16 or F64.")
+            }
+        }
+        return result
+    }
+
     /// The I32 tensor `name` as an array.
     public func int32s(_ name: String) throws -> [Int32] {
         guard let entry = entries[name], entry.dtype == "I32" else {
@@ -213,5 +244,42 @@ public enum SafetensorsWriter {
                         count: tensor.bytes.count, deallocator: .none))
             }
         }
+    }
+}
+
+/// IEEE 754 half precision (binary16) ⇄ float, without relying on the platform's Float16.
+public enum HalfFloat {
+    /// The float value of the binary16 `bits` (subnormals, infinities and NaN included).
+    public static func float(fromHalf bits: UInt16) -> Float {
+        let sign = UInt32(bits & 0x8000) << 16
+        let exponent = Int((bits >> 10) & 0x1F)
+        let mantissa = UInt32(bits & 0x3FF)
+        if exponent == 0 {
+            // Zero or subnormal: mantissa · 2^-24.
+            let magnitude = Float(mantissa) * Float(sign: .plus, exponent: -24, significand: 1)
+            return sign == 0 ? magnitude : -magnitude
+        }
+        if exponent == 31 { return Float(bitPattern: sign | 0x7F80_0000 | (mantissa << 13)) }
+        return Float(bitPattern: sign | UInt32(exponent - 15 + 127) << 23 | (mantissa << 13))
+    }
+
+    /// The binary16 nearest to `value` (round to nearest even; overflow to infinity; NaN stays NaN).
+    public static func half(from value: Float) -> UInt16 {
+        let bits = value.bitPattern
+        let sign = UInt16((bits >> 16) & 0x8000)
+        if value.isNaN { return sign | 0x7E00 }
+        let magnitude = abs(value)
+        if magnitude >= 65520 { return sign | 0x7C00 }  // rounds to infinity
+        if magnitude < Float(sign: .plus, exponent: -14, significand: 1) {
+            // Subnormal (or zero): a multiple of 2^-24, rounded to nearest even.
+            let scaled = magnitude * Float(sign: .plus, exponent: 24, significand: 1)
+            return sign | UInt16(scaled.rounded(.toNearestOrEven))
+        }
+        let exponent = Int((bits >> 23) & 0xFF) - 127 + 15
+        var mantissa = bits & 0x7F_FFFF
+        var result = UInt32(exponent) << 10 | (mantissa >> 13)
+        mantissa &= 0x1FFF
+        if mantissa > 0x1000 || (mantissa == 0x1000 && result & 1 == 1) { result += 1 }  // may carry into the exponent
+        return sign | UInt16(result)
     }
 }

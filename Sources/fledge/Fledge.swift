@@ -10,7 +10,8 @@ struct Fledge: ParsableCommand {
         abstract: "Train small GPT-style language models from scratch.",
         subcommands: [
             TokenizerCommand.self, DataCommand.self, TrainCommand.self, EvalCommand.self, GenerateCommand.self,
-            ChatCLI.self, ReportCommand.self, ModelCommand.self, BenchCommand.self,
+            ChatCLI.self, ReportCommand.self, ModelCommand.self, ExportCommand.self, ImportCommand.self,
+            BenchCommand.self,
         ])
 }
 

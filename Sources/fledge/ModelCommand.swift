@@ -9,7 +9,7 @@ extension ModelPreset: ExpressibleByArgument {}
 struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model", abstract: "Model presets and checkpoints.",
-        subcommands: [Presets.self, Info.self, Init.self])
+        subcommands: [Presets.self, Info.self, Init.self, Logits.self])
 
     struct Presets: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the presets with their exact parameter counts.")
@@ -96,5 +96,66 @@ func loadConfig(preset: ModelPreset?, path: String?) throws -> ModelConfig {
         return try ModelCheckpoint.parseConfig(data, path: path)
     default:
         throw ModelError("give exactly one of --preset and --config", hint: "e.g. `--preset tiny`.")
+    }
+
+}
+
+extension ModelCommand {
+    struct Logits: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Write a model's token ids and logits for a text (and a greedy continuation) as safetensors, to compare with another implementation."
+        )
+
+        @Argument(help: "A run or checkpoint folder.") var checkpoint: String
+        @Option(help: "A UTF-8 text file (its tokens must fit in the context).") var text: String
+        @Option(help: "The safetensors file to write: tokens (I32), logits (F32, tokens × vocabulary), greedy (I32).")
+        var output: String
+        @Option(help: "Tokens to continue greedily (argmax) after the text.") var greedy = 0
+        @OptionGroup var threading: ThreadOptions
+
+        func validate() throws { try checkRange("--greedy", greedy, 0...4096) }
+
+        func run() throws {
+            do {
+                let (_, model, tokenizer) = try RunCheckpoint.loadForInference(
+                    checkpoint, backend: CPUBackend(threadCount: threading.threads))
+                let bytes = [UInt8](try UserFile.read(text, "--text", limit: 1 << 24))
+                let tokens = tokenizer.encode(bytes: bytes, allowSpecial: false)
+                let v = model.config.vocabularySize
+                guard !tokens.isEmpty, tokens.count + greedy <= model.config.contextLength else {
+                    throw ValidationError(
+                        "--text \(text) is \(tokens.count) tokens; with --greedy \(greedy) it must fit in the context of \(model.config.contextLength).")
+                }
+                func logits(_ ids: [Int32]) throws -> [Float] {
+                    let acts = try Activations(
+                        config: model.config, batchSize: 1, sequenceLength: ids.count, forTraining: false)
+                    try model.forward(tokens: ids, targets: nil, activations: acts, training: false)
+                    return acts.withLogits({ Array($0) }, vocabularySize: v)
+                }
+                let all = try logits(tokens)
+                var sequence = tokens
+                var continuation: [Int32] = []
+                for _ in 0..<greedy {
+                    let last = Array(try logits(sequence).suffix(v))
+                    let next = Int32(last.indices.max { last[$0] < last[$1] }!)
+                    continuation.append(next)
+                    sequence.append(next)
+                }
+                try tokens.withUnsafeBytes { t in
+                    try all.withUnsafeBytes { l in
+                        try continuation.withUnsafeBytes { g in
+                            try SafetensorsWriter.write(
+                                [
+                                    .init(name: "tokens", dtype: "I32", shape: [tokens.count], bytes: t),
+                                    .init(name: "logits", shape: [tokens.count, v], bytes: l),
+                                    .init(name: "greedy", dtype: "I32", shape: [continuation.count], bytes: g),
+                                ], to: URL(fileURLWithPath: output))
+                        }
+                    }
+                }
+                print("wrote \(output): \(tokens.count) tokens × \(v) logits, \(continuation.count) greedy tokens")
+            } catch { exitWithError(error) }
+        }
     }
 }
