@@ -147,8 +147,12 @@ def main():
             results[f"gguf_{name}_{dtype}_logits_rel"] = compare_model(f"gguf {name} {dtype}", model, tokens, logits, None, tol)
 
     # 3. Import from transformers: random weights in the real shapes.
-    gpt2_tok = GPT2TokenizerFast(vocab_file=os.path.join(ROOT, "data/tokenizers/gpt2/encoder.json"),
-                                 merges_file=os.path.join(ROOT, "data/tokenizers/gpt2/vocab.bpe"))
+    # GPT-2's own tokenizer, built by transformers from the bundled vocabulary and merges.
+    vocab = json.load(open(os.path.join(ROOT, "data/tokenizers/gpt2/encoder.json"), encoding="utf-8"))
+    merges = [tuple(line.split()) for line in
+              open(os.path.join(ROOT, "data/tokenizers/gpt2/vocab.bpe"), encoding="utf-8").read().split("\n")[1:]
+              if line.strip()]
+    gpt2_tok = GPT2TokenizerFast(vocab=vocab, merges=merges)
     small = dict(n_embd=128, n_layer=2, n_head=4) if args.quick else dict(n_embd=768, n_layer=12, n_head=12)
     shapes = {
         "gpt2": GPT2LMHeadModel(GPT2Config(vocab_size=50257, n_positions=1024, **small)),

@@ -29,7 +29,8 @@ public enum TargetArchitecture: String, Sendable, CaseIterable {
             if c.positions == .rotary {
                 throw refuse(
                     "it has LayerNorm with rotary positions",
-                    "--norm layernorm --positions learned (GPT-2) or --norm rmsnorm --positions rotary --activation swiglu (Llama)")
+                    "--norm layernorm --positions learned (GPT-2) or --norm rmsnorm --positions rotary --activation swiglu (Llama)"
+                )
             }
             if c.activation == .swiglu {
                 throw refuse(
@@ -51,7 +52,8 @@ public enum TargetArchitecture: String, Sendable, CaseIterable {
             }
             if c.activation != .swiglu {
                 throw refuse(
-                    "it has RMSNorm with a \(c.activation.rawValue) MLP", "--activation swiglu (Llama) or --norm layernorm (GPT-2)")
+                    "it has RMSNorm with a \(c.activation.rawValue) MLP",
+                    "--activation swiglu (Llama) or --norm layernorm (GPT-2)")
             }
             return .llama
         }

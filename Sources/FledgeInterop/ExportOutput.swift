@@ -30,7 +30,8 @@ enum ExportOutput {
     }
 
     /// Writes a single-file output at `output` (atomically) with `body`.
-    static func writeFile(_ output: String, input: String, overwrite: Bool, _ body: (FileHandle) throws -> Void) throws {
+    static func writeFile(_ output: String, input: String, overwrite: Bool, _ body: (FileHandle) throws -> Void) throws
+    {
         try PathCheck.checkOutput(output, option: "--output", inputs: [(input, "the run")])
         let url = URL(fileURLWithPath: output)
         switch UserFile.kind(output) {
@@ -39,7 +40,8 @@ enum ExportOutput {
             throw InteropError("--output \(output) is a folder", hint: "name a file, e.g. model.gguf.")
         case .file:
             guard overwrite else {
-                throw InteropError("--output \(output) exists", hint: "pass --overwrite to replace it, or choose another name.")
+                throw InteropError(
+                    "--output \(output) exists", hint: "pass --overwrite to replace it, or choose another name.")
             }
             guard let handle = FileHandle(forReadingAtPath: output), let magic = try? handle.read(upToCount: 4),
                 magic == Data("GGUF".utf8)
@@ -92,7 +94,8 @@ enum ExportOutput {
 
     /// JSON text, pretty and with sorted keys.
     static func json(_ object: Any) throws -> Data {
-        try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        try JSONSerialization.data(
+            withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
     }
 
     /// A Float as the decimal it was written as (1e-05, not 9.999999747378752e-06).

@@ -57,7 +57,8 @@ public enum GGUFExport {
             try writer.write(to: handle)
         }
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
-        return Summary(architecture: architecture, tensors: tensors.count, metadataKeys: writer.metadata.count, bytes: size)
+        return Summary(
+            architecture: architecture, tensors: tensors.count, metadataKeys: writer.metadata.count, bytes: size)
     }
 
     /// The tokenizer keys: only byte-level BPE with GPT-2's pre-tokenizer has a GGUF form llama.cpp and
@@ -66,7 +67,9 @@ public enum GGUFExport {
         guard let bpe = source.tokenizer as? BPETokenizer, case .bytes = bpe.alphabet, bpe.preTokenizer == .gpt2 else {
             throw InteropError(
                 "the tokenizer of \(source.folder.path) has no exact GGUF form (GGUF export takes byte-level BPE with the gpt2 pre-tokenizer)",
-                hint: "train the tokenizer with the default --kind byte-bpe and --pre-tokenizer gpt2 (or use --tokenizer gpt2), or export with --format hf, whose tokenizer.json keeps any Fledge tokenizer.")
+                hint:
+                    "train the tokenizer with the default --kind byte-bpe and --pre-tokenizer gpt2 (or use --tokenizer gpt2), or export with --format hf, whose tokenizer.json keeps any Fledge tokenizer."
+            )
         }
         guard let root = try? JSONSerialization.jsonObject(with: source.tokenizerJSON) as? [String: Any],
             let model = root["model"] as? [String: Any], let vocab = model["vocab"] as? [String: Int],
@@ -138,13 +141,16 @@ public enum GGUFExport {
             var name = t.name
             var values = t.values
             if name.contains(".q_proj.") {
-                values = interleave(values, heads: c.heads, headSize: c.headSize, columns: t.shape.count == 2 ? t.shape[1] : 1)
+                values = interleave(
+                    values, heads: c.heads, headSize: c.headSize, columns: t.shape.count == 2 ? t.shape[1] : 1)
             } else if name.contains(".k_proj.") {
-                values = interleave(values, heads: c.kvHeads, headSize: c.headSize, columns: t.shape.count == 2 ? t.shape[1] : 1)
+                values = interleave(
+                    values, heads: c.kvHeads, headSize: c.headSize, columns: t.shape.count == 2 ? t.shape[1] : 1)
             }
             for (hf, gguf) in [
                 ("model.embed_tokens.", "token_embd."), ("model.layers.", "blk."), (".input_layernorm.", ".attn_norm."),
-                (".self_attn.q_proj.", ".attn_q."), (".self_attn.k_proj.", ".attn_k."), (".self_attn.v_proj.", ".attn_v."),
+                (".self_attn.q_proj.", ".attn_q."), (".self_attn.k_proj.", ".attn_k."),
+                (".self_attn.v_proj.", ".attn_v."),
                 (".self_attn.o_proj.", ".attn_output."), (".post_attention_layernorm.", ".ffn_norm."),
                 (".mlp.gate_proj.", ".ffn_gate."), (".mlp.up_proj.", ".ffn_up."), (".mlp.down_proj.", ".ffn_down."),
                 ("model.norm.", "output_norm."), ("lm_head.", "output."),

@@ -106,7 +106,9 @@ public enum HuggingFaceExport {
             out["bos_token"] = encoder.bosName
         }
         let specials = source.tokenizer.specialTokens
-        for (key, names) in [("unk_token", ["<unk>", "[UNK]", "<|unk|>"]), ("pad_token", ["<pad>", "[PAD]", "<|pad|>"])] {
+        for (key, names) in [
+            ("unk_token", ["<unk>", "[UNK]", "<|unk|>"]), ("pad_token", ["<pad>", "[PAD]", "<|pad|>"]),
+        ] {
             if let name = names.first(where: { specials.id($0) != nil }),
                 let id = specials.id(name), let exact = specials.tokens.first(where: { $0.id == id })
             {

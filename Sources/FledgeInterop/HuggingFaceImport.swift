@@ -4,6 +4,7 @@
 // checked for presence, shape and dtype; tensors the architecture does not have are refused.
 
 import FledgeData
+import FledgeFiles
 import FledgeModel
 import FledgeTokenizer
 import FledgeTraining
@@ -28,14 +29,18 @@ public enum HuggingFaceImport {
         else {
             throw InteropError(
                 "\(configURL.path) is missing or not a JSON object",
-                hint: "pass a folder saved by transformers' save_pretrained (config.json, model.safetensors, tokenizer.json).")
+                hint:
+                    "pass a folder saved by transformers' save_pretrained (config.json, model.safetensors, tokenizer.json)."
+            )
         }
         let (architecture, config) = try modelConfig(hf, path: configURL.path)
         let tokenizerURL = folder.appendingPathComponent("tokenizer.json")
         guard FileManager.default.fileExists(atPath: tokenizerURL.path) else {
             throw InteropError(
                 "\(directory) has no tokenizer.json",
-                hint: "save the tokenizer beside the model (tokenizer.save_pretrained(DIR)); Fledge reads the fast tokenizer's tokenizer.json.")
+                hint:
+                    "save the tokenizer beside the model (tokenizer.save_pretrained(DIR)); Fledge reads the fast tokenizer's tokenizer.json."
+            )
         }
         let tokenizerData = try Data(contentsOf: tokenizerURL)
         let tokenizer = try TokenizerJSON.loadAny(tokenizerData, path: tokenizerURL.path)
@@ -49,13 +54,14 @@ public enum HuggingFaceImport {
         var format = SequenceFormat()
         let specials = tokenizer.specialTokens
         func tokenText(_ key: String) -> String? {
-            guard let id = hf[key] as? Int else { return nil }
+            guard let id = JSONNumber.exactInteger(hf[key]) else { return nil }
             return specials.tokens.first { Int($0.id) == id }?.text
         }
         format.eosToken = tokenText("eos_token_id")
         format.bosToken = tokenText("bos_token_id")
         format.questionAnswerData = false
-        try ExportOutput.writeFolder(output, kind: "run", input: directory, overwrite: overwrite, option: "--output") { run in
+        try ExportOutput.writeFolder(output, kind: "run", input: directory, overwrite: overwrite, option: "--output") {
+            run in
             let final = run.appendingPathComponent("final")
             try FileManager.default.createDirectory(at: final, withIntermediateDirectories: true)
             try ModelCheckpoint.configJSON(config).write(to: final.appendingPathComponent("config.json"))
@@ -79,22 +85,30 @@ public enum HuggingFaceImport {
     static func modelConfig(_ hf: [String: Any], path: String) throws -> (TargetArchitecture, ModelConfig) {
         func int(_ key: String, default value: Int? = nil) throws -> Int {
             if let v = hf[key], !(v is NSNull) {
-                guard let n = v as? Int, !(v is Bool) else {
+                guard let n = JSONNumber.exactInteger(v) else {
                     throw InteropError("\(path): field '\(key)' is \(v), not an integer", hint: "fix the config.json.")
                 }
                 return n
             }
             guard let value else {
-                throw InteropError("\(path): field '\(key)' is missing", hint: "save the model again with transformers.")
+                throw InteropError(
+                    "\(path): field '\(key)' is missing", hint: "save the model again with transformers.")
             }
             return value
         }
         func double(_ key: String, default value: Double) throws -> Double {
             guard let v = hf[key], !(v is NSNull) else { return value }
-            guard let d = v as? Double, !(v is Bool) else {
+            guard !JSONNumber.isBoolean(v), let d = (v as? NSNumber)?.doubleValue else {
                 throw InteropError("\(path): field '\(key)' is \(v), not a number", hint: "fix the config.json.")
             }
             return d
+        }
+        func bool(_ key: String, default value: Bool) throws -> Bool {
+            guard let v = hf[key], !(v is NSNull) else { return value }
+            guard JSONNumber.isBoolean(v), let b = v as? Bool else {
+                throw InteropError("\(path): field '\(key)' is \(v), not true or false", hint: "fix the config.json.")
+            }
+            return b
         }
         func refuse(_ key: String, _ value: Any, _ why: String) -> InteropError {
             InteropError(
@@ -105,7 +119,7 @@ public enum HuggingFaceImport {
             if let v = hf[key], !(v is NSNull) { throw refuse(key, v, why) }
         }
         func requireFalse(_ key: String, _ why: String) throws {
-            if let v = hf[key] as? Bool, v { throw refuse(key, v, why) }
+            if try bool(key, default: false) { throw refuse(key, true, why) }
         }
         let modelType = hf["model_type"] as? String ?? ""
         switch modelType {
@@ -120,16 +134,21 @@ public enum HuggingFaceImport {
             case "gelu_new", "gelu_pytorch_tanh", "gelu_fast": activation = .gelu
             case "relu": activation = .relu
             case "silu", "swish": activation = .silu
-            case let other: throw refuse("activation_function", other, "Fledge's GELU is the tanh approximation (gelu_new)")
+            case let other:
+                throw refuse("activation_function", other, "Fledge's GELU is the tanh approximation (gelu_new)")
             }
-            if let v = hf["scale_attn_weights"] as? Bool, !v { throw refuse("scale_attn_weights", v, "attention is always scaled by 1/√head size") }
+            if !(try bool("scale_attn_weights", default: true)) {
+                throw refuse("scale_attn_weights", false, "attention is always scaled by 1/√head size")
+            }
             try requireFalse("scale_attn_by_inverse_layer_idx", "attention is scaled by 1/√head size only")
             try requireFalse("add_cross_attention", "Fledge models are decoder-only")
             var c = ModelConfig(
-                vocabularySize: try int("vocab_size"), contextLength: try int("n_positions", default: try int("n_ctx", default: 1024)),
-                layers: try int("n_layer"), width: width, heads: heads, mlpWidth: try int("n_inner", default: 4 * width),
+                vocabularySize: try int("vocab_size"),
+                contextLength: try int("n_positions", default: try int("n_ctx", default: 1024)),
+                layers: try int("n_layer"), width: width, heads: heads,
+                mlpWidth: try int("n_inner", default: 4 * width),
                 norm: .layerNorm, positions: .learned, activation: activation,
-                tiedEmbeddings: hf["tie_word_embeddings"] as? Bool ?? true, bias: true)
+                tiedEmbeddings: try bool("tie_word_embeddings", default: true), bias: true)
             c.normEpsilon = Float(try double("layer_norm_epsilon", default: 1e-5))
             try validate(c, path)
             return (.gpt2, c)
@@ -138,25 +157,32 @@ public enum HuggingFaceImport {
             guard act == "silu" else { throw refuse("hidden_act", act, "Llama's MLP in Fledge is SwiGLU (silu)") }
             try requireAbsent("rope_scaling", "rope scaling")
             try requireAbsent("sliding_window", "sliding-window attention")
-            if let p = hf["rope_parameters"] as? [String: Any], let type = p["rope_type"] as? String, type != "default" {
+            if let p = hf["rope_parameters"] as? [String: Any], let type = p["rope_type"] as? String, type != "default"
+            {
                 throw refuse("rope_parameters.rope_type", type, "only plain rotary positions")
             }
-            if let tp = hf["pretraining_tp"] as? Int, tp > 1 { throw refuse("pretraining_tp", tp, "sliced projections") }
-            let attentionBias = hf["attention_bias"] as? Bool ?? false
-            let mlpBias = hf["mlp_bias"] as? Bool ?? false
+            if try int("pretraining_tp", default: 1) > 1 {
+                throw refuse("pretraining_tp", hf["pretraining_tp"]!, "sliced projections")
+            }
+            let attentionBias = try bool("attention_bias", default: false)
+            let mlpBias = try bool("mlp_bias", default: false)
             guard attentionBias == mlpBias else {
-                throw refuse("attention_bias", attentionBias, "Fledge's one bias switch needs mlp_bias to match (it is \(mlpBias))")
+                throw refuse(
+                    "attention_bias", attentionBias,
+                    "Fledge's one bias switch needs mlp_bias to match (it is \(mlpBias))")
             }
             let width = try int("hidden_size")
             let heads = try int("num_attention_heads")
             var theta = try double("rope_theta", default: 10_000)
-            if let p = hf["rope_parameters"] as? [String: Any], let t = p["rope_theta"] as? Double { theta = t }
+            if let p = hf["rope_parameters"] as? [String: Any], let t = (p["rope_theta"] as? NSNumber)?.doubleValue {
+                theta = t
+            }
             var c = ModelConfig(
                 vocabularySize: try int("vocab_size"), contextLength: try int("max_position_embeddings", default: 2048),
                 layers: try int("num_hidden_layers"), width: width, heads: heads,
                 kvHeads: try int("num_key_value_heads", default: heads), mlpWidth: try int("intermediate_size"),
                 norm: .rmsNorm, positions: .rotary, activation: .swiglu,
-                tiedEmbeddings: hf["tie_word_embeddings"] as? Bool ?? false, bias: attentionBias)
+                tiedEmbeddings: try bool("tie_word_embeddings", default: false), bias: attentionBias)
             c.normEpsilon = Float(try double("rms_norm_eps", default: 1e-6))
             c.ropeTheta = Float(theta)
             let headSize = try int("head_dim", default: heads > 0 ? width / heads : 0)
@@ -197,25 +223,33 @@ public enum HuggingFaceImport {
                 let (h, p) = ("h.\(l).", "h.\(l).")
                 out[p + "ln_1.weight"] = try get(h + "ln_1.weight", [w])
                 out[p + "ln_1.bias"] = try get(h + "ln_1.bias", [w])
-                out[p + "attn.qkv.weight"] = Matrix.transpose(try get(h + "attn.c_attn.weight", [w, 3 * w]), rows: w, columns: 3 * w)
+                out[p + "attn.qkv.weight"] = Matrix.transpose(
+                    try get(h + "attn.c_attn.weight", [w, 3 * w]), rows: w, columns: 3 * w)
                 out[p + "attn.qkv.bias"] = try get(h + "attn.c_attn.bias", [3 * w])
-                out[p + "attn.proj.weight"] = Matrix.transpose(try get(h + "attn.c_proj.weight", [w, w]), rows: w, columns: w)
+                out[p + "attn.proj.weight"] = Matrix.transpose(
+                    try get(h + "attn.c_proj.weight", [w, w]), rows: w, columns: w)
                 out[p + "attn.proj.bias"] = try get(h + "attn.c_proj.bias", [w])
                 out[p + "ln_2.weight"] = try get(h + "ln_2.weight", [w])
                 out[p + "ln_2.bias"] = try get(h + "ln_2.bias", [w])
-                out[p + "mlp.fc.weight"] = Matrix.transpose(try get(h + "mlp.c_fc.weight", [w, f]), rows: w, columns: f)
+                out[p + "mlp.fc.weight"] = Matrix.transpose(
+                    try get(h + "mlp.c_fc.weight", [w, f]), rows: w, columns: f)
                 out[p + "mlp.fc.bias"] = try get(h + "mlp.c_fc.bias", [f])
-                out[p + "mlp.proj.weight"] = Matrix.transpose(try get(h + "mlp.c_proj.weight", [f, w]), rows: f, columns: w)
+                out[p + "mlp.proj.weight"] = Matrix.transpose(
+                    try get(h + "mlp.c_proj.weight", [f, w]), rows: f, columns: w)
                 out[p + "mlp.proj.bias"] = try get(h + "mlp.c_proj.bias", [w])
             }
             out["ln_f.weight"] = try get("ln_f.weight", [w])
             out["ln_f.bias"] = try get("ln_f.bias", [w])
-            if !c.tiedEmbeddings { out["lm_head.weight"] = try weights.tensor("lm_head.weight", [c.vocabularySize, w]) }
+            if !c.tiedEmbeddings {
+                out["lm_head.weight"] = try weights.tensor("lm_head.weight", [c.vocabularySize, w])
+            }
             // The causal-mask buffers older checkpoints carry are not weights.
             let tied = c.tiedEmbeddings
             try weights.refuseOthers(
                 used: weights.used,
-                ignoring: { $0.hasSuffix(".attn.bias") || $0.hasSuffix(".attn.masked_bias") || (tied && $0 == "lm_head.weight") })
+                ignoring: {
+                    $0.hasSuffix(".attn.bias") || $0.hasSuffix(".attn.masked_bias") || (tied && $0 == "lm_head.weight")
+                })
         case .llama:
             func get(_ name: String, _ shape: [Int]) throws -> [Float] { try weights.tensor(name, shape) }
             out["wte.weight"] = try get("model.embed_tokens.weight", [c.vocabularySize, w])
@@ -227,7 +261,8 @@ public enum HuggingFaceImport {
                     + get(h + "self_attn.v_proj.weight", [kv, w])
                 out[p + "attn.proj.weight"] = try get(h + "self_attn.o_proj.weight", [w, q])
                 out[p + "ln_2.weight"] = try get(h + "post_attention_layernorm.weight", [w])
-                out[p + "mlp.fc.weight"] = try get(h + "mlp.gate_proj.weight", [f, w]) + get(h + "mlp.up_proj.weight", [f, w])
+                out[p + "mlp.fc.weight"] =
+                    try get(h + "mlp.gate_proj.weight", [f, w]) + get(h + "mlp.up_proj.weight", [f, w])
                 out[p + "mlp.proj.weight"] = try get(h + "mlp.down_proj.weight", [w, f])
                 if c.bias {
                     out[p + "attn.qkv.bias"] =
@@ -242,7 +277,8 @@ public enum HuggingFaceImport {
             if !c.tiedEmbeddings { out["lm_head.weight"] = try get("lm_head.weight", [c.vocabularySize, w]) }
             let tied = c.tiedEmbeddings
             try weights.refuseOthers(
-                used: weights.used, ignoring: { $0.hasSuffix(".rotary_emb.inv_freq") || (tied && $0 == "lm_head.weight") })
+                used: weights.used,
+                ignoring: { $0.hasSuffix(".rotary_emb.inv_freq") || (tied && $0 == "lm_head.weight") })
         }
         return out
     }
@@ -272,13 +308,16 @@ final class WeightFiles {
                 folder.appendingPathComponent(file)
             }
             for path in paths where path.lastPathComponent.contains("/") || path.lastPathComponent.hasPrefix(".") {
-                throw InteropError("\(index.path) names a shard outside the folder: \(path.lastPathComponent)", hint: "fix the index.")
+                throw InteropError(
+                    "\(index.path) names a shard outside the folder: \(path.lastPathComponent)", hint: "fix the index.")
             }
         } else {
             let hasBin = FileManager.default.fileExists(atPath: folder.appendingPathComponent("pytorch_model.bin").path)
             throw InteropError(
                 "\(folder.path) has no model.safetensors" + (hasBin ? " (only pytorch_model.bin)" : ""),
-                hint: "save with safe_serialization=True (the default of save_pretrained), or convert the .bin to safetensors.")
+                hint:
+                    "save with safe_serialization=True (the default of save_pretrained), or convert the .bin to safetensors."
+            )
         }
         for path in paths {
             let file = try SafetensorsFile(url: path)

@@ -10,7 +10,9 @@ enum HuggingFaceNames {
     static func gpt2Tensors(_ source: SourceModel) throws -> [ExportTensor] {
         let c = source.config
         let (w, f, hs) = (c.width, c.mlpWidth, c.headSize)
-        var out: [ExportTensor] = [ExportTensor("transformer.wte.weight", [c.vocabularySize, w], try source.tensor("wte.weight"))]
+        var out: [ExportTensor] = [
+            ExportTensor("transformer.wte.weight", [c.vocabularySize, w], try source.tensor("wte.weight"))
+        ]
         let positions =
             c.positions == .learned
             ? try source.tensor("wpe.weight") : GPT.sinusoidalTable(contextLength: c.contextLength, width: w)
@@ -36,21 +38,28 @@ enum HuggingFaceNames {
                         headSize: hs, columns: columns)
             }
             out.append(
-                ExportTensor(h + "attn.c_attn.weight", [w, 3 * w], Matrix.transpose(expand(qkv, columns: w), rows: 3 * w, columns: w)))
+                ExportTensor(
+                    h + "attn.c_attn.weight", [w, 3 * w],
+                    Matrix.transpose(expand(qkv, columns: w), rows: 3 * w, columns: w)))
             out.append(ExportTensor(h + "attn.c_attn.bias", [3 * w], expand(qkvBias, columns: 1)))
             out.append(
                 ExportTensor(
-                    h + "attn.c_proj.weight", [w, w], Matrix.transpose(try source.tensor(p + "attn.proj.weight"), rows: w, columns: w)))
-            out.append(ExportTensor(h + "attn.c_proj.bias", [w], try source.tensorOrZeros(p + "attn.proj.bias", count: w)))
+                    h + "attn.c_proj.weight", [w, w],
+                    Matrix.transpose(try source.tensor(p + "attn.proj.weight"), rows: w, columns: w)))
+            out.append(
+                ExportTensor(h + "attn.c_proj.bias", [w], try source.tensorOrZeros(p + "attn.proj.bias", count: w)))
             try norm(p + "ln_2", h + "ln_2")
             out.append(
                 ExportTensor(
-                    h + "mlp.c_fc.weight", [w, f], Matrix.transpose(try source.tensor(p + "mlp.fc.weight"), rows: f, columns: w)))
+                    h + "mlp.c_fc.weight", [w, f],
+                    Matrix.transpose(try source.tensor(p + "mlp.fc.weight"), rows: f, columns: w)))
             out.append(ExportTensor(h + "mlp.c_fc.bias", [f], try source.tensorOrZeros(p + "mlp.fc.bias", count: f)))
             out.append(
                 ExportTensor(
-                    h + "mlp.c_proj.weight", [f, w], Matrix.transpose(try source.tensor(p + "mlp.proj.weight"), rows: w, columns: f)))
-            out.append(ExportTensor(h + "mlp.c_proj.bias", [w], try source.tensorOrZeros(p + "mlp.proj.bias", count: w)))
+                    h + "mlp.c_proj.weight", [f, w],
+                    Matrix.transpose(try source.tensor(p + "mlp.proj.weight"), rows: w, columns: f)))
+            out.append(
+                ExportTensor(h + "mlp.c_proj.bias", [w], try source.tensorOrZeros(p + "mlp.proj.bias", count: w)))
         }
         try norm("ln_f", "transformer.ln_f")
         if !c.tiedEmbeddings {

@@ -166,7 +166,9 @@ public struct SafetensorsFile: Sendable {
             case "F32":
                 result.withUnsafeMutableBytes { $0.copyMemory(from: bytes) }
             case "F16":
-                for i in 0..<n { result[i] = HalfFloat.float(fromHalf: bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
+                for i in 0..<n {
+                    result[i] = HalfFloat.float(fromHalf: bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+                }
             case "BF16":
                 for i in 0..<n {
                     let bits = UInt32(bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16

@@ -36,7 +36,9 @@ struct ExportCommand: ParsableCommand {
             case .hf:
                 let s = try HuggingFaceExport.write(run: source, output: output, overwrite: overwrite)
                 print("wrote \(output): \(s.className), \(s.tensors) tensors, \(s.parameters) parameters (float32)")
-                print("load it with: AutoModelForCausalLM.from_pretrained(\"\(output)\"), AutoTokenizer.from_pretrained(\"\(output)\")")
+                print(
+                    "load it with: AutoModelForCausalLM.from_pretrained(\"\(output)\"), AutoTokenizer.from_pretrained(\"\(output)\")"
+                )
             case .gguf:
                 let s = try GGUFExport.write(
                     run: source, output: output, type: dtype == .f32 ? .f32 : .f16, overwrite: overwrite)
@@ -57,7 +59,8 @@ struct ImportCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "hf",
             abstract:
-                "A transformers GPT2LMHeadModel or LlamaForCausalLM folder (config.json, safetensors, tokenizer.json) as a run.")
+                "A transformers GPT2LMHeadModel or LlamaForCausalLM folder (config.json, safetensors, tokenizer.json) as a run."
+        )
 
         @Argument(help: "The folder save_pretrained wrote.") var directory: String
         @Option(help: "The run folder to write (its final/ holds the checkpoint).") var output: String

@@ -125,7 +125,8 @@ extension ModelCommand {
                 let v = model.config.vocabularySize
                 guard !tokens.isEmpty, tokens.count + greedy <= model.config.contextLength else {
                     throw ValidationError(
-                        "--text \(text) is \(tokens.count) tokens; with --greedy \(greedy) it must fit in the context of \(model.config.contextLength).")
+                        "--text \(text) is \(tokens.count) tokens; with --greedy \(greedy) it must fit in the context of \(model.config.contextLength)."
+                    )
                 }
                 func logits(_ ids: [Int32]) throws -> [Float] {
                     let acts = try Activations(
