@@ -79,6 +79,12 @@ let package = Package(
         .testTarget(
             name: "FledgeTrainingTests", dependencies: ["FledgeTraining", "FledgeKit"], swiftSettings: checkedSettings),
         .testTarget(
+            name: "FledgeInteropTests",
+            dependencies: ["FledgeInterop", "FledgeModel", "FledgeTraining"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: checkedSettings
+        ),
+        .testTarget(
             name: "FledgeModelTests",
             dependencies: ["FledgeModel"],
             resources: [.copy("Fixtures")],

@@ -179,21 +179,26 @@ def main():
         back = load_file(P("reexported-" + name, "model.safetensors"))
         same = all(k in back and np.array_equal(original[k], back[k]) for k in original if not k.endswith(".attn.bias"))
         check(f"import {name}: export after import gives the same {len(original)} tensors", same)
-        # Decode speed: 64 greedy tokens after the prompt, both on this machine's 2 threads.
-        out = run(fledge, "generate", P("imported-" + name), "--prompt", prompt, "--tokens", 64, "--temperature", 0,
-                  "--threads", 2)
-        fledge_tps = float(out.split(" tokens/s")[0].split()[-1])
+        # Decode speed: 64 greedy tokens after the prompt, both on 2 threads, rounds interleaved, medians.
         ids = torch.tensor([tokens.tolist()])
         with torch.no_grad():
             model.generate(ids, max_new_tokens=4, do_sample=False)  # warm-up
-            start = time.perf_counter()
-            gen = model.generate(ids, max_new_tokens=64, min_new_tokens=64, do_sample=False)
-            hf_tps = (gen.shape[1] - ids.shape[1]) / (time.perf_counter() - start)
+        fledge_rounds, hf_rounds = [], []
+        for _ in range(1 if args.quick else 3):
+            out = run(fledge, "generate", P("imported-" + name), "--prompt", prompt, "--tokens", 64,
+                      "--temperature", 0, "--threads", 2)
+            fledge_rounds.append(float(out.split(" tokens/s")[0].split()[-1]))
+            with torch.no_grad():
+                start = time.perf_counter()
+                gen = model.generate(ids, max_new_tokens=64, min_new_tokens=64, do_sample=False)
+                hf_rounds.append((gen.shape[1] - ids.shape[1]) / (time.perf_counter() - start))
+        fledge_tps, hf_tps = float(np.median(fledge_rounds)), float(np.median(hf_rounds))
         table.append((name, params, fledge_tps, hf_tps))
         results[f"decode_{name}_fledge_tokens_per_s"] = round(fledge_tps, 1)
         results[f"decode_{name}_transformers_tokens_per_s"] = round(hf_tps, 1)
 
-    print("\nmodel   parameters  fledge tok/s  transformers tok/s  ratio")
+    print("\ndecode, 64 greedy tokens, 2 threads (median of the rounds)")
+    print("model   parameters  fledge tok/s  transformers tok/s  ratio")
     for name, params, f, h in table:
         print(f"{name:6s}  {params:10d}  {f:12.1f}  {h:18.1f}  {f / h:5.2f}")
     results["failures"] = failures

@@ -164,7 +164,7 @@ public enum GGUFExport {
 
     /// Rotate-half rows (j and j + HS/2 rotate together) reordered as interleaved pairs (2j and 2j + 1), per head:
     /// new row 2j + k of a head is old row k·HS/2 + j.
-    static func interleave(_ m: [Float], heads: Int, headSize: Int, columns: Int) -> [Float] {
+    public static func interleave(_ m: [Float], heads: Int, headSize: Int, columns: Int) -> [Float] {
         var out = m
         let half = headSize / 2
         for h in 0..<heads {
