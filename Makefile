@@ -42,13 +42,15 @@ install: build
 
 # Every test, in release mode (the kernels are slow unoptimised), then the command line end to end, the five
 # users' journeys in their short form (docs/examples), and the adversarial suite (malformed files, hostile
-# numbers, colliding paths, two processes, kill -9 mid-save).
+# numbers, colliding paths, two processes, kill -9 mid-save), and exports/imports against transformers and
+# gguf (Scripts/check_interop.sh installs them into .venv, or says why it skipped).
 test: setup
 	swift build -c release --build-tests
 	swift test -c release --skip-build
 	bash Scripts/cli_check.sh
 	bash docs/examples/journeys.sh --short
 	bash Scripts/adversarial.sh
+	bash Scripts/check_interop.sh --quick
 
 # Training-step speed side by side with PyTorch (needs a venv with torch: see Scripts/bench_train.py).
 bench: build

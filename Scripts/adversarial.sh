@@ -356,6 +356,28 @@ else
     say "skipped: kill -9 at each rename (strace is missing or ptrace is not allowed here)"
 fi
 
+# Export and import: never onto a user's files or the input, bad folders refused by name.
+check "export hf" ok "GPT2LMHeadModel" -- $fledge export "$keep/run" --format hf --output "$tmp/hf"
+check "export hf again without --overwrite" refused "exists" -- $fledge export "$keep/run" --format hf --output "$tmp/hf"
+check "export hf with --overwrite replaces its own export" ok "wrote" -- $fledge export "$keep/run" --format hf --output "$tmp/hf" --overwrite
+check "export hf onto a user's folder" refused "not written by Fledge" -- $fledge export "$keep/run" --format hf --output "$keep/mine" --overwrite
+check "export hf into the run itself" refused "" -- $fledge export "$keep/run" --format hf --output "$keep/run/final" --overwrite
+check "export gguf onto a user's file" refused "not a GGUF file" -- $fledge export "$keep/run" --format gguf --output "$keep/notes.txt" --overwrite
+check "export gguf" ok "GGUF v3" -- $fledge export "$keep/run" --format gguf --dtype f16 --output "$tmp/m.gguf"
+check "export hf --dtype f16" refused "gguf only" -- $fledge export "$keep/run" --format hf --dtype f16 --output "$tmp/hf16"
+check "export of a folder that is no run" refused "not a run" -- $fledge export "$keep/mine" --format hf --output "$tmp/x"
+check "import hf of its own export" ok "imported" -- $fledge import hf "$tmp/hf" --output "$tmp/imported"
+check "import hf: a folder without config.json" refused "config.json" -- $fledge import hf "$keep/mine" --output "$tmp/i1"
+mkdir -p "$tmp/bert" && echo '{"model_type": "bert"}' > "$tmp/bert/config.json"
+check "import hf: model_type bert" refused "model_type 'bert'" -- $fledge import hf "$tmp/bert" --output "$tmp/i2"
+cp -r "$tmp/hf" "$tmp/hf-scaled" && sed -i 's/"scale_attn_by_inverse_layer_idx" : false/"scale_attn_by_inverse_layer_idx" : true/' "$tmp/hf-scaled/config.json"
+check "import hf: an option Fledge does not compute" refused "scale_attn_by_inverse_layer_idx" -- $fledge import hf "$tmp/hf-scaled" --output "$tmp/i3"
+cp -r "$tmp/hf" "$tmp/hf-cut" && head -c 5000 "$tmp/hf/model.safetensors" > "$tmp/hf-cut/model.safetensors"
+check "import hf: truncated weights" refused "safetensors|truncated|data_offsets" -- $fledge import hf "$tmp/hf-cut" --output "$tmp/i4"
+check "import hf onto a user's folder" refused "not written by Fledge" -- $fledge import hf "$tmp/hf" --output "$keep/mine" --overwrite
+for v in -1 100000; do num model logits "$ckpt" --text "$keep/notes.txt" --output "$tmp/l.safetensors" --greedy=$v; done
+check "model logits of a text longer than the context" refused "must fit in the context" -- $fledge model logits "$ckpt" --text "$keep/corpus/a.txt" --output "$tmp/l.safetensors"
+
 # A Ctrl-C during data prepare leaves no hidden folder; a kill -9 leftover goes at the next run.
 $fledge data prepare data/shakespeare/shakespeare.txt --split-on line --tokenizer "$keep/tok.json" --output "$tmp/int" > /dev/null 2>&1 &
 pid=$!
