@@ -141,7 +141,7 @@ def main():
                     "tokenizer.ggml.model", "tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.eos_token_id"]
             check(f"gguf {name} {dtype}: gguf reads {len(keys)} keys and {len(reader.tensors)} tensors",
                   all(k in keys for k in need) and all(np.all(np.isfinite(np.asarray(t.data, dtype=np.float32))) for t in reader.tensors),
-                  "missing: " + ", ".join(k for k in need if k not in keys))
+                  "missing: " + ", ".join(k for k in need if k not in keys) if any(k not in keys for k in need) else "")
             folder = os.path.dirname(path)
             model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=os.path.basename(path), dtype=torch.float32).eval()
             results[f"gguf_{name}_{dtype}_logits_rel"] = compare_model(f"gguf {name} {dtype}", model, tokens, logits, None, tol)
