@@ -69,7 +69,8 @@ extension GPT {
                 cache.values.withUnsafeMutableBufferPointer { values in
                     withBuffers(acts) { m in
                         let buffers = CacheBuffers(
-                            keys: keys.baseAddress!, values: values.baseAddress!, capacity: cache.capacity)
+                            keys: keys.baseAddress!, values: values.baseAddress!, capacity: cache.capacity,
+                            rows: b, slots: nil)
                         runForward(
                             m, acts, batchSize: b, length: n, positionOffset: cache.length, cache: buffers,
                             training: false, lastLogitsOnly: !keepAll)

@@ -18,11 +18,19 @@ struct Buffers {
     let targets: UnsafeMutablePointer<Int32>
 }
 
-/// Where a cached forward pass keeps keys and values: (layers, B, capacity, NKV·HS) each.
+/// Where a cached forward pass keeps keys and values: (layers, rows, capacity, NKV·HS) each.
 struct CacheBuffers {
     let keys: FloatPointer
     let values: FloatPointer
     let capacity: Int
+    /// Cache rows per layer (the cache's batch size).
+    let rows: Int
+    /// The cache row of each batch row, and the position its new tokens start at; nil: batch row b is cache
+    /// row b and every row starts at the pass's shared position offset.
+    let slots: [(row: Int, position: Int)]?
+
+    /// Floats of one layer's keys (or values).
+    func layerBase(_ layer: Int, kvWidth: Int) -> Int { layer * rows * capacity * kvWidth }
 }
 
 extension GPT {
@@ -123,9 +131,19 @@ extension GPT {
         let bt = b * t
         let dropout = training ? c.dropout : 0
         let x0 = a + acts.encoded
-        backend.embedding(
-            output: x0, tokens: m.tokens, tokenTable: p + tokenEmbedding, positionTable: positionTable(m),
-            batchSize: b, sequenceLength: t, width: c.width, positionOffset: positionOffset)
+        if let slots = cache?.slots {
+            // Rows at positions of their own (continuous batching): one embedding call per row.
+            for (row, slot) in slots.enumerated() {
+                backend.embedding(
+                    output: x0 + row * t * c.width, tokens: m.tokens + row * t, tokenTable: p + tokenEmbedding,
+                    positionTable: positionTable(m), batchSize: 1, sequenceLength: t, width: c.width,
+                    positionOffset: slot.position)
+            }
+        } else {
+            backend.embedding(
+                output: x0, tokens: m.tokens, tokenTable: p + tokenEmbedding, positionTable: positionTable(m),
+                batchSize: b, sequenceLength: t, width: c.width, positionOffset: positionOffset)
+        }
         if dropout > 0 {
             backend.dropout(x0, count: bt * c.width, probability: dropout, seed: dropoutSeed(acts, c.layers, 0))
         }
@@ -230,17 +248,50 @@ extension GPT {
             output: qkv, input: input, weight: p + w.qkvWeight, bias: w.qkvBias.map { p + $0 }, rows: b * t,
             inFeatures: c.width, outFeatures: qkvWidth)
         if c.positions == .rotary {
-            rotate(m, qkv, heads: c.heads, batchSize: b, length: t, positionOffset: positionOffset, inverse: false)
-            rotate(
-                m, qkv + c.heads * hs, heads: c.kvHeads, batchSize: b, length: t, positionOffset: positionOffset,
-                inverse: false)
+            if let slots = cache?.slots {
+                for (row, slot) in slots.enumerated() {
+                    let rowQKV = qkv + row * t * qkvWidth
+                    rotate(m, rowQKV, heads: c.heads, batchSize: 1, length: t, positionOffset: slot.position, inverse: false)
+                    rotate(
+                        m, rowQKV + c.heads * hs, heads: c.kvHeads, batchSize: 1, length: t,
+                        positionOffset: slot.position, inverse: false)
+                }
+            } else {
+                rotate(m, qkv, heads: c.heads, batchSize: b, length: t, positionOffset: positionOffset, inverse: false)
+                rotate(
+                    m, qkv + c.heads * hs, heads: c.kvHeads, batchSize: b, length: t, positionOffset: positionOffset,
+                    inverse: false)
+            }
+        }
+        if let cache, let slots = cache.slots {
+            // Each row appends to its own cache row at its own position and attends over that row alone.
+            let layerBase = cache.layerBase(l, kvWidth: kvWidth)
+            for (row, slot) in slots.enumerated() {
+                let rowBase = layerBase + slot.row * cache.capacity * kvWidth
+                for i in 0..<t {
+                    let dst = rowBase + (slot.position + i) * kvWidth
+                    let src = qkv + (row * t + i) * qkvWidth
+                    (cache.keys + dst).update(from: src + c.heads * hs, count: kvWidth)
+                    (cache.values + dst).update(from: src + (c.heads + c.kvHeads) * hs, count: kvWidth)
+                }
+                var shape = attentionShape(acts, batchSize: 1, length: t)
+                shape.keyOffset = slot.position
+                shape.kvRowStride = kvWidth
+                shape.kvBatchStride = cache.capacity * kvWidth
+                backend.attention(
+                    output: a + s.attentionOut + row * t * c.attentionWidth,
+                    probabilities: a + s.probabilities + row * c.heads * t * acts.keyCapacity,
+                    query: qkv + row * t * qkvWidth, key: cache.keys + rowBase, value: cache.values + rowBase,
+                    shape: shape)
+            }
+            return
         }
         var shape = attentionShape(acts, batchSize: b, length: t)
         var keys = ConstFloatPointer(qkv + c.heads * hs)
         var values = ConstFloatPointer(qkv + (c.heads + c.kvHeads) * hs)
         if let cache {
             // Append this chunk's keys and values, then attend over everything cached so far.
-            let layerBase = l * b * cache.capacity * kvWidth
+            let layerBase = cache.layerBase(l, kvWidth: kvWidth)
             for row in 0..<b {
                 for i in 0..<t {
                     let dst = layerBase + (row * cache.capacity + positionOffset + i) * kvWidth

@@ -34,6 +34,69 @@ struct DecodingTests {
         #expect(throws: ModelError.self) { try model.decode(tokens: [0], count: 1, cache: cache) }
     }
 
+    @Test(arguments: Fixture.variants)
+    func slotsStartAndEndAtAnyStepAndMatchFullRecompute(variant: String) throws {
+        let fixture = try Fixture(variant)
+        let model = try fixture.model(backend: Self.backend)
+        let v = model.config.vocabularySize
+        let context = model.config.contextLength
+        // Three sequences: A starts at step 0, B joins at step 3, C takes slot 0 after A ends at step 6.
+        let seqs = (0..<3).map { randomTokens(context, vocabulary: v, seed: 40 + UInt64($0)) }
+        func full(_ tokens: [Int32]) throws -> [Float] {
+            let acts = try Activations(
+                config: model.config, batchSize: 1, sequenceLength: tokens.count, forTraining: false)
+            try model.forward(tokens: tokens, targets: nil, activations: acts, training: false)
+            return acts.withLogits({ Array($0) }, vocabularySize: v)
+        }
+        let cache = try SlotCache(model: model, slots: 2, chunkSize: 3)
+        var out = [Float](repeating: 0, count: 2 * v)
+        var got: [[Float]] = [[], [], []]  // logits after each token, per sequence
+        var fed = [0, 0, 0]
+        func prefill(_ s: Int, slot: Int, count: Int) throws {
+            cache.reset(slot: slot)
+            try out.withUnsafeMutableBufferPointer {
+                try model.prefill(slot: slot, tokens: Array(seqs[s][0..<count]), cache: cache, logits: $0)
+            }
+            got[s] += out[0..<v]
+            fed[s] = count
+        }
+        try prefill(0, slot: 0, count: 4)
+        var active: [(seq: Int, slot: Int)] = [(0, 0)]
+        for step in 0..<12 {
+            if step == 3 {
+                try prefill(1, slot: 1, count: 5)
+                active.append((1, 1))
+            }
+            if step == 6 {
+                active.removeAll { $0.seq == 0 }
+                try prefill(2, slot: 0, count: 2)
+                active.append((2, 0))
+            }
+            let tokens = active.map { seqs[$0.seq][fed[$0.seq]] }
+            try out.withUnsafeMutableBufferPointer {
+                try model.step(slots: active.map(\.slot), tokens: tokens, cache: cache, logits: $0)
+            }
+            for (i, a) in active.enumerated() {
+                got[a.seq] += out[i * v..<(i + 1) * v]
+                fed[a.seq] += 1
+            }
+        }
+        for s in 0..<3 {
+            // The logits after each fed token equal the full forward's at that position.
+            let reference = try full(Array(seqs[s][0..<fed[s]]))
+            let firstChecked = (s == 0 ? 4 : s == 1 ? 5 : 2) - 1
+            let expected = Array(reference[(firstChecked * v)...])
+            let agreement = Agreement(got[s][...], expected[...])
+            #expect(got[s].count == expected.count && agreement.relative < 1e-5, "\(variant) seq \(s): \(agreement)")
+        }
+        #expect(cache.lengths == [fed[2], fed[1]])
+        #expect(throws: ModelError.self) {
+            try out.withUnsafeMutableBufferPointer {
+                try model.step(slots: [0, 0], tokens: [1, 1], cache: cache, logits: $0)
+            }
+        }
+    }
+
     @Test(arguments: ["gpt2", "llama", "smallm"])
     func batchOfRowsMatchesEachRowAlone(variant: String) throws {
         let fixture = try Fixture(variant)
