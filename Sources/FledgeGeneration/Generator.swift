@@ -34,6 +34,8 @@ public enum FinishReason: String, Codable, Sendable {
     case context
     /// The logits processors allowed no token.
     case noAllowedToken = "no_allowed_token"
+    /// The caller cancelled it (a client went away), or the engine shut down.
+    case cancelled
 }
 
 /// One prompt's output and timings.

@@ -251,7 +251,9 @@ extension GPT {
             if let slots = cache?.slots {
                 for (row, slot) in slots.enumerated() {
                     let rowQKV = qkv + row * t * qkvWidth
-                    rotate(m, rowQKV, heads: c.heads, batchSize: 1, length: t, positionOffset: slot.position, inverse: false)
+                    rotate(
+                        m, rowQKV, heads: c.heads, batchSize: 1, length: t, positionOffset: slot.position,
+                        inverse: false)
                     rotate(
                         m, rowQKV + c.heads * hs, heads: c.kvHeads, batchSize: 1, length: t,
                         positionOffset: slot.position, inverse: false)

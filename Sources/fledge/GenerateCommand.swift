@@ -114,6 +114,7 @@ struct GenerateCommand: ParsableCommand {
         case .length: reason = "token limit"
         case .context: reason = "the context window is full (prompt + output reached the model's context length)"
         case .noAllowedToken: reason = "no token satisfies the constraints"
+        case .cancelled: reason = "cancelled"
         }
         note(
             String(
