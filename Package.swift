@@ -28,7 +28,8 @@ let package = Package(
         .library(name: "FledgeKit", targets: ["FledgeKit"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -51,6 +52,13 @@ let package = Package(
             name: "FledgeInterop", dependencies: ["FledgeModel", "FledgeTokenizer", "FledgeData", "FledgeTraining"],
             swiftSettings: checkedSettings),
         .target(
+            name: "FledgeServe",
+            dependencies: [
+                "FledgeGeneration", "FledgeTraining", "FledgeModel", "FledgeTokenizer", "FledgeData", "FledgeTensor",
+                "FledgeFiles", .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: checkedSettings),
+        .target(
             name: "FledgeKit",
             dependencies: [
                 "FledgeFiles", "FledgeTensor", "FledgeTokenizer", "FledgeModel", "FledgeData", "FledgeGeneration",
@@ -60,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "fledge",
             dependencies: [
-                "FledgeKit",
+                "FledgeKit", "FledgeServe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: checkedSettings

@@ -11,6 +11,7 @@ struct Fledge: ParsableCommand {
         subcommands: [
             TokenizerCommand.self, DataCommand.self, TrainCommand.self, EvalCommand.self, GenerateCommand.self,
             ChatCLI.self, ReportCommand.self, ModelCommand.self, ExportCommand.self, ImportCommand.self,
+            ServeCommand.self,
             BenchCommand.self,
         ])
 }
