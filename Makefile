@@ -43,7 +43,8 @@ install: build
 # Every test, in release mode (the kernels are slow unoptimised), then the command line end to end, the five
 # users' journeys in their short form (docs/examples), and the adversarial suite (malformed files, hostile
 # numbers, colliding paths, two processes, kill -9 mid-save), and exports/imports against transformers and
-# gguf (Scripts/check_interop.sh installs them into .venv, or says why it skipped).
+# gguf (Scripts/check_interop.sh installs them into .venv, or says why it skipped), and `fledge serve` with
+# the openai client, raw HTTP and headless chromium (Scripts/check_serve.sh).
 test: setup
 	swift build -c release --build-tests
 	swift test -c release --skip-build
@@ -51,6 +52,7 @@ test: setup
 	bash docs/examples/journeys.sh --short
 	bash Scripts/adversarial.sh
 	bash Scripts/check_interop.sh --quick
+	bash Scripts/check_serve.sh
 
 # Training-step speed side by side with PyTorch (needs a venv with torch: see Scripts/bench_train.py).
 bench: build

@@ -74,6 +74,7 @@ public final class ModelService: @unchecked Sendable {
         s.repetitionPenalty = Float(try f.number("repetition_penalty", 0.01...100, default: 1)!)
         if let seed = try f.int("seed", Int.min...Int.max) { s.seed = UInt64(bitPattern: Int64(seed)) }
         o.sampling = s
+        o.stopAtEndOfSequence = !(try f.bool("ignore_eos"))
         o.stopStrings = try f.strings("stop", limit: 4).map { $0 }
         if o.stopStrings.contains(where: \.isEmpty) { throw .invalid("stop", "'stop' strings may not be empty") }
         var bias: [Int32: Float] = [:]
@@ -199,7 +200,18 @@ public final class ModelService: @unchecked Sendable {
         guard parsed.last?.role == "user" else {
             throw .invalid("messages", "the last message must be from the user")
         }
-        let prompt = chatPrompt(parsed)
+        // As `fledge chat` does: the oldest exchanges are dropped until the prompt leaves room for a reply (the
+        // token limit, at most half the context); system messages stay.
+        let maxKey = f.has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens"
+        let reserve = max(1, min(try f.int(maxKey, 1...1_000_000) ?? contextLength / 2, contextLength / 2))
+        let system = parsed.filter { $0.role == "system" || $0.role == "developer" }
+        var conversation = parsed.filter { $0.role == "user" || $0.role == "assistant" }
+        var prompt = chatPrompt(system + conversation)
+        while prompt.count + reserve > contextLength && conversation.count > 1 {
+            conversation.removeFirst()
+            while conversation.count > 1 && conversation.first?.role != "user" { conversation.removeFirst() }
+            prompt = chatPrompt(system + conversation)
+        }
         try checkLength(prompt, param: "messages")
         let n = try f.int("n", 1...16, default: 1)!
         var (options, processors, bias) = try settings(f, chat: true, promptTokens: prompt.count)

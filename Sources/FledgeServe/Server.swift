@@ -106,6 +106,10 @@ public enum Server {
             throw APIError(
                 .contentTooLarge, "the request body is larger than the server's limit of \(limit) bytes",
                 code: "request_too_large")
+        } catch is NIOTooManyBytesError {
+            throw APIError(
+                .contentTooLarge, "the request body is larger than the server's limit of \(limit) bytes",
+                code: "request_too_large")
         }
     }
 
