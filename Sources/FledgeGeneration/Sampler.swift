@@ -27,6 +27,9 @@ public final class Sampler {
     public func sample(_ logits: UnsafeBufferPointer<Float>, config: SamplingConfig, rng: inout RandomSource) -> Int32?
     {
         if config.temperature == 0 { return Self.argmax(logits) }
+        if config.topK == nil && config.topP >= 1 && config.minP == 0 {
+            return drawUnfiltered(logits, temperature: Double(config.temperature), rng: &rng)
+        }
         let kept = select(logits, config: config)
         guard kept.count > 0 else { return nil }
         var r = rng.uniform() * kept.total
@@ -50,6 +53,30 @@ public final class Sampler {
             for i in 0..<kept.count { result.append((order[i], weights[i] / kept.total)) }
             return result
         }
+    }
+
+    /// A draw from softmax(logits / T) over the whole vocabulary (no top-k, top-p or min-p): one pass for the
+    /// total, one for the draw, in id order; no sorting is needed when nothing is cut.
+    func drawUnfiltered(_ logits: UnsafeBufferPointer<Float>, temperature: Double, rng: inout RandomSource)
+        -> Int32?
+    {
+        var best = -Float.infinity
+        for x in logits where x > best { best = x }
+        guard best > -.infinity else { return nil }
+        var total = 0.0
+        for i in 0..<logits.count {
+            let w = logits[i] > -.infinity ? exp((Double(logits[i]) - Double(best)) / temperature) : 0
+            weights[i] = w
+            total += w
+        }
+        var r = rng.uniform() * total
+        var last: Int32?
+        for i in 0..<logits.count where weights[i] > 0 {
+            r -= weights[i]
+            last = Int32(i)
+            if r < 0 { return last }
+        }
+        return last
     }
 
     /// The most likely token (the lowest id among equals); nil when none is finite.

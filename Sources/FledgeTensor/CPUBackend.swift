@@ -59,9 +59,19 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         output: FloatPointer, input: ConstFloatPointer, weight: ConstFloatPointer, bias: ConstFloatPointer?,
         rows: Int, inFeatures: Int, outFeatures: Int
     ) {
-        // Few rows (decoding): split the output features instead, so every thread streams its share of the
-        // weights (a matrix-vector product is bound by memory bandwidth, which one thread cannot fill).
-        if rows < 8 * pool.threadCount && pool.threadCount > 1 && outFeatures >= 64 * pool.threadCount {
+        // Few rows (decoding, a server's batch of sequences): split the output features instead, so every thread
+        // streams (and the BLAS packs) only its share of the weights; split by rows, each thread would read and
+        // pack all of them, which costs more than the arithmetic when rows are few.
+        if rows >= 2 && rows <= 8 {
+            // A few sequences decoded together: each slice of a weight row is loaded once for 4 input rows, with no
+            // copy of the weights first (the BLAS packs the whole matrix, which costs more than the arithmetic here).
+            let job = SmallRowsLinear(
+                output: output, input: input, weight: weight, bias: bias, rows: rows, inFeatures: inFeatures,
+                outFeatures: outFeatures)
+            pool.parallelFor(outFeatures, alignment: 12, job)
+            return
+        }
+        if rows < 32 * pool.threadCount && pool.threadCount > 1 && outFeatures >= 64 * pool.threadCount {
             let job = LinearColumns(
                 output: output, input: input, weight: weight, bias: bias, rows: rows, inFeatures: inFeatures,
                 outFeatures: outFeatures)
@@ -153,6 +163,94 @@ struct LinearColumns: ParallelRangeJob {
         CPUBackend.sgemm(
             false, true, rows, block.count, c, 1, input, c, weight + block.lowerBound * c, c, bias == nil ? 0 : 1, out,
             oc)
+    }
+}
+
+/// output = input · weightᵀ + bias for a few rows (2–8) and a range of output features, in blocks of 4 rows ×
+/// 3 features: 12 eight-lane accumulators, 3 weight slices and 1 input slice fill the 16 AVX2 registers.
+struct SmallRowsLinear: ParallelRangeJob {
+    let output: FloatPointer, input: ConstFloatPointer, weight: ConstFloatPointer, bias: ConstFloatPointer?
+    let rows: Int, inFeatures: Int, outFeatures: Int
+
+    func run(_ block: Range<Int>) {
+        var j = block.lowerBound
+        while j + 3 <= block.upperBound {
+            var m = 0
+            while m + 4 <= rows {
+                block4x3(m, j)
+                m += 4
+            }
+            while m < rows {
+                for t in 0..<3 { single(m, j + t) }
+                m += 1
+            }
+            j += 3
+        }
+        while j < block.upperBound {
+            for m in 0..<rows { single(m, j) }
+            j += 1
+        }
+    }
+
+    @inline(__always)
+    private func block4x3(_ m: Int, _ j: Int) {
+        typealias V = SIMD8<Float>
+        let k = inFeatures
+        let (x0, x1, x2, x3) = (input + m * k, input + (m + 1) * k, input + (m + 2) * k, input + (m + 3) * k)
+        let (w0, w1, w2) = (weight + j * k, weight + (j + 1) * k, weight + (j + 2) * k)
+        var a00 = V(), a01 = V(), a02 = V(), a10 = V(), a11 = V(), a12 = V()
+        var a20 = V(), a21 = V(), a22 = V(), a30 = V(), a31 = V(), a32 = V()
+        @inline(__always) func load(_ p: ConstFloatPointer, _ lanes: Int) -> V {
+            if lanes == 8 { return UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+            var v = V()
+            for l in 0..<lanes { v[l] = p[l] }
+            return v
+        }
+        var i = 0
+        while i < k {
+            let lanes = min(8, k - i)
+            let v0 = load(w0 + i, lanes), v1 = load(w1 + i, lanes), v2 = load(w2 + i, lanes)
+            var x = load(x0 + i, lanes)
+            a00.addProduct(x, v0)
+            a01.addProduct(x, v1)
+            a02.addProduct(x, v2)
+            x = load(x1 + i, lanes)
+            a10.addProduct(x, v0)
+            a11.addProduct(x, v1)
+            a12.addProduct(x, v2)
+            x = load(x2 + i, lanes)
+            a20.addProduct(x, v0)
+            a21.addProduct(x, v1)
+            a22.addProduct(x, v2)
+            x = load(x3 + i, lanes)
+            a30.addProduct(x, v0)
+            a31.addProduct(x, v1)
+            a32.addProduct(x, v2)
+            i += 8
+        }
+        let b0 = bias?[j] ?? 0, b1 = bias?[j + 1] ?? 0, b2 = bias?[j + 2] ?? 0
+        var o = output + m * outFeatures + j
+        (o[0], o[1], o[2]) = (a00.sum() + b0, a01.sum() + b1, a02.sum() + b2)
+        o += outFeatures
+        (o[0], o[1], o[2]) = (a10.sum() + b0, a11.sum() + b1, a12.sum() + b2)
+        o += outFeatures
+        (o[0], o[1], o[2]) = (a20.sum() + b0, a21.sum() + b1, a22.sum() + b2)
+        o += outFeatures
+        (o[0], o[1], o[2]) = (a30.sum() + b0, a31.sum() + b1, a32.sum() + b2)
+    }
+
+    @inline(__always)
+    private func single(_ m: Int, _ j: Int) {
+        let k = inFeatures
+        let (x, w) = (input + m * k, weight + j * k)
+        var acc = Vec16()
+        var i = 0
+        while i < k {
+            let lanes = min(16, k - i)
+            acc.addProduct(loadLanes(x + i, lanes), loadLanes(w + i, lanes))
+            i += 16
+        }
+        output[m * outFeatures + j] = acc.sum() + (bias?[j] ?? 0)
     }
 }
 

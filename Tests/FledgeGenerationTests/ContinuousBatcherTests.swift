@@ -56,11 +56,12 @@ struct ContinuousBatcherTests {
             if i == 4 { o.stopStrings = ["e"] }
             settings.append(o)
         }
-        // Five requests into three slots, submitted a little apart so they join a running batch.
+        // Five requests into three slots: two at once, the others while those run, so they join a running batch
+        // (and two wait in the queue for a slot).
         var tickets: [BatchTicket] = []
         for (i, prompt) in prompts.enumerated() {
             tickets.append(try batcher.submit(BatchRequest(prompt: generator.encode(prompt), options: settings[i])))
-            try await Task.sleep(nanoseconds: 3_000_000)
+            if i == 1 { while batcher.steps == 0 { try await Task.sleep(nanoseconds: 100_000) } }
         }
         for (i, ticket) in tickets.enumerated() {
             let got = await collect(ticket)
@@ -80,32 +81,47 @@ struct ContinuousBatcherTests {
         let generator = try Fixtures.generator(context: 64)
         let batcher = try ContinuousBatcher(
             model: generator.model, tokenizer: generator.tokenizer, endOfSequence: nil, slots: 1, queueLimit: 1)
-        batcher.start()
         var long = options(10_000)
         long.stopAtEndOfSequence = false
+        // The engine is not started yet, so nothing finishes while the limits are checked.
         let first = try batcher.submit(BatchRequest(prompt: generator.encode("A"), options: long))
         let second = try batcher.submit(BatchRequest(prompt: generator.encode("B"), options: options(3)))
         // One slot and one queue place are taken: a third is refused at once.
         #expect(throws: BatcherRefusal.self) { _ = try batcher.submit(BatchRequest(prompt: [1], options: options(3))) }
-        try await Task.sleep(nanoseconds: 20_000_000)
         first.cancel()
+        batcher.start()
         let a = await collect(first)
-        #expect(a.reason == .cancelled || a.reason == .context)
+        #expect(a.reason == .cancelled && a.tokens == 0)
         let b = await collect(second)
         #expect(b.reason == .length && b.tokens == 3)
+        // A long sequence (to the context) and one cancelled while it runs.
+        let third = try batcher.submit(BatchRequest(prompt: generator.encode("C"), options: long))
+        #expect((await collect(third)).reason == .context)
         // Bad requests are refused before they queue.
         #expect(throws: (any Error).self) { _ = try batcher.submit(BatchRequest(prompt: [], options: options(3))) }
         #expect(throws: (any Error).self) {
             _ = try batcher.submit(BatchRequest(prompt: [Int32](repeating: 1, count: 64), options: options(3)))
         }
-        // Shutdown ends what runs and refuses what comes.
-        let third = try batcher.submit(BatchRequest(prompt: generator.encode("C"), options: long))
         batcher.shutdown()
-        #expect((await collect(third)).reason == .cancelled)
         batcher.waitUntilStopped()
         #expect(throws: BatcherRefusal.shuttingDown) {
             _ = try batcher.submit(BatchRequest(prompt: [1], options: options(3)))
         }
+    }
+
+    @Test func shutdownEndsWhatRunsAndWaits() async throws {
+        let generator = try Fixtures.generator(context: 64)
+        let batcher = try ContinuousBatcher(
+            model: generator.model, tokenizer: generator.tokenizer, endOfSequence: nil, slots: 1, queueLimit: 4)
+        var long = options(10_000)
+        long.stopAtEndOfSequence = false
+        let tickets = try (0..<3).map { _ in
+            try batcher.submit(BatchRequest(prompt: generator.encode("D"), options: long))
+        }
+        batcher.shutdown()
+        batcher.start()
+        for ticket in tickets { #expect((await collect(ticket)).reason == .cancelled) }
+        batcher.waitUntilStopped()
     }
 
     @Test func logprobsAreTheLogSoftmaxOfTheProcessedLogits() async throws {

@@ -27,8 +27,12 @@ struct CPUBackendTests {
         expectClose(c1.array, c2.array, "gemm \(transA) \(transB) \(m)x\(n)x\(k)")
     }
 
-    // (1, 64, 300) and (3, 48, 1000): few rows, so the fast backend splits the output features across threads.
-    @Test(arguments: [(1, 3, 5), (37, 24, 40), (65, 33, 129), (1, 64, 300), (3, 48, 1000)])
+    // Fewer than 32 rows per thread with wide outputs (decoding, a server's batch): the fast backend splits the
+    // output features across threads.
+    @Test(arguments: [
+        (1, 3, 5), (37, 24, 40), (65, 33, 129), (1, 64, 300), (3, 48, 1000), (2, 16, 4), (5, 37, 23), (16, 256, 768),
+        (32, 100, 67), (7, 1, 9),
+    ])
     func linearForwardAndBackwardMatchReference(rows: Int, inFeatures: Int, outFeatures: Int) {
         let x = Buffer(rows * inFeatures, seed: 4)
         let w = Buffer(outFeatures * inFeatures, seed: 5)

@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""Load on `fledge serve`: 1, 4 and 16 concurrent streaming clients on reference config (b) (8 layers, width 256,
+8 heads, context 256, vocabulary 8192), then a soak mixing valid requests, invalid ones and disconnects.
+
+  .venv/bin/python Scripts/bench_serve.py [--fledge PATH] [--requests 3] [--tokens 64] [--soak 180]
+
+Each client sends --requests streaming completions one after another (ignore_eos, --tokens each). Prints aggregate
+decode tokens/s, time to first token p50/p99 and errors per level; the peer is the same 16 clients served one at a
+time (--slots 1, as mlx-lm's server does). The soak reports errors on valid requests, whether the server is up,
+and its resident memory after warm-up and at the end. A table, then one JSON line.
+"""
+import argparse
+import http.client
+import json
+import os
+import random
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(*args):
+    p = subprocess.run([str(a) for a in args], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, args))} failed:\n{p.stdout}\n{p.stderr}")
+
+
+def start(fledge, model, slots, threads):
+    proc = subprocess.Popen([fledge, "serve", model, "--port", "0", "--slots", str(slots), "--queue", "256",
+                             "--threads", str(threads)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = proc.stdout.readline()
+    return proc, int(re.search(r":(\d+)/v1", line).group(1))
+
+
+def stream(port, tokens, prompt, disconnect_after=None):
+    """One streaming completion; returns (time to first token, completion tokens) or raises."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    body = json.dumps({"prompt": prompt, "max_tokens": tokens, "stream": True, "ignore_eos": True, "temperature": 1,
+                       "stream_options": {"include_usage": True}})
+    start = time.perf_counter()
+    c.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    if r.status != 200:
+        raise RuntimeError(f"status {r.status}: {r.read()[:200]}")
+    first = None
+    usage = 0
+    events = 0
+    buffer = b""
+    while True:
+        chunk = r.read1(65536)
+        if not chunk:
+            break
+        buffer += chunk
+        while b"\n\n" in buffer:
+            event, buffer = buffer.split(b"\n\n", 1)
+            events += 1
+            if event == b"data: [DONE]":
+                c.close()
+                return first, usage
+            data = json.loads(event[6:])
+            if data.get("usage"):
+                usage = data["usage"]["completion_tokens"]
+            elif first is None and data["choices"] and data["choices"][0]["text"]:
+                first = time.perf_counter() - start
+            if disconnect_after and events >= disconnect_after:
+                c.sock.shutdown(socket.SHUT_RDWR)
+                c.close()
+                return first, 0
+    raise RuntimeError("the stream ended without [DONE]")
+
+
+def level(port, clients, requests, tokens):
+    ttft, errors, total = [], [], [0]
+    lock = threading.Lock()
+
+    def client(i):
+        for k in range(requests):
+            try:
+                first, n = stream(port, tokens, f"Client {i} request {k}: ROMEO:")
+                with lock:
+                    ttft.append(first)
+                    total[0] += n
+            except Exception as e:
+                with lock:
+                    errors.append(str(e))
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    ttft.sort()
+    p = lambda q: ttft[min(len(ttft) - 1, int(q * len(ttft)))] if ttft else float("nan")
+    return {"clients": clients, "tokens_per_s": total[0] / wall, "ttft_p50_ms": p(0.5) * 1000,
+            "ttft_p99_ms": p(0.99) * 1000, "errors": len(errors), "tokens": total[0], "seconds": wall}
+
+
+def rss_kb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def soak(port, pid, seconds, tokens):
+    stop = time.time() + seconds
+    counts = {"valid": 0, "valid_errors": 0, "invalid": 0, "invalid_wrong": 0, "disconnects": 0}
+    lock = threading.Lock()
+    warm = [None]
+
+    def worker(i):
+        rng = random.Random(i)
+        while time.time() < stop:
+            kind = rng.random()
+            try:
+                if kind < 0.6:
+                    _, n = stream(port, rng.randint(4, tokens), f"worker {i}: ")
+                    with lock:
+                        counts["valid"] += 1
+                        counts["valid_errors"] += n == 0
+                elif kind < 0.85:
+                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    body = rng.choice([b"{bad", b'{"prompt": 5}', b'{"prompt": "x", "temperature": 9}', b"[]",
+                                       b'{"messages": []}'])
+                    path = rng.choice(["/v1/completions", "/v1/chat/completions"])
+                    c.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+                    r = c.getresponse()
+                    payload = json.loads(r.read())
+                    c.close()
+                    with lock:
+                        counts["invalid"] += 1
+                        counts["invalid_wrong"] += not (r.status == 400 and "error" in payload)
+                else:
+                    stream(port, tokens, f"worker {i} leaves: ", disconnect_after=2)
+                    with lock:
+                        counts["disconnects"] += 1
+            except Exception:
+                with lock:
+                    counts["valid_errors" if kind < 0.6 else "invalid_wrong" if kind < 0.85 else "disconnects"] += kind < 0.85
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(min(20, seconds / 4))
+    warm[0] = rss_kb(pid)
+    peak = warm[0]
+    while any(t.is_alive() for t in threads):
+        time.sleep(1)
+        peak = max(peak, rss_kb(pid))
+    end_rss = rss_kb(pid)
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/health")
+    healthy = c.getresponse().status == 200
+    return dict(counts, rss_after_warmup_mb=warm[0] / 1024, rss_end_mb=end_rss / 1024, rss_peak_mb=peak / 1024,
+                rss_growth=(end_rss - warm[0]) / warm[0], healthy=healthy)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--fledge", default=os.environ.get("FLEDGE", os.path.join(ROOT, ".build/release/fledge")))
+    ap.add_argument("--requests", type=int, default=3)
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--soak", type=int, default=180)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    fledge = os.path.abspath(args.fledge)
+    work = tempfile.mkdtemp(prefix="fledge-bench-serve-")
+    P = lambda *p: os.path.join(work, *p)
+    text = open(os.path.join(ROOT, "data/shakespeare/shakespeare.txt"), encoding="utf-8").read()[:2_000_000]
+    open(P("s.txt"), "w").write(text)
+    run(fledge, "tokenizer", "train", "--input", P("s.txt"), "--vocab-size", 8192, "--output", P("tok.json"))
+    config = dict(fledge_format_version=1, architecture="gpt", vocab_size=8192, context_length=256, n_layer=8,
+                  n_embd=256, n_head=8, n_kv_head=8, mlp_width=1024, norm="layernorm", norm_placement="pre",
+                  positions="learned", activation="gelu", parallel_block=False, tie_embeddings=True, bias=True,
+                  dropout=0.0, norm_eps=1e-5, rope_theta=10000.0)
+    json.dump(config, open(P("b.json"), "w"))
+    run(fledge, "model", "init", "--config", P("b.json"), "--output", P("model-b"))
+    os.replace(P("tok.json"), P("model-b", "tokenizer.json"))
+    rows = []
+    proc, port = start(fledge, P("model-b"), 16, args.threads)
+    try:
+        stream(port, 8, "warm-up")
+        for clients in (1, 4, 16):
+            rows.append(dict(level(port, clients, args.requests, args.tokens), server="batched (16 slots)"))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    proc, port = start(fledge, P("model-b"), 1, args.threads)
+    try:
+        stream(port, 8, "warm-up")
+        rows.append(dict(level(port, 16, args.requests, args.tokens), server="one at a time (1 slot)"))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    print(f"config b, {args.requests} streaming completions of {args.tokens} tokens per client, {args.threads} threads")
+    print("server                   clients  tokens/s  TTFT p50 ms  TTFT p99 ms  errors")
+    for r in rows:
+        print(f"{r['server']:24s} {r['clients']:7d}  {r['tokens_per_s']:8.1f}  {r['ttft_p50_ms']:11.0f}  "
+              f"{r['ttft_p99_ms']:11.0f}  {r['errors']:6d}")
+    speedup = rows[2]["tokens_per_s"] / rows[0]["tokens_per_s"]
+    versus_peer = rows[2]["tokens_per_s"] / rows[3]["tokens_per_s"]
+    print(f"16 clients vs 1: {speedup:.2f}× aggregate tokens/s (goal ≥ 6×); vs one at a time: {versus_peer:.2f}×")
+    result = {"levels": rows, "speedup_16_vs_1": speedup, "speedup_vs_one_at_a_time": versus_peer}
+    if args.soak > 0:
+        proc, port = start(fledge, P("model-b"), 16, args.threads)
+        try:
+            s = soak(port, proc.pid, args.soak, args.tokens)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=30)
+        s["exit_status"] = code
+        print(f"soak {args.soak}s: {s['valid']} valid requests ({s['valid_errors']} errors), {s['invalid']} invalid "
+              f"({s['invalid_wrong']} answered wrongly), {s['disconnects']} disconnects; server up: {s['healthy']}; "
+              f"RSS {s['rss_after_warmup_mb']:.0f} MB after warm-up, {s['rss_end_mb']:.0f} MB at the end "
+              f"({100 * s['rss_growth']:+.1f}%), peak {s['rss_peak_mb']:.0f} MB; exit status {code}")
+        result["soak"] = s
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
