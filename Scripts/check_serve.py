@@ -302,28 +302,43 @@ def main():
         server.stop()
 
     # A full server refuses at once with 503 and Retry-After; SIGTERM ends streams cleanly.
-    busy = Server(fledge, P("base"), "--slots", 1, "--queue", 0)
+    busy = Server(fledge, P("base"), "--slots", 1, "--queue", 0, "--threads", 1)
     try:
-        results = {}
+        statuses = []
+        lock = threading.Lock()
 
-        def long_stream():
-            results["events"] = sse(busy, {"prompt": "ROMEO:", "max_tokens": 120, "stream": True, "temperature": 1})[1]
-        t = threading.Thread(target=long_stream)
-        t.start()
-        for _ in range(100):
-            if json.loads(busy.get("/health")[2])["active"] == 1:
-                break
-            time.sleep(0.01)
-        status, headers, payload = busy.json("POST", "/v1/completions", {"prompt": "x", "max_tokens": 2})
-        check("503 with Retry-After when every slot and queue place is taken",
-              status == 503 and "Retry-After" in headers and is_error_object(payload), (status, headers.get("Retry-After")))
+        def request():
+            status, headers, payload = busy.json("POST", "/v1/completions",
+                                                 {"prompt": "ROMEO:", "max_tokens": 100, "ignore_eos": True})
+            with lock:
+                statuses.append((status, headers.get("Retry-After"), is_error_object(payload)))
+        threads = [threading.Thread(target=request) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        refused = [x for x in statuses if x[0] == 503]
+        check("503 with Retry-After when every slot and queue place is taken (6 at once, 1 slot, no queue)",
+              refused and all(r[1] == "1" and r[2] for r in refused) and any(x[0] == 200 for x in statuses),
+              sorted(x[0] for x in statuses))
+        # SIGTERM while a stream runs: it ends with a final chunk and [DONE], and the server exits 0.
+        head, first, sock = sse(busy, {"prompt": "ROMEO:", "max_tokens": 120, "ignore_eos": True, "stream": True},
+                                read_chunks=2)
         busy.proc.send_signal(signal.SIGTERM)
-        t.join(timeout=20)
+        rest = b""
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            rest += data
+        sock.close()
         code = busy.proc.wait(timeout=20)
-        ev = results.get("events", [])
-        last = json.loads(ev[-2][6:]) if len(ev) >= 2 else {}
+        events = [e for e in re.findall(rb"data: [^\r\n]+", rest)]
+        finals = [json.loads(e[6:]) for e in events if e != b"data: [DONE]"]
+        reason = finals[-1]["choices"][0]["finish_reason"] if finals and finals[-1]["choices"] else None
         check("SIGTERM: the running stream ends with a final chunk and [DONE]",
-              ev and ev[-1] == b"data: [DONE]" and last.get("choices", [{}])[0].get("finish_reason") in ("length", "stop"))
+              events and events[-1] == b"data: [DONE]" and reason in ("length", "stop"),
+              f"{len(events)} more events, finish_reason {reason}")
         check("SIGTERM: exit status 0", code == 0, code)
     finally:
         busy.stop()

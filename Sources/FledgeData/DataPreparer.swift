@@ -486,9 +486,9 @@ public final class DataPreparer {
     private func writeDocumentList(to url: URL, isValidation: [Bool], uses: [Int], tokens: [[Int32]]) throws {
         var out: [UInt8] = []
         out.reserveCapacity(documents.count * 200)
-        let names = config.sources.map { DataPreparer.jsonString($0.name) }
+        let names = config.sources.map { JSONNumber.string($0.name) }
         let fileIDs = config.sources.indices.map { s in
-            sourceFiles[s].map { Array(DataPreparer.jsonString("\(config.sources[s].name):\($0)#").utf8.dropLast()) }
+            sourceFiles[s].map { Array(JSONNumber.string("\(config.sources[s].name):\($0)#").utf8.dropLast()) }
         }
         func number(_ value: Int) {
             guard value >= 10 else { return out.append(UInt8(48 + value)) }
@@ -535,23 +535,6 @@ public final class DataPreparer {
             out += "}\n".utf8
         }
         try Data(out).write(to: url)
-    }
-
-    /// `value` as a JSON string literal (RFC 8259 escapes).
-    static func jsonString(_ value: String) -> String {
-        var result = "\""
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\t": result += "\\t"
-            case "\r": result += "\\r"
-            case _ where scalar.value < 0x20: result += String(format: "\\u%04x", scalar.value)
-            default: result.unicodeScalars.append(scalar)
-            }
-        }
-        return result + "\""
     }
 
     /// "source:relative/path#ordinal".

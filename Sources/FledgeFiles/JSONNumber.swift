@@ -18,4 +18,21 @@ public enum JSONNumber {
         guard double.isFinite, double.rounded() == double, abs(double) < 9e15 else { return nil }
         return number.intValue
     }
+
+    /// `value` as a JSON string literal (RFC 8259 escapes), for JSON written by hand where speed matters.
+    public static func string(_ value: String) -> String {
+        var result = "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\t": result += "\\t"
+            case "\r": result += "\\r"
+            case _ where scalar.value < 0x20: result += String(format: "\\u%04x", scalar.value)
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result + "\""
+    }
 }

@@ -2,6 +2,7 @@
 // streams, the chat page, bearer-token auth, optional CORS, a body-size limit, an idle timeout, and a graceful
 // stop on SIGTERM/SIGINT (no new requests; running streams end with a final chunk and [DONE]).
 
+import FledgeFiles
 import FledgeGeneration
 import Foundation
 import Hummingbird
@@ -218,6 +219,19 @@ public enum Server {
                 buffer.writeString("\n\n")
                 try await writer.write(buffer)
             }
+            // The common event, a text delta without log-probabilities, is written by hand (JSONSerialization
+            // per token costs more than the token); every other event goes through JSONSerialization.
+            let tail =
+                ",\"created\":\(created),\"id\":\"\(id)\",\"model\":\(JSONNumber.string(service.id)),\"object\":\"\(object)\",\"system_fingerprint\":\"\(fingerprint)\""
+                + (includeUsage ? ",\"usage\":null}\n\n" : "}\n\n")
+            func sendText(_ index: Int, _ text: String) async throws {
+                let quoted = JSONNumber.string(text)
+                let head =
+                    chat
+                    ? "data: {\"choices\":[{\"delta\":{\"content\":\(quoted)},\"finish_reason\":null,\"index\":\(index),\"logprobs\":null}]"
+                    : "data: {\"choices\":[{\"finish_reason\":null,\"index\":\(index),\"logprobs\":null,\"text\":\(quoted)}]"
+                try await writer.write(ByteBuffer(string: head + tail))
+            }
             func choice(_ index: Int, delta: [String: Any]?, text: String?, logprobs: Any, finish: Any) -> [String: Any]
             {
                 var c: [String: Any] = ["index": index, "logprobs": logprobs, "finish_reason": finish]
@@ -243,6 +257,9 @@ public enum Server {
                                 "choices": [choice(index, delta: nil, text: echo, logprobs: NSNull(), finish: NSNull())]
                             ])
                         }
+                    case .text(let text, _) where prepared.topLogprobs == nil:
+                        offsets[index] += text.utf8.count
+                        try await sendText(index, text)
                     case .text(let text, let lp):
                         let logprobs: Any =
                             prepared.topLogprobs == nil
