@@ -78,7 +78,10 @@ def main():
                     return message.get("result", {})
 
         def js(expression):
-            return call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
+            result = call("Runtime.evaluate", expression=expression, returnByValue=True)
+            if "exceptionDetails" in result:
+                raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
+            return result["result"].get("value")
 
         def wait(expression, seconds):
             end = time.time() + seconds
@@ -93,6 +96,29 @@ def main():
         call("Page.navigate", url=f"http://127.0.0.1:{port}/")
         check("the page loads", wait("document.readyState === 'complete' && document.getElementById('model').textContent !== '…'", 15),
               js("document.getElementById('model').textContent"))
+        # The tiny test model streams a whole reply in a few milliseconds, faster than any click, so the page's
+        # fetch is wrapped: requests gain ignore_eos (replies never end early), and once window.slow is set the
+        # stream is handed over at a slow network's pace (one event per 30 ms; an abort ends it).
+        js("""const f = window.fetch; window.fetch = async (u, o) => {
+              if (o && o.body) { const b = JSON.parse(o.body); b.ignore_eos = true; o.body = JSON.stringify(b); }
+              const r = await f(u, o);
+              if (!r.body) return r;
+              const reader = r.body.getReader(), decoder = new TextDecoder(), encoder = new TextEncoder();
+              let pending = [];
+              const slow = new ReadableStream({
+                async pull(c) {
+                  if (window.slow) await new Promise(z => setTimeout(z, 30));
+                  if (o.signal && o.signal.aborted) { c.error(new DOMException('stopped', 'AbortError')); return; }
+                  while (!pending.length) {
+                    const x = await reader.read();
+                    if (x.done) { c.close(); return; }
+                    pending = decoder.decode(x.value, {stream: true}).split(/(?<=\\n\\n)/).filter(e => e.length);
+                  }
+                  c.enqueue(encoder.encode(pending.shift()));
+                },
+                cancel(reason) { return reader.cancel(reason); } });
+              return new Response(slow, {status: r.status, headers: r.headers}); }; true""")
+        js("document.getElementById('max_tokens').value = 20; true")
         # Type like a person: focus, insert the text, press Enter.
         js("document.getElementById('input').focus()")
         call("Input.insertText", text="What is your name?")
@@ -107,11 +133,9 @@ def main():
         # A long reply, stopped mid-stream.
         # A reply that cannot end by itself (the request gains ignore_eos), stopped by the button mid-stream.
         # Earlier turns that no longer fit are dropped, as in `fledge chat`: a long conversation keeps working.
-        js("const f = window.fetch; window.fetch = (u, o) => { if (o && o.body) { const b = JSON.parse(o.body); b.ignore_eos = true; o.body = JSON.stringify(b); } return f(u, o); }; true")
-        # The tiny test model streams faster than a person clicks: the click comes from an observer as soon as
-        # the first words appear, as a person's would on a real model.
-        js("new MutationObserver((changes, observer) => { const a = document.querySelectorAll('.assistant'); if (a.length === 2 && a[1].textContent.length > 0) { observer.disconnect(); document.getElementById('stop').click(); } }).observe(document.getElementById('log'), {childList: true, subtree: true, characterData: true}); true")
-        js("document.getElementById('max_tokens').value = 2000; document.getElementById('input').value = 'Tell me a long story.'; document.getElementById('send').click()")
+        js("window.slow = true; document.getElementById('max_tokens').value = 2000; document.getElementById('input').value = 'Tell me a long story.'; document.getElementById('send').click()")
+        wait("(() => { const a = document.querySelectorAll('.assistant'); return a.length === 2 && a[1].textContent.length > 3 && a[1].dataset.state === 'streaming' })()", 30)
+        js("document.getElementById('stop').click()")
         stopped = wait("(() => { const a = document.querySelectorAll('.assistant'); return a.length === 2 && a[1].dataset.state === 'done' ? a[1].innerText : null })()", 10)
         check("the stop button ends a reply", stopped is not None and "stopped" in stopped, repr((stopped or "")[-60:]))
         health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health").read())
