@@ -360,6 +360,10 @@ def main():
         except openai.AuthenticationError as e:
             check("wrong API key → AuthenticationError", "API key" in str(e))
         check("the chat page needs no key", base.get("/")[0] == 200 and b"<html" in base.get("/")[2])
+        twice = subprocess.run([fledge, "serve", P("base"), "--port", str(base.port)], capture_output=True, text=True,
+                               timeout=60)
+        check("a port in use: a clear message at start-up", twice.returncode == 1 and
+              f"port {base.port} on 127.0.0.1 is in use" in twice.stderr, twice.stderr.strip()[:120])
     finally:
         base.stop()
     # The web chat page in a real browser (skips itself without chromium).

@@ -95,9 +95,15 @@ public final class ContinuousBatcher: @unchecked Sendable {
     private var rows: [Int: Row] = [:]  // slot → sequence
     private var stopping = false
     private var thread: Thread?
-    /// Steps run and the rows they carried (for measurements).
-    public private(set) var steps = 0
-    public private(set) var rowSteps = 0
+    /// Steps run and the rows they carried (for measurements; read from any thread).
+    public var steps: Int { counted.steps }
+    public var rowSteps: Int { counted.rows }
+    private var counts = (steps: 0, rows: 0)
+    private var counted: (steps: Int, rows: Int) {
+        condition.lock()
+        defer { condition.unlock() }
+        return counts
+    }
 
     /// One sequence in a slot.
     private final class Row {
@@ -290,8 +296,10 @@ public final class ContinuousBatcher: @unchecked Sendable {
                 for (slot, row) in active { finish(slot, row, .context) }
                 continue
             }
-            steps += 1
-            rowSteps += active.count
+            condition.lock()
+            counts.steps += 1
+            counts.rows += active.count
+            condition.unlock()
             logits.withUnsafeMutableBufferPointer { all in
                 for (i, (slot, row)) in active.enumerated() {
                     advance(slot, row, UnsafeMutableBufferPointer(rebasing: all[i * v..<(i + 1) * v]))

@@ -108,17 +108,11 @@ public enum GGUFExport {
         return out
     }
 
-    /// GPT-2's tensors under llama.cpp's names: its Conv1D weights back in (out, in) layout.
+    /// GPT-2's tensors under llama.cpp's names, linear weights in (out, in) layout.
     static func gpt2Tensors(_ source: SourceModel) throws -> [ExportTensor] {
         var out: [ExportTensor] = []
-        for t in try HuggingFaceNames.gpt2Tensors(source) {
+        for t in try HuggingFaceNames.gpt2Tensors(source, conv1D: false) {
             var name = t.name.replacingOccurrences(of: "transformer.", with: "")
-            var (shape, values) = (t.shape, t.values)
-            let conv1D = [".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight"]
-            if conv1D.contains(where: name.hasSuffix) {
-                values = Matrix.transpose(values, rows: shape[0], columns: shape[1])
-                shape = [shape[1], shape[0]]
-            }
             for (hf, gguf) in [
                 ("wte.", "token_embd."), ("wpe.", "position_embd."), (".ln_1.", ".attn_norm."),
                 (".attn.c_attn.", ".attn_qkv."), (".attn.c_proj.", ".attn_output."), (".ln_2.", ".ffn_norm."),
@@ -128,7 +122,7 @@ public enum GGUFExport {
                 name = name.replacingOccurrences(of: hf, with: gguf)
             }
             if name.hasPrefix("h.") { name = "blk." + name.dropFirst(2) }
-            out.append(ExportTensor(name, shape, values))
+            out.append(ExportTensor(name, t.shape, t.values))
         }
         return out
     }

@@ -246,7 +246,6 @@ public enum HuggingFaceImport {
             // The causal-mask buffers older checkpoints carry are not weights.
             let tied = c.tiedEmbeddings
             try weights.refuseOthers(
-                used: weights.used,
                 ignoring: {
                     $0.hasSuffix(".attn.bias") || $0.hasSuffix(".attn.masked_bias") || (tied && $0 == "lm_head.weight")
                 })
@@ -277,7 +276,6 @@ public enum HuggingFaceImport {
             if !c.tiedEmbeddings { out["lm_head.weight"] = try get("lm_head.weight", [c.vocabularySize, w]) }
             let tied = c.tiedEmbeddings
             try weights.refuseOthers(
-                used: weights.used,
                 ignoring: { $0.hasSuffix(".rotary_emb.inv_freq") || (tied && $0 == "lm_head.weight") })
         }
         return out
@@ -287,7 +285,7 @@ public enum HuggingFaceImport {
 /// The safetensors files of a transformers folder: model.safetensors, or the shards its index names.
 final class WeightFiles {
     private var files: [String: SafetensorsFile] = [:]  // tensor name → file
-    private(set) var used: Set<String> = []
+    private var used: Set<String> = []
     let folder: URL
     var names: Set<String> { Set(files.keys) }
 
@@ -347,7 +345,7 @@ final class WeightFiles {
     }
 
     /// Throws for a tensor that was not read and is not ignorable: a weight the architecture does not have.
-    func refuseOthers(used: Set<String>, ignoring: (String) -> Bool) throws {
+    func refuseOthers(ignoring: (String) -> Bool) throws {
         if let extra = files.keys.sorted().first(where: { !used.contains($0) && !ignoring($0) }) {
             throw InteropError(
                 "\(folder.path): tensor '\(extra)' has no place in this architecture",

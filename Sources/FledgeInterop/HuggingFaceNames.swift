@@ -6,8 +6,9 @@
 import FledgeModel
 
 enum HuggingFaceNames {
-    /// Every tensor of `source` under GPT2LMHeadModel's names and layouts.
-    static func gpt2Tensors(_ source: SourceModel) throws -> [ExportTensor] {
+    /// Every tensor of `source` under GPT2LMHeadModel's names; linear weights in its Conv1D (in, out) layout, or
+    /// with `conv1D` false in Fledge's own (out, in) layout (as llama.cpp's gpt2 keeps them).
+    static func gpt2Tensors(_ source: SourceModel, conv1D: Bool = true) throws -> [ExportTensor] {
         let c = source.config
         let (w, f, hs) = (c.width, c.mlpWidth, c.headSize)
         var out: [ExportTensor] = [
@@ -37,27 +38,23 @@ enum HuggingFaceNames {
                         Matrix.rows(m, q + kv..<q + 2 * kv, columns: columns), kvHeads: c.kvHeads, heads: c.heads,
                         headSize: hs, columns: columns)
             }
-            out.append(
-                ExportTensor(
-                    h + "attn.c_attn.weight", [w, 3 * w],
-                    Matrix.transpose(expand(qkv, columns: w), rows: 3 * w, columns: w)))
+            /// A linear weight of `outputs` × `inputs` (Fledge's layout), transposed for Conv1D when asked.
+            func linear(_ name: String, _ values: [Float], outputs: Int, inputs: Int) {
+                out.append(
+                    conv1D
+                        ? ExportTensor(
+                            name, [inputs, outputs], Matrix.transpose(values, rows: outputs, columns: inputs))
+                        : ExportTensor(name, [outputs, inputs], values))
+            }
+            linear(h + "attn.c_attn.weight", expand(qkv, columns: w), outputs: 3 * w, inputs: w)
             out.append(ExportTensor(h + "attn.c_attn.bias", [3 * w], expand(qkvBias, columns: 1)))
-            out.append(
-                ExportTensor(
-                    h + "attn.c_proj.weight", [w, w],
-                    Matrix.transpose(try source.tensor(p + "attn.proj.weight"), rows: w, columns: w)))
+            linear(h + "attn.c_proj.weight", try source.tensor(p + "attn.proj.weight"), outputs: w, inputs: w)
             out.append(
                 ExportTensor(h + "attn.c_proj.bias", [w], try source.tensorOrZeros(p + "attn.proj.bias", count: w)))
             try norm(p + "ln_2", h + "ln_2")
-            out.append(
-                ExportTensor(
-                    h + "mlp.c_fc.weight", [w, f],
-                    Matrix.transpose(try source.tensor(p + "mlp.fc.weight"), rows: f, columns: w)))
+            linear(h + "mlp.c_fc.weight", try source.tensor(p + "mlp.fc.weight"), outputs: f, inputs: w)
             out.append(ExportTensor(h + "mlp.c_fc.bias", [f], try source.tensorOrZeros(p + "mlp.fc.bias", count: f)))
-            out.append(
-                ExportTensor(
-                    h + "mlp.c_proj.weight", [f, w],
-                    Matrix.transpose(try source.tensor(p + "mlp.proj.weight"), rows: w, columns: f)))
+            linear(h + "mlp.c_proj.weight", try source.tensor(p + "mlp.proj.weight"), outputs: w, inputs: f)
             out.append(
                 ExportTensor(h + "mlp.c_proj.bias", [w], try source.tensorOrZeros(p + "mlp.proj.bias", count: w)))
         }

@@ -62,8 +62,7 @@ public final class ModelService: @unchecked Sendable {
         var o = GenerationOptions()
         let room = contextLength - promptTokens
         let defaultMax = chat ? room : 16
-        let maxKey = f.has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens"
-        o.maxTokens = min(try f.int(maxKey, 1...1_000_000, default: defaultMax)!, room)
+        o.maxTokens = min(try requestedMaxTokens(f) ?? defaultMax, room)
         var s = SamplingConfig()
         s.temperature = Float(try f.number("temperature", 0...2, default: 1)!)
         s.topP = Float(try f.number("top_p", 0.000_001...1, default: 1)!)
@@ -114,6 +113,11 @@ public final class ModelService: @unchecked Sendable {
         }
         do { try s.validate() } catch { throw APIError(.badRequest, "\(error)") }
         return (o, processors, bias)
+    }
+
+    /// The reply length asked for (`max_completion_tokens`, else `max_tokens`); nil when neither is given.
+    private func requestedMaxTokens(_ f: RequestFields) throws(APIError) -> Int? {
+        try f.int(f.has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens", 1...1_000_000)
     }
 
     /// A /v1/completions request.
@@ -202,8 +206,7 @@ public final class ModelService: @unchecked Sendable {
         }
         // As `fledge chat` does: the oldest exchanges are dropped until the prompt leaves room for a reply (the
         // token limit, at most half the context); system messages stay.
-        let maxKey = f.has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens"
-        let reserve = max(1, min(try f.int(maxKey, 1...1_000_000) ?? contextLength / 2, contextLength / 2))
+        let reserve = max(1, min(try requestedMaxTokens(f) ?? contextLength / 2, contextLength / 2))
         let system = parsed.filter { $0.role == "system" || $0.role == "developer" }
         var conversation = parsed.filter { $0.role == "user" || $0.role == "assistant" }
         var prompt = chatPrompt(system + conversation)

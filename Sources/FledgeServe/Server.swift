@@ -9,6 +9,19 @@ import Hummingbird
 import Logging
 import NIOCore
 
+/// A start-up failure of the server, with what to do about it.
+public struct ServeError: Error, CustomStringConvertible {
+    public let message: String
+    public let hint: String
+
+    public init(_ message: String, hint: String) {
+        self.message = message
+        self.hint = hint
+    }
+
+    public var description: String { "\(message)\nHint: \(hint)" }
+}
+
 /// How `fledge serve` runs.
 public struct ServeConfig: Sendable {
     public var host = "127.0.0.1"
@@ -91,6 +104,11 @@ public enum Server {
             }())
         do {
             try await app.runService()  // SIGTERM and SIGINT stop it gracefully
+        } catch let error as IOError where error.errnoCode == EADDRINUSE {
+            service.batcher.shutdown()
+            throw ServeError(
+                "port \(config.port) on \(config.host) is in use",
+                hint: "choose another with --port, or stop the other server.")
         } catch {
             service.batcher.shutdown()
             throw error

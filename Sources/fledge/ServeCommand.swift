@@ -70,16 +70,7 @@ struct ServeCommand: ParsableCommand {
             semaphore.signal()
         }
         semaphore.wait()
-        if let error = outcome.error {
-            let text = "\(error)"
-            if text.contains("Address already in use") || text.contains("EADDRINUSE") || text.contains("bind") {
-                exitWithError(
-                    ValidationError(
-                        "port \(port) on \(host) is in use (\(text)); choose another with --port, or stop the other server."
-                    ))
-            }
-            exitWithError(error)
-        }
+        if let error = outcome.error { exitWithError(error) }
         print("stopped")
     }
 }
