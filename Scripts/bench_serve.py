@@ -2,12 +2,14 @@
 """Load on `fledge serve`: 1, 4 and 16 concurrent streaming clients on reference config (b) (8 layers, width 256,
 8 heads, context 256, vocabulary 8192), then a soak mixing valid requests, invalid ones and disconnects.
 
-  .venv/bin/python Scripts/bench_serve.py [--fledge PATH] [--requests 3] [--tokens 64] [--soak 180]
+  .venv/bin/python Scripts/bench_serve.py [--fledge PATH] [--rounds 3] [--requests 3] [--tokens 64] [--soak 180]
 
-Each client sends --requests streaming completions one after another (ignore_eos, --tokens each). Prints aggregate
-decode tokens/s, time to first token p50/p99 and errors per level; the peer is the same 16 clients served one at a
-time (--slots 1, as mlx-lm's server does). The soak reports errors on valid requests, whether the server is up,
-and its resident memory after warm-up and at the end. A table, then one JSON line.
+Each client sends --requests streaming completions one after another (ignore_eos, --tokens each). The peer is
+the same 16 clients served one at a time (--slots 1, as mlx-lm's server does). Both servers run side by side and
+every round runs each level once (batched 1, 4, 16, then the peer), so a noisy machine affects them alike; the
+table gives per level the median aggregate decode tokens/s over the rounds, time to first token p50/p99 over all
+requests, errors, and the batch's mean rows per step. The soak reports errors on valid requests, whether the
+server is up, and its resident memory after warm-up and at the end. A table, then one JSON line.
 """
 import argparse
 import http.client
@@ -104,6 +106,14 @@ def level(port, clients, requests, tokens):
             "ttft_p99_ms": p(0.99) * 1000, "errors": len(errors), "tokens": total[0], "seconds": wall}
 
 
+def health(port):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("GET", "/health")
+    payload = json.loads(c.getresponse().read())
+    c.close()
+    return payload
+
+
 def rss_kb(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
@@ -156,9 +166,10 @@ def soak(port, pid, seconds, tokens):
         time.sleep(1)
         peak = max(peak, rss_kb(pid))
     end_rss = rss_kb(pid)
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    c.request("GET", "/health")
-    healthy = c.getresponse().status == 200
+    try:
+        healthy = health(port)["status"] == "ok"
+    except Exception:
+        healthy = False
     return dict(counts, rss_after_warmup_mb=warm[0] / 1024, rss_end_mb=end_rss / 1024, rss_peak_mb=peak / 1024,
                 rss_growth=(end_rss - warm[0]) / warm[0], healthy=healthy)
 
@@ -166,6 +177,7 @@ def soak(port, pid, seconds, tokens):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--fledge", default=os.environ.get("FLEDGE", os.path.join(ROOT, ".build/release/fledge")))
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--requests", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--soak", type=int, default=180)
@@ -184,31 +196,47 @@ def main():
     json.dump(config, open(P("b.json"), "w"))
     run(fledge, "model", "init", "--config", P("b.json"), "--output", P("model-b"))
     os.replace(P("tok.json"), P("model-b", "tokenizer.json"))
+    batched, batched_port = start(fledge, P("model-b"), 16, args.threads)
+    peer, peer_port = start(fledge, P("model-b"), 1, args.threads)
+    levels = [("batched (16 slots)", batched_port, 1), ("batched (16 slots)", batched_port, 4),
+              ("batched (16 slots)", batched_port, 16), ("one at a time (1 slot)", peer_port, 16)]
+    runs = {i: [] for i in range(len(levels))}
+    try:
+        for port in (batched_port, peer_port):
+            stream(port, 8, "warm-up")
+        for _ in range(args.rounds):
+            for i, (server, port, clients) in enumerate(levels):
+                before = health(port)
+                r = level(port, clients, args.requests, args.tokens)
+                after = health(port)
+                r["rows_per_step"] = (after["row_steps"] - before["row_steps"]) / max(1, after["steps"] - before["steps"])
+                runs[i].append(r)
+    finally:
+        for proc in (batched, peer):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
     rows = []
-    proc, port = start(fledge, P("model-b"), 16, args.threads)
-    try:
-        stream(port, 8, "warm-up")
-        for clients in (1, 4, 16):
-            rows.append(dict(level(port, clients, args.requests, args.tokens), server="batched (16 slots)"))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-    proc, port = start(fledge, P("model-b"), 1, args.threads)
-    try:
-        stream(port, 8, "warm-up")
-        rows.append(dict(level(port, 16, args.requests, args.tokens), server="one at a time (1 slot)"))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-    print(f"config b, {args.requests} streaming completions of {args.tokens} tokens per client, {args.threads} threads")
-    print("server                   clients  tokens/s  TTFT p50 ms  TTFT p99 ms  errors")
+    for i, (server, _, clients) in enumerate(levels):
+        rs = runs[i]
+        rows.append({"server": server, "clients": clients, "tokens_per_s": statistics.median(r["tokens_per_s"] for r in rs),
+                     "tokens_per_s_rounds": [r["tokens_per_s"] for r in rs],
+                     "ttft_p50_ms": statistics.median(r["ttft_p50_ms"] for r in rs),
+                     "ttft_p99_ms": max(r["ttft_p99_ms"] for r in rs), "errors": sum(r["errors"] for r in rs),
+                     "rows_per_step": statistics.median(r["rows_per_step"] for r in rs)})
+    print(f"config b, {args.rounds} interleaved rounds of {args.requests} streaming completions of {args.tokens} tokens "
+          f"per client, {args.threads} threads; medians over the rounds")
+    print("server                   clients  tokens/s  TTFT p50 ms  TTFT p99 ms  errors  rows/step  tokens/s each round")
     for r in rows:
+        each = " ".join(f"{x:.0f}" for x in r["tokens_per_s_rounds"])
         print(f"{r['server']:24s} {r['clients']:7d}  {r['tokens_per_s']:8.1f}  {r['ttft_p50_ms']:11.0f}  "
-              f"{r['ttft_p99_ms']:11.0f}  {r['errors']:6d}")
+              f"{r['ttft_p99_ms']:11.0f}  {r['errors']:6d}  {r['rows_per_step']:9.2f}  {each}")
     speedup = rows[2]["tokens_per_s"] / rows[0]["tokens_per_s"]
     versus_peer = rows[2]["tokens_per_s"] / rows[3]["tokens_per_s"]
-    print(f"16 clients vs 1: {speedup:.2f}× aggregate tokens/s (goal ≥ 6×); vs one at a time: {versus_peer:.2f}×")
-    result = {"levels": rows, "speedup_16_vs_1": speedup, "speedup_vs_one_at_a_time": versus_peer}
+    per_round = [runs[2][k]["tokens_per_s"] / runs[0][k]["tokens_per_s"] for k in range(args.rounds)]
+    print(f"16 clients vs 1: {speedup:.2f}× aggregate tokens/s (goal ≥ 6×; each round: "
+          f"{', '.join(f'{x:.2f}×' for x in per_round)}); vs one at a time: {versus_peer:.2f}×")
+    result = {"levels": rows, "speedup_16_vs_1": speedup, "speedup_16_vs_1_rounds": per_round,
+              "speedup_vs_one_at_a_time": versus_peer}
     if args.soak > 0:
         proc, port = start(fledge, P("model-b"), 16, args.threads)
         try:

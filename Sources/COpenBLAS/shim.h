@@ -7,4 +7,8 @@
 #endif
 #include <cblas.h>
 #include <dlfcn.h>
+
+// A software prefetch for the CPU kernels (Swift has no prefetch of its own): asks for the cache line at `p`
+// ahead of its use. Static inline, so the compiler inlines it into the Swift loop.
+static inline void fledge_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
 #endif

@@ -1,7 +1,8 @@
 // ContinuousBatcher: many generations at once over one model, for a server. Requests are queued from any
-// thread; one engine thread admits them into free slots of a SlotCache (a prefill each) and then runs one
-// batched step per token over every active sequence, so a request that arrives mid-way joins the running
-// batch and a finished or cancelled one leaves it at once. Each sequence samples, stops and streams exactly as
+// thread; one engine thread admits them into free slots of a SlotCache and runs one batched pass per token
+// over every active sequence, so a request that arrives mid-way joins the running batch and a finished or
+// cancelled one leaves it at once. A new request's prompt rides along in the same passes (up to the cache's
+// chunk size of prompt tokens a pass), so the weights are read once for the decoding rows and the prompts. Each sequence samples, stops and streams exactly as
 // the Generator does (its own seed, penalties, constraints, stop strings held back, no split characters).
 // Limits (slots, queue) are fixed at creation; beyond them `submit` refuses at once.
 
@@ -98,8 +99,10 @@ public final class ContinuousBatcher: @unchecked Sendable {
     /// Steps run and the rows they carried (for measurements; read from any thread).
     public var steps: Int { counted.steps }
     public var rowSteps: Int { counted.rows }
-    private var counts = (steps: 0, rows: 0)
-    private var counted: (steps: Int, rows: Int) {
+    /// Prompts prefilled.
+    public var prefills: Int { counted.prefills }
+    private var counts = (steps: 0, rows: 0, prefills: 0)
+    private var counted: (steps: Int, rows: Int, prefills: Int) {
         condition.lock()
         defer { condition.unlock() }
         return counts
@@ -115,6 +118,9 @@ public final class ContinuousBatcher: @unchecked Sendable {
         var generated: [Int32] = []
         var next: Int32 = 0
         var pending: [TokenLogprob] = []
+        /// Prompt tokens in the cache so far; the row decodes once the whole prompt is in.
+        var prefilled = 0
+        var decoding: Bool { prefilled == request.prompt.count }
 
         init(_ request: BatchRequest, _ ticket: BatchTicket, seed: UInt64, tokenizer: any Tokenizer) {
             self.request = request
@@ -132,10 +138,11 @@ public final class ContinuousBatcher: @unchecked Sendable {
         }
     }
 
-    /// An engine of `slots` concurrent sequences and `queueLimit` waiting ones.
+    /// An engine of `slots` concurrent sequences and `queueLimit` waiting ones; a pass carries at most `chunkSize`
+    /// prompt tokens (a longer prompt takes several passes, beside the decoding rows).
     public init(
         model: GPT, tokenizer: any Tokenizer, endOfSequence: Int32?, slots: Int, queueLimit: Int,
-        capacity: Int? = nil
+        capacity: Int? = nil, chunkSize: Int = 64
     ) throws {
         guard tokenizer.vocabularySize <= model.config.vocabularySize else {
             throw GenerationError(
@@ -150,7 +157,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
         self.endOfSequence = endOfSequence
         self.slotCount = slots
         self.queueLimit = queueLimit
-        cache = try SlotCache(model: model, slots: slots, capacity: capacity)
+        cache = try SlotCache(model: model, slots: slots, capacity: capacity, chunkSize: chunkSize)
         sampler = Sampler(vocabularySize: model.config.vocabularySize)
     }
 
@@ -252,7 +259,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
             }
             condition.unlock()
 
-            // New sequences: a prefill each, then their first token.
+            // New sequences take their slots; their prompts go into the passes below.
             for (slot, request, ticket) in admitted {
                 if ticket.isCancelled {
                     ticket.continuation.yield(.finished(.cancelled, completionTokens: 0))
@@ -263,45 +270,55 @@ public final class ContinuousBatcher: @unchecked Sendable {
                 let row = Row(request, ticket, seed: seed, tokenizer: tokenizer)
                 ticket.continuation.yield(.started(promptTokens: request.prompt.count, seed: seed))
                 cache.reset(slot: slot)
-                do {
-                    try logits.withUnsafeMutableBufferPointer { all in
-                        try model.prefill(
-                            slot: slot, tokens: request.prompt, cache: cache,
-                            logits: UnsafeMutableBufferPointer(rebasing: all[0..<v]))
-                    }
-                } catch {
-                    end(row, .cancelled)
-                    continue
-                }
                 setRow(slot, row)
-                logits.withUnsafeMutableBufferPointer { all in
-                    advance(slot, row, UnsafeMutableBufferPointer(rebasing: all[0..<v]))
-                }
             }
 
-            // One batched step over every sequence still running.
+            // One batched pass: a token of every decoding sequence, and prompt chunks (lowest slot first) up to
+            // the cache's chunk size.
             condition.lock()
-            var active = rows.sorted { $0.key < $1.key }
+            let active = rows.sorted { $0.key < $1.key }
             condition.unlock()
-            let cancelled = Set(active.filter { $0.value.ticket.isCancelled }.map(\.key))
-            for (slot, row) in active where cancelled.contains(slot) { finish(slot, row, .cancelled) }
-            active.removeAll { cancelled.contains($0.key) }
-            guard !active.isEmpty else { continue }
+            var decoding: [(Int, Row)] = []
+            var prompts: [(Int, Row, PromptChunk)] = []
+            var budget = cache.chunkSize
+            for (slot, row) in active {
+                if row.ticket.isCancelled {
+                    finish(slot, row, .cancelled)
+                } else if row.decoding {
+                    decoding.append((slot, row))
+                } else if budget > 0 {
+                    let end = min(row.request.prompt.count, row.prefilled + budget)
+                    prompts.append(
+                        (slot, row, PromptChunk(slot: slot, tokens: row.request.prompt[row.prefilled..<end])))
+                    budget -= end - row.prefilled
+                }
+            }
+            guard !decoding.isEmpty || !prompts.isEmpty else { continue }
             do {
                 try logits.withUnsafeMutableBufferPointer { all in
-                    try model.step(
-                        slots: active.map(\.key), tokens: active.map(\.value.next), cache: cache, logits: all)
+                    try model.pass(
+                        slots: decoding.map(\.0), tokens: decoding.map(\.1.next), prompts: prompts.map(\.2),
+                        cache: cache, logits: all)
                 }
             } catch {
-                for (slot, row) in active { finish(slot, row, .context) }
+                for (slot, row) in decoding { finish(slot, row, .context) }
+                for (slot, row, _) in prompts { finish(slot, row, .cancelled) }
                 continue
             }
             condition.lock()
             counts.steps += 1
-            counts.rows += active.count
+            counts.rows += decoding.count
+            counts.prefills += prompts.filter { $0.1.prefilled + $0.2.tokens.count == $0.1.request.prompt.count }.count
             condition.unlock()
             logits.withUnsafeMutableBufferPointer { all in
-                for (i, (slot, row)) in active.enumerated() {
+                for (i, (slot, row)) in decoding.enumerated() {
+                    advance(slot, row, UnsafeMutableBufferPointer(rebasing: all[i * v..<(i + 1) * v]))
+                }
+                for (k, (slot, row, chunk)) in prompts.enumerated() {
+                    row.prefilled += chunk.tokens.count
+                    guard row.decoding else { continue }
+                    // The prompt is in: its last token's logits give the first new token.
+                    let i = decoding.count + k
                     advance(slot, row, UnsafeMutableBufferPointer(rebasing: all[i * v..<(i + 1) * v]))
                 }
             }

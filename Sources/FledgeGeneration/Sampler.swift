@@ -11,16 +11,19 @@ public final class Sampler {
     public let vocabularySize: Int
     private let order: UnsafeMutablePointer<Int32>  // candidate ids; best first once selected
     private let weights: UnsafeMutablePointer<Double>  // exp((logit − best) / T) of each candidate
+    private let numerators: UnsafeMutablePointer<Float>  // the same for every token, when nothing is cut
 
     public init(vocabularySize: Int) {
         self.vocabularySize = vocabularySize
         order = .allocate(capacity: max(1, vocabularySize))
         weights = .allocate(capacity: max(1, vocabularySize))
+        numerators = .allocate(capacity: max(1, vocabularySize))
     }
 
     deinit {
         order.deallocate()
         weights.deallocate()
+        numerators.deallocate()
     }
 
     /// The chosen token, or nil when no token is allowed (every logit −∞ or NaN).
@@ -60,19 +63,28 @@ public final class Sampler {
     func drawUnfiltered(_ logits: UnsafeBufferPointer<Float>, temperature: Double, rng: inout RandomSource)
         -> Int32?
     {
-        var best = -Float.infinity
-        for x in logits where x > best { best = x }
+        // The numerators in fp32 SIMD lanes (a server samples every row of every step, and a scalar Double exp
+        // per vocabulary entry cost more than a tenth of its decode step); the total and the draw in Double.
+        let best = softmaxNumerators(logits, scale: Float(1 / temperature), into: numerators)
         guard best > -.infinity else { return nil }
-        var total = 0.0
-        for i in 0..<logits.count {
-            let w = logits[i] > -.infinity ? exp((Double(logits[i]) - Double(best)) / temperature) : 0
-            weights[i] = w
-            total += w
+        let n = logits.count
+        var (s0, s1, s2, s3) = (0.0, 0.0, 0.0, 0.0)
+        var i = 0
+        while i + 4 <= n {
+            s0 += Double(numerators[i])
+            s1 += Double(numerators[i + 1])
+            s2 += Double(numerators[i + 2])
+            s3 += Double(numerators[i + 3])
+            i += 4
         }
-        var r = rng.uniform() * total
+        while i < n {
+            s0 += Double(numerators[i])
+            i += 1
+        }
+        var r = rng.uniform() * ((s0 + s1) + (s2 + s3))
         var last: Int32?
-        for i in 0..<logits.count where weights[i] > 0 {
-            r -= weights[i]
+        for i in 0..<n where numerators[i] > 0 {
+            r -= Double(numerators[i])
             last = Int32(i)
             if r < 0 { return last }
         }

@@ -25,12 +25,22 @@ struct CacheBuffers {
     let capacity: Int
     /// Cache rows per layer (the cache's batch size).
     let rows: Int
-    /// The cache row of each batch row, and the position its new tokens start at; nil: batch row b is cache
-    /// row b and every row starts at the pass's shared position offset.
-    let slots: [(row: Int, position: Int)]?
+    /// The sequences of a continuous-batching pass (`SlotCache`), each with tokens of its own; nil: batch row
+    /// b is cache row b and every row starts at the pass's shared position offset.
+    let slots: [SlotSpan]?
 
     /// Floats of one layer's keys (or values).
     func layerBase(_ layer: Int, kvWidth: Int) -> Int { layer * rows * capacity * kvWidth }
+}
+
+/// One sequence's share of a continuous-batching pass: `length` new tokens for cache row `row`, at positions
+/// `position`..<position+length, found at `start`..<start+length among the pass's tokens. A pass lists its
+/// one-token (decoding) spans first, at starts 0, 1, 2, ...; their attention is one batched call.
+struct SlotSpan {
+    let row: Int
+    let position: Int
+    let start: Int
+    let length: Int
 }
 
 extension GPT {
@@ -132,11 +142,11 @@ extension GPT {
         let dropout = training ? c.dropout : 0
         let x0 = a + acts.encoded
         if let slots = cache?.slots {
-            // Rows at positions of their own (continuous batching): one embedding call per row.
-            for (row, slot) in slots.enumerated() {
+            // Sequences at positions of their own (continuous batching): one embedding call per sequence.
+            for slot in slots {
                 backend.embedding(
-                    output: x0 + row * t * c.width, tokens: m.tokens + row * t, tokenTable: p + tokenEmbedding,
-                    positionTable: positionTable(m), batchSize: 1, sequenceLength: t, width: c.width,
+                    output: x0 + slot.start * c.width, tokens: m.tokens + slot.start, tokenTable: p + tokenEmbedding,
+                    positionTable: positionTable(m), batchSize: 1, sequenceLength: slot.length, width: c.width,
                     positionOffset: slot.position)
             }
         } else {
@@ -219,7 +229,24 @@ extension GPT {
                 input: x, weight: finalNormWeight, bias: finalNormBias, rows: bt)
             x = ConstFloatPointer(a + acts.finalNormOut)
         }
-        if lastLogitsOnly && t > 1 {
+        if let slots = cache?.slots {
+            // Continuous batching: the logits of each sequence's last token, sequence i in row i.
+            var decoding = 0
+            while decoding < slots.count && slots[decoding].length == 1 && slots[decoding].start == decoding {
+                decoding += 1
+            }
+            if decoding > 0 {
+                backend.linear(
+                    output: a + acts.logits, input: x, weight: p + headWeight, bias: nil, rows: decoding,
+                    inFeatures: c.width, outFeatures: c.vocabularySize)
+            }
+            for i in decoding..<slots.count {
+                let last = slots[i].start + slots[i].length - 1
+                backend.linear(
+                    output: a + acts.logits + i * c.vocabularySize, input: x + last * c.width,
+                    weight: p + headWeight, bias: nil, rows: 1, inFeatures: c.width, outFeatures: c.vocabularySize)
+            }
+        } else if lastLogitsOnly && t > 1 {
             // Decoding needs only each row's last position: the head's cost drops from t rows to one.
             for row in 0..<b {
                 let last = row * t + t - 1
@@ -249,13 +276,13 @@ extension GPT {
             inFeatures: c.width, outFeatures: qkvWidth)
         if c.positions == .rotary {
             if let slots = cache?.slots {
-                for (row, slot) in slots.enumerated() {
-                    let rowQKV = qkv + row * t * qkvWidth
+                for slot in slots {
+                    let rowQKV = qkv + slot.start * qkvWidth
                     rotate(
-                        m, rowQKV, heads: c.heads, batchSize: 1, length: t, positionOffset: slot.position,
+                        m, rowQKV, heads: c.heads, batchSize: 1, length: slot.length, positionOffset: slot.position,
                         inverse: false)
                     rotate(
-                        m, rowQKV + c.heads * hs, heads: c.kvHeads, batchSize: 1, length: t,
+                        m, rowQKV + c.heads * hs, heads: c.kvHeads, batchSize: 1, length: slot.length,
                         positionOffset: slot.position, inverse: false)
                 }
             } else {
@@ -266,24 +293,44 @@ extension GPT {
             }
         }
         if let cache, let slots = cache.slots {
-            // Each row appends to its own cache row at its own position and attends over that row alone.
+            // Each sequence appends to its own cache row at its own position and attends over that row alone.
             let layerBase = cache.layerBase(l, kvWidth: kvWidth)
-            for (row, slot) in slots.enumerated() {
+            for slot in slots {
                 let rowBase = layerBase + slot.row * cache.capacity * kvWidth
-                for i in 0..<t {
+                for i in 0..<slot.length {
                     let dst = rowBase + (slot.position + i) * kvWidth
-                    let src = qkv + (row * t + i) * qkvWidth
+                    let src = qkv + (slot.start + i) * qkvWidth
                     (cache.keys + dst).update(from: src + c.heads * hs, count: kvWidth)
                     (cache.values + dst).update(from: src + (c.heads + c.kvHeads) * hs, count: kvWidth)
                 }
-                var shape = attentionShape(acts, batchSize: 1, length: t)
+            }
+            // The decoding sequences (one token each, listed first): one call for all of them.
+            var decoding = 0
+            while decoding < slots.count && slots[decoding].length == 1 && slots[decoding].start == decoding {
+                decoding += 1
+            }
+            if decoding > 0 {
+                var shape = attentionShape(acts, batchSize: decoding, length: 1)
+                shape.kvRowStride = kvWidth
+                shape.kvBatchStride = cache.capacity * kvWidth
+                let rows = slots[..<decoding].map { DecodeRow(cacheRow: $0.row, keys: $0.position + 1) }
+                rows.withUnsafeBufferPointer { rows in
+                    backend.decodeAttention(
+                        output: a + s.attentionOut, probabilities: a + s.probabilities, query: qkv,
+                        key: cache.keys + layerBase, value: cache.values + layerBase, rows: rows, shape: shape)
+                }
+            }
+            // Prompt chunks: causal attention over what the row held before and the chunk itself.
+            for slot in slots[decoding...] {
+                let rowBase = layerBase + slot.row * cache.capacity * kvWidth
+                var shape = attentionShape(acts, batchSize: 1, length: slot.length)
                 shape.keyOffset = slot.position
                 shape.kvRowStride = kvWidth
                 shape.kvBatchStride = cache.capacity * kvWidth
                 backend.attention(
-                    output: a + s.attentionOut + row * t * c.attentionWidth,
-                    probabilities: a + s.probabilities + row * c.heads * t * acts.keyCapacity,
-                    query: qkv + row * t * qkvWidth, key: cache.keys + rowBase, value: cache.values + rowBase,
+                    output: a + s.attentionOut + slot.start * c.attentionWidth,
+                    probabilities: a + s.probabilities + slot.start * c.heads * acts.keyCapacity,
+                    query: qkv + slot.start * qkvWidth, key: cache.keys + rowBase, value: cache.values + rowBase,
                     shape: shape)
             }
             return

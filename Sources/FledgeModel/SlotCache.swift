@@ -1,7 +1,8 @@
 // SlotCache: a KV cache whose rows are independent slots, for continuous batching (a server's decode loop).
-// Each slot holds one sequence with a length of its own, so a sequence can start (prefill) or end at any
-// step while the others go on; one `step` runs a token of every active slot in one batched pass. The linear
-// layers see all rows together; positions, the cache append and attention are per row.
+// Each slot holds one sequence with a length of its own, so a sequence can start or end at any step while the
+// others go on. One `pass` runs a token of every decoding slot and chunks of new prompts together: the linear
+// layers see all their tokens as one matrix (the weights are read once for all of them); positions, the cache
+// append and attention are per sequence, with the decoding ones' attention in one call.
 
 import FledgeTensor
 import Foundation
@@ -11,14 +12,13 @@ public final class SlotCache: @unchecked Sendable {
     public let slots: Int
     /// Positions one slot can hold (at most the model's context length).
     public let capacity: Int
-    /// Most prompt tokens one prefill pass runs at once (longer prompts are split into chunks).
+    /// Most prompt tokens one pass runs (longer prompts are split into chunks over several passes).
     public let chunkSize: Int
     /// Positions filled in each slot.
     public private(set) var lengths: [Int]
     let keys: Storage<Float>  // (layers, slots, capacity, NKV·HS)
     let values: Storage<Float>
-    let stepActivations: Activations  // (slots, 1)
-    let prefillActivations: Activations  // (1, chunkSize)
+    let passActivations: Activations  // slots + chunkSize tokens, one row each
 
     /// Plans the cache for `model`; `capacity` defaults to the context length. Sizes are checked before anything
     /// is allocated.
@@ -43,10 +43,9 @@ public final class SlotCache: @unchecked Sendable {
         lengths = [Int](repeating: 0, count: slots)
         keys = try Storage<Float>(count: count)
         values = try Storage<Float>(count: count)
-        stepActivations = try Activations(
-            config: c, batchSize: slots, sequenceLength: 1, keyCapacity: capacity, forTraining: false)
-        prefillActivations = try Activations(
-            config: c, batchSize: 1, sequenceLength: self.chunkSize, keyCapacity: capacity, forTraining: false)
+        passActivations = try Activations(
+            config: c, batchSize: slots + self.chunkSize, sequenceLength: 1, keyCapacity: capacity,
+            forTraining: false)
     }
 
     /// Empties `slot` for a new sequence.
@@ -58,34 +57,99 @@ public final class SlotCache: @unchecked Sendable {
     fileprivate func advance(_ slot: Int, by n: Int) { lengths[slot] += n }
 }
 
+/// A chunk of a prompt for one slot in a `GPT.pass`: its tokens go after what the slot holds.
+public struct PromptChunk {
+    public var slot: Int
+    public var tokens: ArraySlice<Int32>
+
+    public init(slot: Int, tokens: ArraySlice<Int32>) {
+        self.slot = slot
+        self.tokens = tokens
+    }
+}
+
 extension GPT {
-    /// Appends `tokens` to slot `slot` (after what it holds) and writes the logits of the last one (V floats).
+    /// One batched pass over the cache: token `tokens[i]` for each decoding slot `slots[i]`, and each prompt
+    /// chunk after what its slot holds (at most `chunkSize` prompt tokens in all). Writes the logits of each
+    /// decoding slot's token, then of each chunk's last token: (slots.count + prompts.count) × V floats.
+    public func pass(
+        slots: [Int], tokens: [Int32], prompts: [PromptChunk] = [], cache: SlotCache,
+        logits: UnsafeMutableBufferPointer<Float>
+    ) throws {
+        let v = config.vocabularySize
+        let sequences = slots.count + prompts.count
+        let promptTokens = prompts.reduce(0) { $0 + $1.tokens.count }
+        let all = slots + prompts.map(\.slot)
+        guard sequences >= 1, slots.count == tokens.count, Set(all).count == all.count, logits.count >= sequences * v,
+            promptTokens <= cache.chunkSize, prompts.allSatisfy({ !$0.tokens.isEmpty })
+        else {
+            throw ModelError(
+                "a pass got \(tokens.count) tokens for decoding slots \(slots) and \(promptTokens) prompt tokens for slots \(prompts.map(\.slot)) (\(cache.slots) slots, \(cache.chunkSize) prompt tokens a pass)",
+                hint:
+                    "pass one token per distinct slot, non-empty prompt chunks of at most the chunk size in all, and room for one row of logits per sequence."
+            )
+        }
+        for slot in all where slot < 0 || slot >= cache.slots {
+            throw ModelError("slot \(slot) does not exist", hint: "use slots 0..<\(cache.slots).")
+        }
+        for slot in slots where cache.remaining(slot) < 1 {
+            throw ModelError("slot \(slot) is full", hint: "end the sequence at the context length.")
+        }
+        for chunk in prompts where chunk.tokens.count > cache.remaining(chunk.slot) {
+            throw ModelError(
+                "\(chunk.tokens.count) prompt tokens do not fit slot \(chunk.slot) (\(cache.remaining(chunk.slot)) positions free)",
+                hint: "give at most \(cache.capacity) prompt tokens a sequence.")
+        }
+        try tokens.withUnsafeBufferPointer { try checkTokens($0, targets: nil) }
+        for chunk in prompts { try chunk.tokens.withUnsafeBufferPointer { try checkTokens($0, targets: nil) } }
+        let acts = cache.passActivations
+        var spans: [SlotSpan] = []
+        spans.reserveCapacity(sequences)
+        acts.tokens.withUnsafeMutableBufferPointer { dst in
+            for (i, slot) in slots.enumerated() {
+                dst[i] = tokens[i]
+                spans.append(SlotSpan(row: slot, position: cache.lengths[slot], start: i, length: 1))
+            }
+            var start = slots.count
+            for chunk in prompts {
+                for (i, token) in chunk.tokens.enumerated() { dst[start + i] = token }
+                spans.append(
+                    SlotSpan(
+                        row: chunk.slot, position: cache.lengths[chunk.slot], start: start, length: chunk.tokens.count))
+                start += chunk.tokens.count
+            }
+        }
+        cache.keys.withUnsafeMutableBufferPointer { keys in
+            cache.values.withUnsafeMutableBufferPointer { values in
+                withBuffers(acts) { m in
+                    let buffers = CacheBuffers(
+                        keys: keys.baseAddress!, values: values.baseAddress!, capacity: cache.capacity,
+                        rows: cache.slots, slots: spans)
+                    runForward(
+                        m, acts, batchSize: slots.count + promptTokens, length: 1, positionOffset: 0, cache: buffers,
+                        training: false)
+                    logits.baseAddress!.update(from: m.activations + acts.logits, count: sequences * v)
+                }
+            }
+        }
+        for span in spans { cache.advance(span.row, by: span.length) }
+    }
+
+    /// Appends `tokens` to slot `slot` (after what it holds, in chunks of the cache's chunk size) and writes the
+    /// logits of the last one (V floats).
     public func prefill(
         slot: Int, tokens: [Int32], cache: SlotCache, logits: UnsafeMutableBufferPointer<Float>
     ) throws {
-        let v = config.vocabularySize
-        guard slot >= 0, slot < cache.slots, !tokens.isEmpty, tokens.count <= cache.remaining(slot),
-            logits.count >= v
-        else {
-            throw ModelError(
-                "cannot prefill \(tokens.count) tokens into slot \(slot) (\(cache.slots) slots, \(slot < cache.slots && slot >= 0 ? cache.remaining(slot) : 0) positions free)",
-                hint: "give 1 to \(cache.capacity) tokens for an existing slot.")
+        guard !tokens.isEmpty else {
+            throw ModelError("cannot prefill an empty prompt into slot \(slot)", hint: "give at least one token.")
         }
-        try tokens.withUnsafeBufferPointer { try checkTokens($0, targets: nil) }
-        let acts = cache.prefillActivations
         var start = 0
         while start < tokens.count {
-            let n = min(cache.chunkSize, tokens.count - start)
-            acts.tokens.withUnsafeMutableBufferPointer { dst in
-                for i in 0..<n { dst[i] = tokens[start + i] }
-            }
-            run(cache, acts, slots: [(slot, cache.lengths[slot])], length: n) { rowLogits in
-                if start + n == tokens.count {
-                    logits.baseAddress!.update(from: rowLogits + (n - 1) * v, count: v)
-                }
-            }
-            cache.advance(slot, by: n)
-            start += n
+            let end = min(tokens.count, start + cache.chunkSize)
+            try pass(
+                slots: [], tokens: [], prompts: [PromptChunk(slot: slot, tokens: tokens[start..<end])], cache: cache,
+                logits: logits)
+            start = end
         }
     }
 
@@ -94,45 +158,9 @@ extension GPT {
     public func step(
         slots: [Int], tokens: [Int32], cache: SlotCache, logits: UnsafeMutableBufferPointer<Float>
     ) throws {
-        let v = config.vocabularySize
-        let b = slots.count
-        guard b >= 1, b == tokens.count, b <= cache.slots, Set(slots).count == b, logits.count >= b * v else {
-            throw ModelError(
-                "step got \(tokens.count) tokens for slots \(slots) of a \(cache.slots)-slot cache",
-                hint: "pass one token per distinct slot, and room for slots × vocabulary logits.")
+        guard !slots.isEmpty else {
+            throw ModelError("a step needs at least one slot", hint: "pass one token per decoding slot.")
         }
-        for slot in slots where slot < 0 || slot >= cache.slots || cache.remaining(slot) < 1 {
-            throw ModelError(
-                "slot \(slot) is full or does not exist", hint: "end the sequence at the context length.")
-        }
-        try tokens.withUnsafeBufferPointer { try checkTokens($0, targets: nil) }
-        let acts = cache.stepActivations
-        acts.tokens.withUnsafeMutableBufferPointer { dst in
-            for i in 0..<b { dst[i] = tokens[i] }
-        }
-        run(cache, acts, slots: slots.map { ($0, cache.lengths[$0]) }, length: 1) { all in
-            logits.baseAddress!.update(from: all, count: b * v)
-        }
-        for slot in slots { cache.advance(slot, by: 1) }
-    }
-
-    /// One cached pass of `length` tokens for each of `slots`; `body` reads the logits (rows × length × V).
-    private func run(
-        _ cache: SlotCache, _ acts: Activations, slots: [(row: Int, position: Int)], length: Int,
-        _ body: (ConstFloatPointer) -> Void
-    ) {
-        cache.keys.withUnsafeMutableBufferPointer { keys in
-            cache.values.withUnsafeMutableBufferPointer { values in
-                withBuffers(acts) { m in
-                    let buffers = CacheBuffers(
-                        keys: keys.baseAddress!, values: values.baseAddress!, capacity: cache.capacity,
-                        rows: cache.slots, slots: slots)
-                    runForward(
-                        m, acts, batchSize: slots.count, length: length, positionOffset: 0, cache: buffers,
-                        training: false)
-                    body(ConstFloatPointer(m.activations + acts.logits))
-                }
-            }
-        }
+        try pass(slots: slots, tokens: tokens, cache: cache, logits: logits)
     }
 }

@@ -66,7 +66,11 @@ public enum Server {
         }
         router.get("/health") { _, _ in
             let (active, queued) = service.batcher.load
-            return jsonResponse(["status": "ok", "model": service.id, "active": active, "queued": queued])
+            let batcher = service.batcher
+            return jsonResponse([
+                "status": "ok", "model": service.id, "active": active, "queued": queued, "steps": batcher.steps,
+                "row_steps": batcher.rowSteps, "prefills": batcher.prefills,
+            ])
         }
         let v1 = router.group("v1").add(middleware: auth)
         v1.get("models") { _, _ in

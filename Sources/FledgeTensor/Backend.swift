@@ -26,6 +26,38 @@ public enum ActivationFunction: String, Sendable, CaseIterable {
 /// Query `t` (0-based within this call) sits at absolute position `keyOffset + t` and attends to keys
 /// `0...keyOffset + t`. Training uses `keyOffset` 0 with keys from the same (B, T, 3C)-like buffer;
 /// KV-cache decoding uses the cache as keys and values.
+/// One sequence of a decoding batch: the cache row that holds its keys and values, and how many cached
+/// positions (its newest included) it attends.
+public struct DecodeRow: Sendable, Equatable {
+    public var cacheRow: Int
+    public var keys: Int
+
+    public init(cacheRow: Int, keys: Int) {
+        self.cacheRow = cacheRow
+        self.keys = keys
+    }
+}
+
+extension Backend {
+    /// Row by row through `attention` (the reference meaning of `decodeAttention`).
+    public func decodeAttentionRowByRow(
+        output: FloatPointer, probabilities: FloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
+        value: ConstFloatPointer, rows: UnsafeBufferPointer<DecodeRow>, shape: AttentionShape
+    ) {
+        for (r, row) in rows.enumerated() {
+            var one = shape
+            one.batchSize = 1
+            one.queryLength = 1
+            one.keyOffset = row.keys - 1
+            let cached = row.cacheRow * shape.kvBatchStride
+            attention(
+                output: output + r * shape.outputRowStride,
+                probabilities: probabilities + r * shape.heads * shape.probabilityRowStride,
+                query: query + r * shape.queryBatchStride, key: key + cached, value: value + cached, shape: one)
+        }
+    }
+}
+
 public struct AttentionShape: Sendable, Equatable {
     public var batchSize: Int
     /// Number of queries per row (Tq).
@@ -142,6 +174,14 @@ public protocol Backend: AnyObject, Sendable {
     func attention(
         output: FloatPointer, probabilities: FloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
         value: ConstFloatPointer, shape: AttentionShape)
+
+    /// Attention of a decoding batch: batch row r has one query (at query + r·queryBatchStride) and attends the
+    /// first `rows[r].keys` positions of its own cache row (keys at key + rows[r].cacheRow·kvBatchStride, rows
+    /// kvRowStride apart). `shape.queryLength` is 1 and `shape.keyOffset` is unused. Writes out (B, NH·HS)
+    /// and each row's probabilities at probabilities + (r·NH + h)·probabilityRowStride.
+    func decodeAttention(
+        output: FloatPointer, probabilities: FloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
+        value: ConstFloatPointer, rows: UnsafeBufferPointer<DecodeRow>, shape: AttentionShape)
 
     /// Backward of `attention`: dQuery, dKey, dValue are overwritten (same strides as query, key, value;
     /// the entries between heads are left untouched). `scratch` holds `shape.probabilityCount` floats.

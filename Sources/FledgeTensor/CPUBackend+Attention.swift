@@ -17,6 +17,22 @@ extension CPUBackend {
         pool.parallelFor(shape.batchSize * shape.heads, job)
     }
 
+    public func decodeAttention(
+        output: FloatPointer, probabilities: FloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
+        value: ConstFloatPointer, rows: UnsafeBufferPointer<DecodeRow>, shape: AttentionShape
+    ) {
+        // Fewer rows than threads: split each row's heads over the threads instead.
+        guard rows.count >= pool.threadCount else {
+            return decodeAttentionRowByRow(
+                output: output, probabilities: probabilities, query: query, key: key, value: value, rows: rows,
+                shape: shape)
+        }
+        let job = DecodeAttentionRows(
+            output: output, probabilities: probabilities, query: query, key: key, value: value,
+            rows: rows.baseAddress!, shape: shape)
+        pool.parallelFor(rows.count, job)
+    }
+
     public func attentionBackward(
         dQuery: FloatPointer, dKey: FloatPointer, dValue: FloatPointer, dOutput: ConstFloatPointer,
         probabilities: ConstFloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
@@ -74,6 +90,12 @@ struct AttentionHeads: ParallelRangeJob {
             let v = value + b * s.kvBatchStride + (h / group) * hs
             let p = probabilities + unit * s.queryLength * prs
             let o = output + b * s.queryLength * ors + h * hs
+            if s.queryLength == 1 {
+                // One query (decoding): dot products and a weighted sum in SIMD lanes; a BLAS call per head costs
+                // more than its arithmetic at this size.
+                singleQuery(q, k, v, p, o, visible: s.keyOffset + 1, scale: scale)
+                continue
+            }
             var r0 = 0
             while r0 < s.queryLength {
                 let r1 = min(s.queryLength, r0 + CPUBackend.attentionBlock)
@@ -90,6 +112,77 @@ struct AttentionHeads: ParallelRangeJob {
                 // O = P·V
                 CPUBackend.sgemm(false, false, r1 - r0, hs, keys, 1, p + r0 * prs, prs, v, kvrs, 0, o + r0 * ors, ors)
                 r0 = r1
+            }
+        }
+    }
+}
+
+extension AttentionHeads {
+    /// One query row over `visible` keys: p = softmax(scale·q·Kᵀ) (zero past `visible`), o = p·V.
+    @inline(__always)
+    func singleQuery(
+        _ q: ConstFloatPointer, _ k: ConstFloatPointer, _ v: ConstFloatPointer, _ p: FloatPointer, _ o: FloatPointer,
+        visible: Int, scale: Float
+    ) {
+        let (hs, kvrs) = (shape.headSize, shape.kvRowStride)
+        for j in 0..<visible {
+            let key = k + j * kvrs
+            var acc = Vec16()
+            forEachChunk16(0..<hs) { i, lanes in acc.addProduct(loadLanes(q + i, lanes), loadLanes(key + i, lanes)) }
+            p[j] = acc.sum() * scale
+        }
+        CPUBackend.softmaxInPlace(p, count: visible)
+        (p + visible).update(repeating: 0, count: shape.keyLength - visible)
+        forEachChunk16(0..<hs) { i, lanes in
+            var acc = Vec16()
+            for j in 0..<visible { acc.addProduct(Vec16(repeating: p[j]), loadLanes(v + j * kvrs + i, lanes)) }
+            storeLanes(acc, o + i, lanes)
+        }
+    }
+}
+
+/// Decoding attention for a range of batch rows, every head of a row on one thread. Positions are the outer
+/// loop, so each cached key and value row is read once, front to back (all heads of a position lie together).
+struct DecodeAttentionRows: ParallelRangeJob {
+    let output: FloatPointer, probabilities: FloatPointer
+    let query: ConstFloatPointer, key: ConstFloatPointer, value: ConstFloatPointer
+    let rows: UnsafePointer<DecodeRow>
+    let shape: AttentionShape
+
+    func run(_ block: Range<Int>) {
+        let s = shape
+        let (hs, group, scale, prs) = (s.headSize, s.groupSize, s.scale, s.probabilityRowStride)
+        for r in block {
+            let row = rows[r]
+            let n = row.keys
+            let q = query + r * s.queryBatchStride
+            let k = key + row.cacheRow * s.kvBatchStride
+            let v = value + row.cacheRow * s.kvBatchStride
+            let p = probabilities + r * s.heads * prs
+            let o = output + r * s.outputRowStride
+            for j in 0..<n {
+                let keyRow = k + j * s.kvRowStride
+                for h in 0..<s.heads {
+                    let (qh, kh) = (q + h * hs, keyRow + (h / group) * hs)
+                    var acc = Vec16()
+                    forEachChunk16(0..<hs) { i, lanes in
+                        acc.addProduct(loadLanes(qh + i, lanes), loadLanes(kh + i, lanes))
+                    }
+                    p[h * prs + j] = acc.sum() * scale
+                }
+            }
+            for h in 0..<s.heads { CPUBackend.softmaxInPlace(p + h * prs, count: n) }
+            o.update(repeating: 0, count: s.heads * hs)
+            for j in 0..<n {
+                let valueRow = v + j * s.kvRowStride
+                for h in 0..<s.heads {
+                    let weight = Vec16(repeating: p[h * prs + j])
+                    let (oh, vh) = (o + h * hs, valueRow + (h / group) * hs)
+                    forEachChunk16(0..<hs) { i, lanes in
+                        storeLanes(
+                            loadLanes(oh + i, lanes).addingProduct(weight, loadLanes(vh + i, lanes)), oh + i, lanes)
+                    }
+                }
             }
         }
     }

@@ -55,16 +55,19 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
     // MARK: Linear
 
+    /// Most rows for which `linear` uses its own small-rows kernel instead of the BLAS.
+    static let smallRowsLimit = 64
+
     public func linear(
         output: FloatPointer, input: ConstFloatPointer, weight: ConstFloatPointer, bias: ConstFloatPointer?,
         rows: Int, inFeatures: Int, outFeatures: Int
     ) {
-        // Few rows (decoding, a server's batch of sequences): split the output features instead, so every thread
-        // streams (and the BLAS packs) only its share of the weights; split by rows, each thread would read and
-        // pack all of them, which costs more than the arithmetic when rows are few.
-        if rows >= 2 && rows <= 8 {
-            // A few sequences decoded together: each slice of a weight row is loaded once for 4 input rows, with no
-            // copy of the weights first (the BLAS packs the whole matrix, which costs more than the arithmetic here).
+        // Few rows (decoding, a server's batch of sequences): split the output features, so every thread streams
+        // only its share of the weights; split by rows, each thread would read (and the BLAS pack) all of them,
+        // which costs more than the arithmetic when rows are few.
+        if rows <= CPUBackend.smallRowsLimit {
+            // Up to 64 rows: each slice of a weight row is loaded once for 4 input rows, with no copy of the
+            // weights first (the BLAS packs the whole matrix per call), and the next weights are prefetched.
             let job = SmallRowsLinear(
                 output: output, input: input, weight: weight, bias: bias, rows: rows, inFeatures: inFeatures,
                 outFeatures: outFeatures)
@@ -166,22 +169,36 @@ struct LinearColumns: ParallelRangeJob {
     }
 }
 
-/// output = input · weightᵀ + bias for a few rows (2–8) and a range of output features, in blocks of 4 rows ×
-/// 3 features: 12 eight-lane accumulators, 3 weight slices and 1 input slice fill the 16 AVX2 registers.
+/// output = input · weightᵀ + bias for a few rows (1–64) and a range of output features, in blocks of 4 rows ×
+/// 3 features: 12 eight-lane accumulators, 3 weight slices and 1 input slice fill the 16 AVX2 registers. Each
+/// output is computed the same way wherever it falls (a 4×3 block, a 1×3 block or alone): eight lanes over the
+/// full 8-wide slices in order, the k mod 8 rest added to lane 0, then the lanes summed. A row's result
+/// therefore does not depend on the other rows of the batch (a server's sequence decodes exactly as it would
+/// alone).
 struct SmallRowsLinear: ParallelRangeJob {
+    typealias V = SIMD8<Float>
     let output: FloatPointer, input: ConstFloatPointer, weight: ConstFloatPointer, bias: ConstFloatPointer?
     let rows: Int, inFeatures: Int, outFeatures: Int
 
     func run(_ block: Range<Int>) {
         var j = block.lowerBound
         while j + 3 <= block.upperBound {
+            // The next three weight rows are read from memory while these are multiplied by every input row.
+            if j + 6 <= block.upperBound {
+                let next = UnsafeRawPointer(weight + (j + 3) * inFeatures)
+                var offset = 0
+                while offset < 3 * inFeatures * 4 {
+                    fledge_prefetch(next + offset)
+                    offset += 64
+                }
+            }
             var m = 0
             while m + 4 <= rows {
                 block4x3(m, j)
                 m += 4
             }
             while m < rows {
-                for t in 0..<3 { single(m, j + t) }
+                block1x3(m, j)
                 m += 1
             }
             j += 3
@@ -193,64 +210,101 @@ struct SmallRowsLinear: ParallelRangeJob {
     }
 
     @inline(__always)
+    private func load(_ p: ConstFloatPointer) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+
+    /// Σ x[t]·w[t] over the last k mod 8 entries.
+    @inline(__always)
+    private func rest(_ x: ConstFloatPointer, _ w: ConstFloatPointer) -> Float {
+        var sum: Float = 0
+        for t in (inFeatures & ~7)..<inFeatures { sum += x[t] * w[t] }
+        return sum
+    }
+
+    /// Writes lanes + rest + bias for output (m, j).
+    @inline(__always)
+    private func finish(_ lanes: V, _ m: Int, _ j: Int) {
+        var lanes = lanes
+        let k = inFeatures
+        if k & 7 != 0 { lanes[0] += rest(input + m * k, weight + j * k) }
+        output[m * outFeatures + j] = lanes.sum() + (bias?[j] ?? 0)
+    }
+
+    @inline(__always)
     private func block4x3(_ m: Int, _ j: Int) {
-        typealias V = SIMD8<Float>
         let k = inFeatures
         let (x0, x1, x2, x3) = (input + m * k, input + (m + 1) * k, input + (m + 2) * k, input + (m + 3) * k)
         let (w0, w1, w2) = (weight + j * k, weight + (j + 1) * k, weight + (j + 2) * k)
         var a00 = V(), a01 = V(), a02 = V(), a10 = V(), a11 = V(), a12 = V()
         var a20 = V(), a21 = V(), a22 = V(), a30 = V(), a31 = V(), a32 = V()
-        @inline(__always) func load(_ p: ConstFloatPointer, _ lanes: Int) -> V {
-            if lanes == 8 { return UnsafeRawPointer(p).loadUnaligned(as: V.self) }
-            var v = V()
-            for l in 0..<lanes { v[l] = p[l] }
-            return v
-        }
+        // Full 8-lane slices only, so the loop has no lane test and its 16 vectors stay in registers.
+        let full = k & ~7
         var i = 0
-        while i < k {
-            let lanes = min(8, k - i)
-            let v0 = load(w0 + i, lanes), v1 = load(w1 + i, lanes), v2 = load(w2 + i, lanes)
-            var x = load(x0 + i, lanes)
+        while i < full {
+            let v0 = load(w0 + i), v1 = load(w1 + i), v2 = load(w2 + i)
+            var x = load(x0 + i)
             a00.addProduct(x, v0)
             a01.addProduct(x, v1)
             a02.addProduct(x, v2)
-            x = load(x1 + i, lanes)
+            x = load(x1 + i)
             a10.addProduct(x, v0)
             a11.addProduct(x, v1)
             a12.addProduct(x, v2)
-            x = load(x2 + i, lanes)
+            x = load(x2 + i)
             a20.addProduct(x, v0)
             a21.addProduct(x, v1)
             a22.addProduct(x, v2)
-            x = load(x3 + i, lanes)
+            x = load(x3 + i)
             a30.addProduct(x, v0)
             a31.addProduct(x, v1)
             a32.addProduct(x, v2)
             i += 8
         }
-        let b0 = bias?[j] ?? 0, b1 = bias?[j + 1] ?? 0, b2 = bias?[j + 2] ?? 0
-        var o = output + m * outFeatures + j
-        (o[0], o[1], o[2]) = (a00.sum() + b0, a01.sum() + b1, a02.sum() + b2)
-        o += outFeatures
-        (o[0], o[1], o[2]) = (a10.sum() + b0, a11.sum() + b1, a12.sum() + b2)
-        o += outFeatures
-        (o[0], o[1], o[2]) = (a20.sum() + b0, a21.sum() + b1, a22.sum() + b2)
-        o += outFeatures
-        (o[0], o[1], o[2]) = (a30.sum() + b0, a31.sum() + b1, a32.sum() + b2)
+        finish(a00, m, j)
+        finish(a01, m, j + 1)
+        finish(a02, m, j + 2)
+        finish(a10, m + 1, j)
+        finish(a11, m + 1, j + 1)
+        finish(a12, m + 1, j + 2)
+        finish(a20, m + 2, j)
+        finish(a21, m + 2, j + 1)
+        finish(a22, m + 2, j + 2)
+        finish(a30, m + 3, j)
+        finish(a31, m + 3, j + 1)
+        finish(a32, m + 3, j + 2)
+    }
+
+    @inline(__always)
+    private func block1x3(_ m: Int, _ j: Int) {
+        let k = inFeatures
+        let x0 = input + m * k
+        let (w0, w1, w2) = (weight + j * k, weight + (j + 1) * k, weight + (j + 2) * k)
+        var a0 = V(), a1 = V(), a2 = V()
+        let full = k & ~7
+        var i = 0
+        while i < full {
+            let x = load(x0 + i)
+            a0.addProduct(x, load(w0 + i))
+            a1.addProduct(x, load(w1 + i))
+            a2.addProduct(x, load(w2 + i))
+            i += 8
+        }
+        finish(a0, m, j)
+        finish(a1, m, j + 1)
+        finish(a2, m, j + 2)
     }
 
     @inline(__always)
     private func single(_ m: Int, _ j: Int) {
         let k = inFeatures
         let (x, w) = (input + m * k, weight + j * k)
-        var acc = Vec16()
+        var a = V()
+        let full = k & ~7
         var i = 0
-        while i < k {
-            let lanes = min(16, k - i)
-            acc.addProduct(loadLanes(x + i, lanes), loadLanes(w + i, lanes))
-            i += 16
+        while i < full {
+            a.addProduct(load(x + i), load(w + i))
+            i += 8
         }
-        output[m * outFeatures + j] = acc.sum() + (bias?[j] ?? 0)
+        finish(a, m, j)
     }
 }
 

@@ -218,6 +218,15 @@ public final class ReferenceBackend: Backend {
         }
     }
 
+    public func decodeAttention(
+        output: FloatPointer, probabilities: FloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
+        value: ConstFloatPointer, rows: UnsafeBufferPointer<DecodeRow>, shape: AttentionShape
+    ) {
+        decodeAttentionRowByRow(
+            output: output, probabilities: probabilities, query: query, key: key, value: value, rows: rows,
+            shape: shape)
+    }
+
     public func attention(
         output: FloatPointer, probabilities: FloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
         value: ConstFloatPointer, shape: AttentionShape

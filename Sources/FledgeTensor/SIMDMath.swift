@@ -95,3 +95,19 @@ func rowMaximum(_ p: UnsafePointer<Float>, count: Int) -> Float {
     forEachChunk16(0..<count) { i, lanes in maxV = max16(maxV, loadLanes(p + i, lanes, fill: -.infinity)) }
     return maxV.max()
 }
+
+/// Softmax numerators for sampling: out[i] = e^{(x[i] − m)·scale} with m the largest x (0 where x[i] is −∞ or
+/// NaN); returns m (−∞ when no x is finite, and then `out` is left as is).
+public func softmaxNumerators(_ x: UnsafeBufferPointer<Float>, scale: Float, into out: UnsafeMutablePointer<Float>)
+    -> Float
+{
+    guard let base = x.baseAddress else { return -.infinity }
+    let m = rowMaximum(base, count: x.count)
+    guard m > -.infinity else { return m }
+    forEachChunk16(0..<x.count) { i, lanes in
+        let v = loadLanes(base + i, lanes, fill: -.infinity)
+        let e = exp16((v - m) * scale)
+        storeLanes(e.replacing(with: 0, where: .!(v .> -.infinity)), out + i, lanes)
+    }
+    return m
+}

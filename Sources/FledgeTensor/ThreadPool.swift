@@ -1,6 +1,10 @@
 // ThreadPool: a persistent pool of worker threads that run one parallel region at a time.
-// The calling thread takes part as worker 0, so `threadCount` 1 means "run inline". Workers spin briefly
-// and then sleep on a condition variable between regions, so back-to-back kernels start quickly.
+// The calling thread takes part, so `threadCount` 1 means "run inline". Workers spin briefly and then sleep
+// on a condition variable between regions, so back-to-back kernels start quickly.
+// A region has `threadCount` shares (share i is what "thread i" computes, so results do not depend on which
+// OS thread runs it); each participant claims the next unclaimed share until none is left, and the region
+// ends when every share is done. A worker that is late (asleep, or preempted by another process on a busy
+// machine) therefore delays nothing: the threads that are running take its share.
 // A region's work is a value of a `ParallelJob` / `ParallelRangeJob` type, not a closure: workers reach it
 // through a pointer to the caller's stack and a specialised static trampoline, so starting a region
 // allocates nothing (a closure would need `withoutActuallyEscaping`, which heap-allocates on every call).
@@ -57,7 +61,9 @@ public final class ThreadPool: @unchecked Sendable {
     final class Shared: @unchecked Sendable {
         let threadCount: Int
         let generation = Atomic<Int>(0)
-        let pending = Atomic<Int>(0)
+        /// The next share of the current region to claim, and the shares finished.
+        let claimed = Atomic<Int>(Int.max / 2)  // no region yet: nothing to claim
+        let finished = Atomic<Int>(0)
         let stopping = Atomic<Bool>(false)
         let condition = NSCondition()
         // The current region: a pointer to the job on the caller's stack and the trampoline that runs it.
@@ -86,8 +92,18 @@ public final class ThreadPool: @unchecked Sendable {
                 }
                 seen = generation.load(ordering: .acquiring)
                 if stopping.load(ordering: .acquiring) { return }
-                if let entry = jobEntry, let context = jobContext { entry(context, index, threadCount) }
-                pending.subtract(1, ordering: .releasing)
+                runShares()
+            }
+        }
+
+        /// Claims and runs shares of the current region until none is left. The job is read only after a claim
+        /// succeeds, and the region cannot end before a claimed share is finished, so the job is still alive.
+        func runShares() {
+            while true {
+                let share = claimed.add(1, ordering: .acquiringAndReleasing).oldValue
+                guard share < threadCount else { return }
+                if let entry = jobEntry, let context = jobContext { entry(context, share, threadCount) }
+                finished.add(1, ordering: .releasing)
             }
         }
     }
@@ -115,7 +131,8 @@ public final class ThreadPool: @unchecked Sendable {
         shared.wake()
     }
 
-    /// Runs `job` once on each of the `threadCount` threads and returns when all are done.
+    /// Runs `job` once for each share 0..<threadCount (`run(thread: share, of:)`), spread over the pool's
+    /// threads, and returns when all are done.
     public func parallel<Job: ParallelJob>(_ job: Job) {
         if threadCount == 1 || busy.exchange(true, ordering: .acquiring) {
             // Inline: a single-threaded pool, or a nested region.
@@ -125,10 +142,13 @@ public final class ThreadPool: @unchecked Sendable {
         withUnsafePointer(to: job) { pointer in
             shared.jobContext = UnsafeRawPointer(pointer)
             shared.jobEntry = Job.trampoline
-            shared.pending.store(threadCount - 1, ordering: .relaxed)
+            shared.finished.store(0, ordering: .relaxed)
+            // Publishes the job: a claim that reads this reset also sees the job.
+            shared.claimed.store(0, ordering: .releasing)
             shared.wake()
-            job.run(thread: 0, of: threadCount)
-            while shared.pending.load(ordering: .acquiring) != 0 {}
+            shared.runShares()
+            while shared.finished.load(ordering: .acquiring) != threadCount {}
+            // Late workers find every share claimed (claimed ≥ threadCount) and never read the job.
             shared.jobContext = nil
             shared.jobEntry = nil
         }

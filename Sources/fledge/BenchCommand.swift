@@ -8,7 +8,7 @@ import Foundation
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks.",
-        subcommands: [Train.self, TokenizerBench.self, GenerateBench.self])
+        subcommands: [Train.self, TokenizerBench.self, GenerateBench.self, SlotsBench.self])
 
     struct Train: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -49,6 +49,56 @@ struct BenchCommand: ParsableCommand {
                         r.parameters,
                         r.tokensPerStep, r.medianMilliseconds, r.tokensPerSecond, r.gflopsPerSecond, r.peakRSSMegabytes,
                         allocations as NSString))
+            }
+            let json = try JSONEncoder().encode(["fledge": results])
+            print(String(decoding: json, as: UTF8.self))
+        }
+    }
+
+    struct SlotsBench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "slots",
+            abstract:
+                "Decode tokens/s of the server's engine (batched steps over 1, 4, 16 slots; no HTTP) on a reference configuration (table + JSON line)."
+        )
+
+        @Option(help: "Configuration: a, b or c.") var config = "b"
+        @Option(help: "Slot counts (comma-separated).") var slots = "1,4,16"
+        @Option(help: "Decode steps per slot count and round.") var steps = 64
+        @Option(help: "Rounds (interleaved; medians are reported).") var rounds = 5
+        @OptionGroup var threading: ThreadOptions
+
+        func validate() throws {
+            try checkRange("--steps", steps, 1...200)
+            try checkRange("--rounds", rounds, 1...1000)
+        }
+
+        func run() throws {
+            guard let shape = BenchmarkShape.reference.first(where: { $0.name == config }) else {
+                throw ValidationError("unknown configuration '\(config)'; use a, b or c.")
+            }
+            let counts = try slots.split(separator: ",").map { part -> Int in
+                guard let n = Int(part.trimmingCharacters(in: .whitespaces)), (1...256).contains(n) else {
+                    throw ValidationError("--slots: '\(part)' is not a slot count between 1 and 256.")
+                }
+                return n
+            }
+            let backend = CPUBackend(threadCount: threading.threads)
+            let results: [SlotDecodeResult]
+            do {
+                results = try SlotDecodeBenchmark.run(
+                    shape: shape, backend: backend, slotCounts: counts, steps: steps, rounds: rounds)
+            } catch { exitWithError(error) }
+            print(
+                "fledge bench slots: config \(config), \(threading.threads) threads, \(steps) steps, \(rounds) rounds")
+            print("slots  tokens/s (median)  × one slot  prefill ms (12 tokens)")
+            let one = results.first(where: { $0.slots == 1 })?.medianTokensPerSecond
+            for r in results {
+                let ratio = one.map { String(format: "%.2f", r.medianTokensPerSecond / $0) } ?? "-"
+                print(
+                    String(
+                        format: "%5d  %17.1f  %10@  %22.2f", r.slots, r.medianTokensPerSecond, ratio as NSString,
+                        r.medianPrefillMilliseconds))
             }
             let json = try JSONEncoder().encode(["fledge": results])
             print(String(decoding: json, as: UTF8.self))

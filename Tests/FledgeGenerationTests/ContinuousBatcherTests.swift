@@ -43,9 +43,10 @@ struct ContinuousBatcherTests {
 
     @Test func sequencesJoiningAtAnyTimeMatchTheGeneratorAlone() async throws {
         let generator = try Fixtures.generator(context: 96)
+        // Four prompt tokens a pass: longer prompts are split over passes and ride along with decoding rows.
         let batcher = try ContinuousBatcher(
             model: generator.model, tokenizer: generator.tokenizer, endOfSequence: generator.endOfSequence, slots: 3,
-            queueLimit: 8)
+            queueLimit: 8, chunkSize: 4)
         batcher.start()
         defer { batcher.shutdown() }
         let prompts = ["ROMEO:", "KING HENRY: Once more", "O", "JULIET: Good night, good night", "Now is the"]

@@ -97,6 +97,70 @@ struct DecodingTests {
         }
     }
 
+    /// Prompts ride along with decoding rows in one pass: a prompt longer than the chunk size is split over
+    /// passes, two prompts share a pass, and every logit equals the full forward's at that position.
+    @Test(arguments: Fixture.variants)
+    func promptChunksAndDecodingRowsShareAPass(variant: String) throws {
+        let fixture = try Fixture(variant)
+        let model = try fixture.model(backend: Self.backend)
+        let v = model.config.vocabularySize
+        let seqs = (0..<3).map { randomTokens(model.config.contextLength, vocabulary: v, seed: 50 + UInt64($0)) }
+        let cache = try SlotCache(model: model, slots: 3, chunkSize: 4)
+        var fed = [0, 0, 0]
+        var records: [(seq: Int, position: Int, logits: [Float])] = []
+        var out = [Float](repeating: 0, count: 3 * v)
+        // Each pass: the sequences that decode one token, and (sequence, prompt tokens) chunks. Sequence s uses slot s.
+        let passes: [(decode: [Int], prompts: [(Int, Int)])] = [
+            ([], [(0, 3)]), ([0], [(1, 4)]), ([0], [(1, 2), (2, 2)]), ([0, 1], [(2, 1)]), ([0, 1, 2], []),
+            ([2, 0], []),
+        ]
+        for pass in passes {
+            let tokens = pass.decode.map { seqs[$0][fed[$0]] }
+            let prompts = pass.prompts.map { PromptChunk(slot: $0.0, tokens: seqs[$0.0][fed[$0.0]..<fed[$0.0] + $0.1]) }
+            try out.withUnsafeMutableBufferPointer {
+                try model.pass(slots: pass.decode, tokens: tokens, prompts: prompts, cache: cache, logits: $0)
+            }
+            for (i, seq) in pass.decode.enumerated() {
+                records.append((seq, fed[seq], Array(out[i * v..<(i + 1) * v])))
+                fed[seq] += 1
+            }
+            for (k, (seq, n)) in pass.prompts.enumerated() {
+                let i = pass.decode.count + k
+                records.append((seq, fed[seq] + n - 1, Array(out[i * v..<(i + 1) * v])))
+                fed[seq] += n
+            }
+        }
+        #expect(cache.lengths == fed)
+        for seq in 0..<3 {
+            let acts = try Activations(
+                config: model.config, batchSize: 1, sequenceLength: fed[seq], forTraining: false)
+            try model.forward(tokens: Array(seqs[seq][0..<fed[seq]]), targets: nil, activations: acts, training: false)
+            let reference = acts.withLogits({ Array($0) }, vocabularySize: v)
+            for record in records where record.seq == seq {
+                let expected = reference[(record.position * v)..<((record.position + 1) * v)]
+                let agreement = Agreement(record.logits[...], expected)
+                #expect(agreement.relative < 1e-5, "\(variant) seq \(seq) position \(record.position): \(agreement)")
+            }
+        }
+        // More prompt tokens than the chunk size, a slot twice, or an empty chunk: clear errors.
+        for bad in [
+            [PromptChunk(slot: 0, tokens: seqs[0][0..<5])], [PromptChunk(slot: 1, tokens: seqs[1][0..<0])],
+        ] {
+            #expect(throws: ModelError.self) {
+                try out.withUnsafeMutableBufferPointer {
+                    try model.pass(slots: [], tokens: [], prompts: bad, cache: cache, logits: $0)
+                }
+            }
+        }
+        #expect(throws: ModelError.self) {
+            try out.withUnsafeMutableBufferPointer {
+                try model.pass(
+                    slots: [1], tokens: [1], prompts: [PromptChunk(slot: 1, tokens: seqs[1][0..<1])], cache: cache,
+                    logits: $0)
+            }
+        }
+    }
+
     @Test(arguments: ["gpt2", "llama", "smallm"])
     func batchOfRowsMatchesEachRowAlone(variant: String) throws {
         let fixture = try Fixture(variant)

@@ -31,7 +31,7 @@ struct CPUBackendTests {
     // output features across threads.
     @Test(arguments: [
         (1, 3, 5), (37, 24, 40), (65, 33, 129), (1, 64, 300), (3, 48, 1000), (2, 16, 4), (5, 37, 23), (16, 256, 768),
-        (32, 100, 67), (7, 1, 9),
+        (32, 100, 67), (7, 1, 9), (33, 19, 50), (64, 40, 29), (12, 7, 13), (48, 1024, 37),
     ])
     func linearForwardAndBackwardMatchReference(rows: Int, inFeatures: Int, outFeatures: Int) {
         let x = Buffer(rows * inFeatures, seed: 4)
@@ -190,6 +190,38 @@ struct CPUBackendTests {
         }
     }
 
+    // A decoding batch: each row one query over its own cache row's first `keys` positions; more rows than
+    // threads (one row per thread) and fewer (heads split over the threads).
+    @Test(arguments: [
+        (5, 4, 2, 32, [3, 1, 9, 6, 2]), (3, 6, 3, 20, [4, 7, 1]), (1, 4, 1, 16, [5]), (4, 2, 2, 8, [2, 2, 8, 1]),
+    ])
+    func decodeAttentionMatchesReference(cacheRows: Int, heads: Int, kvHeads: Int, headSize: Int, keys: [Int]) {
+        let capacity = 10
+        let (qWidth, kvWidth) = (heads * headSize, kvHeads * headSize)
+        let rows = keys.enumerated().map { DecodeRow(cacheRow: ($0.offset * 3 + 1) % cacheRows, keys: $0.element) }
+        let b = rows.count
+        let q = Buffer(b * qWidth, seed: 40, low: -2, high: 2)
+        let k = Buffer(cacheRows * capacity * kvWidth, seed: 41, low: -2, high: 2)
+        let v = Buffer(cacheRows * capacity * kvWidth, seed: 42, low: -2, high: 2)
+        let shape = AttentionShape(
+            batchSize: b, queryLength: 1, keyOffset: 0, heads: heads, kvHeads: kvHeads, headSize: headSize,
+            queryRowStride: qWidth, queryBatchStride: qWidth, kvRowStride: kvWidth, kvBatchStride: capacity * kvWidth,
+            outputRowStride: qWidth, probabilityRowStride: capacity)
+        var results: [[Float]] = []
+        for backend in [fast as Backend, reference] {
+            let out = Buffer(zeros: b * qWidth)
+            let probs = Buffer(zeros: b * heads * capacity)
+            rows.withUnsafeBufferPointer { rows in
+                backend.decodeAttention(
+                    output: out.pointer, probabilities: probs.pointer, query: q.pointer, key: k.pointer,
+                    value: v.pointer, rows: rows, shape: shape)
+            }
+            results += [out.array, probs.array]
+        }
+        expectClose(results[0], results[2], tolerance: 2e-5, "decode attention output")
+        expectClose(results[1], results[3], tolerance: 2e-5, "decode attention probabilities")
+    }
+
     @Test(arguments: ActivationFunction.allCases)
     func activationsMatchReference(function: ActivationFunction) {
         for count in [1, 15, 16, 17, 100, 20_001] {
@@ -303,6 +335,18 @@ struct CPUBackendTests {
         }
     }
 
+    /// More threads than cores: workers are often late (asleep or preempted) and the running threads take their
+    /// shares; every share of every region must still run exactly once, and regions must not mix.
+    @Test func everyShareRunsOnceWhenWorkersAreLate() {
+        let pool = ThreadPool(threadCount: 8)
+        let counts = Buffer(zeros: 8)
+        for round in 0..<2000 {
+            pool.parallel(CountShares(counts: counts.pointer, round: Float(round)))
+            if round % 500 == 0 { Thread.sleep(forTimeInterval: 0.001) }  // let the workers fall asleep
+        }
+        #expect(counts.array.allSatisfy { $0 == 2000 })
+    }
+
     /// Regression: a worker that woke after its pool was released read freed memory (a crash seen when tests
     /// create and drop many backends).
     @Test func poolsCanBeReleasedWhileTheirWorkersStart() {
@@ -319,4 +363,14 @@ struct CPUBackendTests {
 struct CountHits: ParallelRangeJob {
     let hits: UnsafeMutablePointer<Float>
     func run(_ range: Range<Int>) { for i in range { hits[i] += 1 } }
+}
+
+/// Adds 1 at its share's index, once the share checks that the previous round's value is in place.
+struct CountShares: ParallelJob {
+    let counts: UnsafeMutablePointer<Float>
+    let round: Float
+    func run(thread share: Int, of threadCount: Int) {
+        precondition(counts[share] == round, "share \(share) ran twice or missed a round")
+        counts[share] += 1
+    }
 }
