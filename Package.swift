@@ -1,6 +1,6 @@
 // swift-tools-version: 6.0
 // Fledge: train small GPT-style language models from scratch, in Swift.
-// Module plan and dependency order: ARCHITECTURE.md ("Modules").
+// The modules and what each one is for: README.md ("What is here").
 
 import Foundation
 import PackageDescription
@@ -37,11 +37,15 @@ let package = Package(
             path: "Sources/COpenBLAS",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        // Decompression for Parquet pages: zlib linked, Snappy and Zstandard loaded at run time.
+        .target(name: "CFledgeCodecs", linkerSettings: [.linkedLibrary("z"), .linkedLibrary("dl")]),
         .target(name: "FledgeFiles", swiftSettings: checkedSettings),
         .target(name: "FledgeTensor", dependencies: ["COpenBLAS"], swiftSettings: kernelSettings),
         .target(name: "FledgeTokenizer", dependencies: ["FledgeFiles"], swiftSettings: checkedSettings),
         .target(name: "FledgeModel", dependencies: ["FledgeTensor", "FledgeFiles"], swiftSettings: checkedSettings),
-        .target(name: "FledgeData", dependencies: ["FledgeTokenizer", "FledgeFiles"], swiftSettings: checkedSettings),
+        .target(
+            name: "FledgeData", dependencies: ["FledgeTokenizer", "FledgeFiles", "CFledgeCodecs"],
+            swiftSettings: checkedSettings),
         .target(
             name: "FledgeGeneration", dependencies: ["FledgeModel", "FledgeTokenizer", "FledgeData"],
             swiftSettings: checkedSettings),

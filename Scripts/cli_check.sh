@@ -91,3 +91,18 @@ done
 if $fledge generate "$tmp/pre" --prompt "" > /dev/null 2> "$tmp/empty.err"; then fail "accepted an empty prompt"; fi
 grep -q "empty" "$tmp/empty.err" || fail "no message for an empty prompt"
 ok "generate: stop string, Pilish ($(cat "$tmp/pilish.out" | tr '\n' ' ' | head -c 60)…), bad settings refused"
+
+# Parquet in: a dataset folder laid out like the hub's (data/train-0000K-of-0000N.parquet, written by pyarrow),
+# a BPE trained on its text column, prepared data; a nested column is refused with the file and column named.
+mkdir -p "$tmp/hub/data"
+cp Tests/FledgeDataTests/Fixtures/parquet/hub-train-0000*-of-00002.parquet "$tmp/hub/data/"
+$fledge tokenizer train --input "$tmp/hub/data/hub-train-00000-of-00002.parquet" \
+    "$tmp/hub/data/hub-train-00001-of-00002.parquet" --vocab-size 600 --output "$tmp/hub-tok.json" \
+    > "$tmp/hub.log" 2>&1 || fail "tokenizer train on Parquet: $(cat "$tmp/hub.log")"
+$fledge data prepare --source hub="$tmp/hub" --tokenizer "$tmp/hub-tok.json" --output "$tmp/hub-data" \
+    > "$tmp/hub.log" 2>&1 || fail "data prepare on Parquet: $(cat "$tmp/hub.log")"
+grep -q '^read  *2000 ' "$tmp/hub.log" || fail "the 2,000 Parquet rows were not read: $(cat "$tmp/hub.log")"
+if $fledge data prepare Tests/FledgeDataTests/Fixtures/parquet/nested.parquet --tokenizer "$tmp/hub-tok.json" \
+    --output "$tmp/nested" > "$tmp/nested.log" 2>&1; then fail "a nested Parquet column was accepted"; fi
+grep -q 'nested.parquet, column "text" is nested' "$tmp/nested.log" || fail "unclear: $(cat "$tmp/nested.log")"
+ok "Parquet: BPE and prepared data from a hub-style folder (2,000 rows); nested column refused"

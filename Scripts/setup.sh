@@ -20,6 +20,12 @@ has_mkl() { compgen -G '/usr/lib/x86_64-linux-gnu/libmkl_rt.so*' >/dev/null || c
 need=()
 [ -e /usr/include/x86_64-linux-gnu/cblas.h ] || [ -e /usr/include/cblas.h ] || need+=(libopenblas-dev)
 command -v strace >/dev/null 2>&1 || need+=(strace)  # the adversarial suite's syscall fault injector
+# Parquet pages: zlib's header to build; Snappy and Zstandard are loaded at run time.
+[ -e /usr/include/zlib.h ] || need+=(zlib1g-dev)
+compgen -G '/usr/lib/x86_64-linux-gnu/libsnappy.so.1*' >/dev/null || compgen -G '/usr/lib/*/libsnappy.so.1*' >/dev/null \
+    || need+=(libsnappy1v5)
+compgen -G '/usr/lib/x86_64-linux-gnu/libzstd.so.1*' >/dev/null || compgen -G '/usr/lib/*/libzstd.so.1*' >/dev/null \
+    || need+=(libzstd1)
 want_mkl=0
 if [ "${FLEDGE_NO_MKL:-0}" != 1 ] && ! has_mkl; then want_mkl=1; fi
 

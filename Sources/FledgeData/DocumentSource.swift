@@ -1,6 +1,7 @@
 // DocumentSource: the inputs of `fledge data prepare` — named sources (a file or a folder, a mixing weight,
 // a licence) and how their files become documents: plain text cut at file, line, blank-line or separator
-// boundaries, JSONL with a text field, and question/answer pairs (JSON array or JSONL).
+// boundaries, JSONL with a text field, Parquet with a text column, and question/answer pairs (JSON array, JSONL
+// or Parquet question/answer columns).
 
 import Foundation
 
@@ -11,11 +12,14 @@ import Foundation
 /// How a file's content is read.
 public enum InputFormat: String, Codable, Sendable, CaseIterable {
     /// By extension: .jsonl/.ndjson → JSONL (question/answer when records have those fields and no text
-    /// field), .json → question/answer array, anything else → plain text.
+    /// field), .json → question/answer array, .parquet → Parquet, anything else → plain text.
     case auto
     case text
     case jsonl
     case qa
+    /// Parquet: one document per row of the text column (question/answer pairs when the file has "question"
+    /// and "answer" columns and no text column).
+    case parquet
 }
 
 /// Where one plain-text document ends and the next begins.
@@ -86,7 +90,7 @@ public struct SourceSpec: Codable, Sendable, Equatable {
 /// How files are read and cut into documents.
 public struct InputConfig: Codable, Sendable, Equatable {
     public var format: InputFormat = .auto
-    /// The JSONL field holding the text.
+    /// The JSONL field or Parquet column holding the text.
     public var textField = "text"
     public var boundary: DocumentBoundary = .file
     public var separator = "<|endoftext|>"
@@ -177,6 +181,7 @@ public struct DocumentReader {
             documents.append(Document(source: source, file: file, ordinal: ordinal, text: text, answer: answer))
         }
         switch try format(of: url, bytes: bytes) {
+        case .parquet: try readParquet(bytes, path: url.path, make)
         case .text, .auto: cutText(bytes, make)
         case .jsonl: try readJSONLines(bytes, path: url.path, questionAnswer: false, make)
         case .qa:
@@ -193,6 +198,7 @@ public struct DocumentReader {
     func format(of url: URL, bytes: [UInt8]) throws -> InputFormat {
         guard config.format == .auto else { return config.format }
         switch url.pathExtension.lowercased() {
+        case "parquet": return .parquet
         case "json": return .qa
         case "jsonl", "ndjson":
             let firstLine = bytes.split(separator: 0x0A, maxSplits: 1).first.map { Data($0) } ?? Data()
@@ -286,6 +292,40 @@ public struct DocumentReader {
                 }
                 make(line, Array(value.utf8), nil)
             }
+        }
+    }
+
+    /// Reads a Parquet file's text column (one document per row), or its question and answer columns. A null
+    /// is a bad record (stop, or skip and count it).
+    private mutating func readParquet(_ bytes: [UInt8], path: String, _ make: (Int, [UInt8], [UInt8]?) -> Void)
+        throws
+    {
+        let file = try ParquetFile(bytes: bytes, path: path)
+        if let texts = try file.strings(config.textField) {
+            for (row, text) in texts.enumerated() {
+                guard let text else {
+                    try badRecord(
+                        "\(path), row \(row + 1) has a null \"\(config.textField)\"",
+                        hint: "pass --on-bad-record skip to skip such rows")
+                    continue
+                }
+                make(row + 1, text, nil)
+            }
+            return
+        }
+        guard let questions = try file.strings("question"), let answers = try file.strings("answer") else {
+            throw DataError(
+                "\(path) has no column \"\(config.textField)\" (columns: \(file.columnNames.joined(separator: ", ")))",
+                hint: "name the text column with --text-field NAME, or give question and answer columns.")
+        }
+        for (row, (question, answer)) in zip(questions, answers).enumerated() {
+            guard let question, let answer else {
+                try badRecord(
+                    "\(path), row \(row + 1) has a null \"\(question == nil ? "question" : "answer")\"",
+                    hint: "pass --on-bad-record skip to skip such rows")
+                continue
+            }
+            make(row + 1, question, answer)
         }
     }
 

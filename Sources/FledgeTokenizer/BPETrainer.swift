@@ -48,6 +48,23 @@ public struct BPETrainer {
         return try train(counts: counts, progress: progress)
     }
 
+    /// Trains on text that `feed` hands over in chunks (each ending at a line or document boundary), for inputs
+    /// that are not plain files (a Parquet column); nothing is kept but the word counts.
+    public func train(
+        feed: (_ emit: ([UInt8]) throws -> Void) throws -> Void, progress: (BPETrainingProgress) -> Void = { _ in }
+    ) throws -> BPETokenizer {
+        try withoutActuallyEscaping(progress) { progress in
+            var counts = WordCounts()
+            var bytesRead = 0
+            try feed { bytes in
+                counts.merge(countWords(bytes))
+                bytesRead += bytes.count
+                progress(.counted(bytes: bytesRead, words: counts.table.count))
+            }
+            return try train(counts: counts, progress: progress)
+        }
+    }
+
     /// Trains on in-memory texts.
     public func train(texts: [String], progress: (BPETrainingProgress) -> Void = { _ in }) throws -> BPETokenizer {
         var counts = WordCounts()
@@ -197,7 +214,7 @@ public struct BPETrainer {
 
 /// Reads text files in chunks of about 8 MB, each ending at a line break (so no word is cut in two), and
 /// calls `body` with each: memory stays bounded by the chunk and what `body` keeps.
-func forEachLineChunk(of urls: [URL], _ body: ([UInt8]) throws -> Void) throws {
+public func forEachLineChunk(of urls: [URL], _ body: ([UInt8]) throws -> Void) throws {
     for url in urls {
         guard let handle = FileHandle(forReadingAtPath: url.path) else {
             throw TokenizerError(

@@ -33,8 +33,8 @@ struct DataCommand: ParsableCommand {
         @Option(help: "Output folder (shards, manifest.json, documents.jsonl, tokenizer.json).") var output: String
         @Flag(help: "Replace the output folder if it exists (only once the new one is complete).") var overwrite = false
 
-        @Option(help: "Input format: auto, text, jsonl, qa.") var format: InputFormat = .auto
-        @Option(help: "The JSONL field with the text.") var textField = "text"
+        @Option(help: "Input format: auto, text, jsonl, qa, parquet.") var format: InputFormat = .auto
+        @Option(help: "The JSONL field or Parquet column with the text.") var textField = "text"
         @Option(help: "Plain-text document boundary: file, line, blank-line, separator.")
         var splitOn: DocumentBoundary = .file
         @Option(help: "The separator string for --split-on separator.") var separator = "<|endoftext|>"

@@ -67,7 +67,11 @@ struct TokenizerCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Train a tokenizer on text files and write tokenizer.json.")
 
-        @Option(name: .long, parsing: .upToNextOption, help: "Text files to train on.") var input: [String]
+        @Option(
+            name: .long, parsing: .upToNextOption,
+            help: "Text files to train on (.parquet files: their --text-field column).")
+        var input: [String]
+        @Option(help: "The column of .parquet inputs that holds the text.") var textField = "text"
         @Option(help: "Tokenizer kind.") var kind: TokenizerKind = .bytelevelBPE
         @Option(
             help:
@@ -109,6 +113,11 @@ struct TokenizerCommand: ParsableCommand {
                     )
                 }
             }
+            if kind == .word, let parquet = input.first(where: Self.isParquet) {
+                throw ValidationError(
+                    "--kind word trains on text files, and \(parquet) is Parquet: train a BPE (the default kind) on it, or prepare the data first and train on its text."
+                )
+            }
             guard preTokenizer != .whitespace || kind == .bpe else {
                 throw ValidationError(
                     "byte-level BPE needs --pre-tokenizer gpt2 or cl100k; the Whitespace pre-tokenizer of the HF tutorial comes with --kind bpe."
@@ -127,7 +136,34 @@ struct TokenizerCommand: ParsableCommand {
             let start = Date()
             let progress = ProgressLine()
             do {
-                let tokenizer = try BPETrainer(config: config).train(files: input.map { URL(fileURLWithPath: $0) }) {
+                let trainer = BPETrainer(config: config)
+                let urls = input.map { URL(fileURLWithPath: $0) }
+                let feed: (_ emit: ([UInt8]) throws -> Void) throws -> Void = { emit in
+                    for url in urls {
+                        guard Self.isParquet(url.path) else {
+                            try forEachLineChunk(of: [url], emit)
+                            continue
+                        }
+                        // One Parquet file at a time: its text column, rows ending with a newline, in 8 MB chunks.
+                        let file = try ParquetFile(bytes: Array(try UserFile.read(url.path, "--input")), path: url.path)
+                        guard let rows = try file.strings(textField) else {
+                            throw ValidationError(
+                                "\(url.path) has no column \"\(textField)\" (columns: \(file.columnNames.joined(separator: ", "))); name it with --text-field."
+                            )
+                        }
+                        var chunk: [UInt8] = []
+                        for case let row? in rows {
+                            chunk += row
+                            chunk.append(0x0A)
+                            if chunk.count >= 8 << 20 {
+                                try emit(chunk)
+                                chunk.removeAll(keepingCapacity: true)
+                            }
+                        }
+                        if !chunk.isEmpty { try emit(chunk) }
+                    }
+                }
+                let tokenizer = try trainer.train(feed: feed) {
                     event in
                     switch event {
                     case .counted(let bytes, let words):
@@ -151,6 +187,8 @@ struct TokenizerCommand: ParsableCommand {
                 exitWithError(error)
             }
         }
+
+        static func isParquet(_ path: String) -> Bool { path.lowercased().hasSuffix(".parquet") }
 
         func trainWordLevel() {
             let start = Date()
