@@ -1,7 +1,7 @@
 // DataManifest: manifest.json of a prepared dataset — every source (files, sizes, SHA-256), every setting,
 // the counts in and out of every stage, near-duplicate clusters, the achieved mix, the splits and their
-// shards, and the tokenizer's hash — so a dataset can be reproduced and audited (ARCHITECTURE.md, "File
-// formats"). JSON keys are snake_case.
+// shards, and the tokenizer's hash — so a dataset can be reproduced and audited. JSON keys
+// are snake_case.
 
 import FledgeFiles
 import Foundation

@@ -1,5 +1,5 @@
 // Mixer: the train/validation split (by content hash, so a document always lands on the same side) and the
-// mix of sources by token share (ARCHITECTURE.md, FledgeData). Both choose documents in hash order, so
+// mix of sources by token share. Both choose documents in hash order, so
 // adding a source or a document never reshuffles the others.
 
 /// How the mix reaches its ratios.

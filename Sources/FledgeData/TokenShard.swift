@@ -1,4 +1,4 @@
-// TokenShard: the token shard files (ARCHITECTURE.md, "File formats") — a header of 256 little-endian int32
+// TokenShard: the token shard files — a header of 256 little-endian int32
 // (magic, version, token count; the rest zero) followed by the tokens, as llm.c writes them
 // (dev/data/data_common.py): magic 20240520 / version 1 for uint16 tokens, magic 20240801 / version 7 for
 // uint32 tokens (vocabularies over 65,536). A loss-mask shard (question/answer data) has the same header with

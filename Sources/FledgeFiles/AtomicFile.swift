@@ -1,5 +1,5 @@
-// AtomicFile: write a file through a temporary sibling, sync it and rename it into place (ARCHITECTURE.md,
-// "File formats"), so a crash or a full disk never leaves a half-written file where a good one stood; the
+// AtomicFile: write a file through a temporary sibling, sync it and rename it into place
+// (docs/file-safety.md), so a crash or a full disk never leaves a half-written file where a good one stood; the
 // folder is synced too, so the rename itself survives a power cut.
 
 import Foundation

@@ -1,5 +1,5 @@
-// GPT: a decoder-only Transformer over one flat fp32 parameter buffer (ARCHITECTURE.md, "The numeric
-// core"). This file holds the weights, the fixed position tables and initialisation; the passes are in
+// GPT: a decoder-only Transformer over one flat fp32 parameter buffer (tensor names and layout:
+// docs/checkpoint-format.md). This file holds the weights, the fixed position tables and initialisation; the passes are in
 // GPT+Forward.swift, GPT+Backward.swift and GPT+Decode.swift. No autograd: each layer's backward is written
 // out, as in llm.c's train_gpt2.c. The optimizer and the training loop live outside the model.
 

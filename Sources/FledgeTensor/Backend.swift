@@ -1,4 +1,4 @@
-// Backend: the kernels the model is written against (ARCHITECTURE.md, "Backends").
+// Backend: the kernels the model is written against.
 // Two implementations live here: `CPUBackend` (CBLAS + parallel SIMD loops) and `ReferenceBackend`
 // (plain serial loops, the definition every fast kernel is tested against). A CUDA backend arrives later.
 //

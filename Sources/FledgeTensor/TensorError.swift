@@ -1,4 +1,4 @@
-// Errors of the tensor layer. Every message ends with a hint for the user (ARCHITECTURE.md, "Modules").
+// Errors of the tensor layer. Every message ends with a hint for the user.
 
 /// An error raised by FledgeTensor.
 public enum TensorError: Error, CustomStringConvertible, Equatable {

@@ -1,7 +1,7 @@
 // RunCheckpoint: the checkpoints of a run directory — latest/, best/ and final/, each a complete folder
 // (config.json, tokenizer.json, model.safetensors, optimizer.safetensors, trainer-state.json, training.json)
 // written under a temporary name and swapped into place, so a crash or a full disk never leaves a mixed or
-// half-written checkpoint where a good one stood (ARCHITECTURE.md, "File formats").
+// half-written checkpoint where a good one stood (docs/checkpoint-format.md, docs/file-safety.md).
 
 import FledgeData
 import FledgeFiles
