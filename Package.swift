@@ -17,7 +17,7 @@ let checkedSettings: [SwiftSetting] = [
 
 /// The numeric kernels alone (FledgeTensor: every fast kernel is tested against its plain reference) are built
 /// without checks: in their SIMD loops over unsafe pointers, bounds and exclusivity checks cost several times the
-/// arithmetic (docs/log.md has the measurements of checked against unchecked builds).
+/// arithmetic (Scripts/bench_checks.sh times a checked build against this one, interleaved).
 let kernelSettings: [SwiftSetting] =
     checkedSettings + [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
 
