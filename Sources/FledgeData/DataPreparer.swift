@@ -73,6 +73,8 @@ public final class DataPreparer {
         throws -> DataManifest
     {
         let start = Date()
+        // Each run starts from nothing: a second run of the same preparer must not add the corpus twice.
+        (documents, status, duplicateOf, hashes, characters, stages, skippedRecords) = ([], [], [:], [], [], [], 0)
         let lock = try checkOutput(output, overwrite: overwrite, protecting: protecting)
         defer { withExtendedLifetime(lock) {} }
         let encoder = try DocumentEncoder(tokenizer: tokenizer, format: config.sequence)

@@ -196,4 +196,22 @@ struct HashTests {
             #expect(error.message.contains("the shards were made with the tokenizer"))
         }
     }
+
+    /// Regression: a preparer kept its documents between runs, so a second `run` added the corpus twice.
+    @Test func aSecondRunOfOnePreparerGivesTheSameData() throws {
+        let folder = DataFixtures.scratch()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let text = DataFixtures.write(DataFixtures.paragraphs(40).joined(separator: "\n\n"), "a.txt", in: folder)
+        var config = PreparationConfig()
+        config.sources = [SourceSpec(name: "a", path: text.path)]
+        config.input.boundary = .blankLine
+        let preparer = DataPreparer(config: config, tokenizer: DataFixtures.tokenizer, threads: 2)
+        let first = try preparer.run(output: folder.appendingPathComponent("first"))
+        let second = try preparer.run(output: folder.appendingPathComponent("second"))
+        for split in ["train", "validation"] {
+            #expect(first.splits[split]?.documents == second.splits[split]?.documents, "\(split)")
+            #expect(first.splits[split]?.tokens == second.splits[split]?.tokens, "\(split)")
+        }
+        #expect(first.stages.map(\.documentsOut) == second.stages.map(\.documentsOut))
+    }
 }
