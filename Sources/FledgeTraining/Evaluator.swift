@@ -48,18 +48,21 @@ public final class Evaluator {
         targets = inputs
     }
 
-    /// The loss over the planned windows (weighted by counted targets).
-    public func evaluate(_ model: GPT) throws -> Evaluation {
+    /// The loss over the planned windows (weighted by counted targets); `firstBatch` hears how long the first
+    /// batch took, before the others run.
+    public func evaluate(_ model: GPT, firstBatch: (Double) -> Void = { _ in }) throws -> Evaluation {
         let loader = try DataLoader(
             stream: stream, batchSize: batchSize, sequenceLength: sequenceLength, order: .sequential, seed: 0)
         var total = 0.0
         var counted = 0
-        for _ in 0..<batches {
+        let start = Date()
+        for batch in 0..<batches {
             loader.next(inputs: &inputs, targets: &targets)
             let loss =
                 try model.forward(tokens: inputs, targets: targets, activations: activations, training: false) ?? 0
             total += Double(loss) * Double(activations.targetCount)
             counted += activations.targetCount
+            if batch == 0 { firstBatch(Date().timeIntervalSince(start)) }
         }
         guard counted > 0 else {
             throw TrainingError(

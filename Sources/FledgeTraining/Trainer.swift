@@ -64,6 +64,10 @@ public final class Trainer {
     let tokenizerJSON: Data
     /// Writes the samples (made on first use: its KV cache is only needed with sample prompts).
     var sampler: Generator?
+    /// Whether this session has said what an evaluation costs.
+    var statedEvaluationCost = false
+    /// Validation batches each evaluation reads (the configured budget, or fewer when the split is short).
+    public var evaluationBatches: Int { evaluator.batches }
     let sequenceLength: Int
     private var inputs: [Int32]
     /// Updates skipped for a non-finite loss or gradient (`--on-nan skip`) in this session.
@@ -109,7 +113,7 @@ public final class Trainer {
             seed: config.seed, position: LoaderPosition(epoch: start.dataEpoch, window: start.dataWindow))
         evaluator = try Evaluator(
             model: model, stream: try dataset.stream("validation"), batchSize: config.batchSize, sequenceLength: T,
-            batches: config.evalBatches, split: "validation")
+            batches: config.evaluationBatches, split: "validation")
         activations = try Activations(config: model.config, batchSize: config.batchSize, sequenceLength: T)
         inputs = [Int32](repeating: 0, count: config.batchSize * T)
         targets = inputs
@@ -287,7 +291,17 @@ public final class Trainer {
 
     /// Validation numbers and samples; a new best saves best/.
     func evaluate(elapsed: Double) throws -> Evaluation {
-        let evaluation = try evaluator.evaluate(model)
+        let evaluation = try evaluator.evaluate(model) { firstBatchSeconds in
+            // The session's first evaluation says up front what each one costs (from its first batch's time).
+            guard !self.statedEvaluationCost else { return }
+            self.statedEvaluationCost = true
+            let tokens = self.evaluator.batches * self.evaluator.batchSize * self.evaluator.sequenceLength
+            let seconds = firstBatchSeconds * Double(self.evaluator.batches)
+            self.observe(
+                .message(
+                    "each evaluation reads \(tokens) validation tokens (\(self.evaluator.batches) batches) and takes about "
+                        + (seconds < 0.1 ? "0.1 s or less" : String(format: "%.1f s", seconds))))
+        }
         observe(.evaluation(step: state.step, evaluation))
         var record = MetricsRecord(kind: "eval", step: state.step, elapsed: elapsed)
         (record.validationLoss, record.perplexity, record.bitsPerByte) =

@@ -74,8 +74,19 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var clipNorm: Float = 1
     public var seed: UInt64 = 1337
     public var evalEvery = 100
-    /// Validation batches per evaluation (the same windows every time).
-    public var evalBatches = 20
+    /// Validation batches per evaluation (the same windows every time); nil: `evaluationBatches` chooses.
+    public var evalBatches: Int?
+    /// The default evaluation budget: validation tokens per evaluation as a share of the training tokens
+    /// between two evaluations. An evaluation is a forward pass only, about a third of a training step's work
+    /// per token, so 5% of the tokens is under 2% of the time.
+    public static let evaluationShare = 0.05
+    /// Validation batches per evaluation: `evalBatches`, or `evaluationShare` of the training tokens between
+    /// evaluations, at least 2 and at most 20 batches.
+    public var evaluationBatches: Int {
+        if let evalBatches { return evalBatches }
+        let share = Self.evaluationShare * Double(evalEvery) * Double(accumulationSteps)
+        return min(20, max(2, Int(share.rounded(.up))))
+    }
     public var samplePrompts = ["\n"]
     public var sampleTokens = 120
     public var checkpointEvery = 500
@@ -111,9 +122,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
                 "AdamW betas \(optimizer.beta1), \(optimizer.beta2), weight decay \(optimizer.weightDecay)",
                 "betas must be in [0, 1) and weight decay ≥ 0.")
         }
-        guard clipNorm >= 0, evalEvery >= 1, evalBatches >= 1, checkpointEvery >= 1, sampleTokens >= 0 else {
+        guard clipNorm >= 0, evalEvery >= 1, evaluationBatches >= 1, checkpointEvery >= 1, sampleTokens >= 0 else {
             throw fail(
-                "clip \(clipNorm), eval every \(evalEvery), eval batches \(evalBatches), checkpoint every \(checkpointEvery)",
+                "clip \(clipNorm), eval every \(evalEvery), eval batches \(evaluationBatches), checkpoint every \(checkpointEvery)",
                 "clip ≥ 0; evaluation and checkpoint intervals and eval batches ≥ 1.")
         }
         if let maxSeconds, maxSeconds <= 0 { throw fail("time budget \(maxSeconds) s", "use a positive --minutes.") }

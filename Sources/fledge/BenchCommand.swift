@@ -10,6 +10,14 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench", abstract: "Benchmarks.",
         subcommands: [Train.self, TokenizerBench.self, GenerateBench.self, SlotsBench.self])
 
+    /// Reference configuration `name` (a, b or c), or a clear refusal.
+    static func shape(named name: String) throws -> BenchmarkShape {
+        guard let shape = BenchmarkShape.reference.first(where: { $0.name == name }) else {
+            throw ValidationError("unknown configuration '\(name)'; use a, b or c.")
+        }
+        return shape
+    }
+
     struct Train: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Time training steps (forward, backward, clipping, AdamW) of the reference configurations.")
@@ -26,12 +34,7 @@ struct BenchCommand: ParsableCommand {
 
         func run() throws {
             let names = configs.split(separator: ",").map(String.init)
-            let shapes = try names.map { name in
-                guard let shape = BenchmarkShape.reference.first(where: { $0.name == name }) else {
-                    throw ValidationError("unknown configuration '\(name)'; use a, b or c.")
-                }
-                return shape
-            }
+            let shapes = try names.map(BenchCommand.shape(named:))
             let backend = CPUBackend(threadCount: threading.threads)
             print("fledge bench train: \(threading.threads) threads, BLAS \(BLAS.libraryName.prefix(40)), fp32")
             print("config  params      tokens/step  ms/step(median)  tokens/s   GFLOP/s  peak RSS MB  allocs/step")
@@ -74,9 +77,7 @@ struct BenchCommand: ParsableCommand {
         }
 
         func run() throws {
-            guard let shape = BenchmarkShape.reference.first(where: { $0.name == config }) else {
-                throw ValidationError("unknown configuration '\(config)'; use a, b or c.")
-            }
+            let shape = try BenchCommand.shape(named: config)
             let counts = try slots.split(separator: ",").map { part -> Int in
                 guard let n = Int(part.trimmingCharacters(in: .whitespaces)), (1...256).contains(n) else {
                     throw ValidationError("--slots: '\(part)' is not a slot count between 1 and 256.")
@@ -182,9 +183,7 @@ struct BenchCommand: ParsableCommand {
         }
 
         func run() throws {
-            guard let shape = BenchmarkShape.reference.first(where: { $0.name == config }) else {
-                throw ValidationError("unknown configuration '\(config)'; use a, b or c.")
-            }
+            let shape = try BenchCommand.shape(named: config)
             let peerPython =
                 python ?? (FileManager.default.fileExists(atPath: ".venv/bin/python") ? ".venv/bin/python" : "none")
             do {

@@ -130,7 +130,11 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Gradient-norm clip (0 = off) (default 1).") var clip: Float?
     @Option(help: "Seed for initialisation, data order and dropout (default 1337).") var seed: UInt64?
     @Option(help: "Evaluate (and sample) every N updates (default 100).") var evalEvery: Int?
-    @Option(help: "Validation batches per evaluation (default 20).") var evalBatches: Int?
+    @Option(
+        help:
+            "Validation batches per evaluation (default: 5% of the training tokens between evaluations, 2 to 20 batches)."
+    )
+    var evalBatches: Int?
     @Option(help: "A prompt to sample at each evaluation (repeatable).") var prompt: [String] = []
     @Option(help: "Tokens per sample (default 120).") var sampleTokens: Int?
     @Option(help: "Save latest/ every N updates (default 500).") var checkpointEvery: Int?
@@ -330,6 +334,10 @@ struct TrainCommand: ParsableCommand {
                 "plan: \(steps) updates of \(shape)\(config.maxSeconds.map { String(format: ", at most %.1f min", $0 / 60) } ?? ""); \(String(format: "%.1f", Double(trainer.tokensPerUpdate) * Double(steps) / Double(max(train.tokens, 1)))) epochs"
             )
         }
+        let evalTokens = trainer.evaluationBatches * trainer.tokensPerUpdate / config.accumulationSteps
+        say(
+            "evaluation: every \(config.evalEvery) updates, \(trainer.evaluationBatches) batches = \(evalTokens) validation tokens (\(String(format: "%.1f", 100 * Double(evalTokens) / Double(config.evalEvery * trainer.tokensPerUpdate)))% of the training tokens between evaluations; --eval-batches N to change)"
+        )
         let interrupt = Interrupt()
         trainer.shouldStop = { interrupt.requested }
         let line = ProgressLine()

@@ -94,6 +94,42 @@ struct TrainingLoopTests {
         try MetricsLog.read(run.appendingPathComponent("metrics.jsonl")).filter { $0.kind == "train" }.map { $0.loss! }
     }
 
+    /// The default evaluation reads 5% of the training tokens between evaluations (2 to 20 batches), and a run
+    /// says up front what each evaluation reads and costs.
+    @Test func theEvaluationBudgetIsASmallShareOfTraining() throws {
+        var config = TrainingConfig()
+        #expect(config.evalBatches == nil && config.evaluationBatches == 5)  // every 100 updates
+        config.evalEvery = 10
+        #expect(config.evaluationBatches == 2)
+        config.evalEvery = 5_000
+        #expect(config.evaluationBatches == 20)
+        (config.evalEvery, config.accumulationSteps) = (100, 2)
+        #expect(config.evaluationBatches == 10)
+        config.evalBatches = 7
+        #expect(config.evaluationBatches == 7)
+        // A training.json written before the budget existed (evalBatches 20) reads back as 20.
+        var old = try JSONSerialization.jsonObject(with: JSONEncoder().encode(TrainingConfig())) as! [String: Any]
+        old["evalBatches"] = 20
+        let decoded = try JSONDecoder().decode(TrainingConfig.self, from: JSONSerialization.data(withJSONObject: old))
+        #expect(decoded.evaluationBatches == 20)
+
+        let folder = TrainingFixtures.scratch()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var short = TrainingFixtures.trainingConfig(steps: 6)
+        short.evalBatches = nil
+        let model = try TrainingFixtures.model()
+        let trainer = try Trainer(
+            model: model, optimizer: try AdamW(model: model), config: short,
+            dataset: try TrainingFixtures.dataset(in: folder), run: folder.appendingPathComponent("run"))
+        var messages: [String] = []
+        trainer.observe = { if case .message(let m) = $0 { messages.append(m) } }
+        _ = try trainer.train()
+        #expect(trainer.evaluationBatches == 2)
+        #expect(
+            messages.filter { $0.hasPrefix("each evaluation reads") }.count == 1
+                && messages.contains { $0.contains("(2 batches) and takes about") }, "\(messages)")
+    }
+
     @Test func resumeIsBitIdenticalToAnUninterruptedRun() throws {
         let folder = TrainingFixtures.scratch()
         let dataset = try TrainingFixtures.dataset(in: folder)
