@@ -96,7 +96,8 @@ public final class ContinuousBatcher: @unchecked Sendable {
     private var rows: [Int: Row] = [:]  // slot → sequence
     private var stopping = false
     private var thread: Thread?
-    /// Steps run and the rows they carried (for measurements; read from any thread).
+    /// Decoding steps run (passes with at least one decoding row) and the rows they carried (for measurements;
+    /// read from any thread).
     public var steps: Int { counted.steps }
     public var rowSteps: Int { counted.rows }
     /// Prompts prefilled.
@@ -306,7 +307,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
                 continue
             }
             condition.lock()
-            counts.steps += 1
+            if !decoding.isEmpty { counts.steps += 1 }  // a pass of prompt chunks alone is not a step
             counts.rows += decoding.count
             counts.prefills += prompts.filter { $0.1.prefilled + $0.2.tokens.count == $0.1.request.prompt.count }.count
             condition.unlock()

@@ -47,7 +47,6 @@ struct ContinuousBatcherTests {
         let batcher = try ContinuousBatcher(
             model: generator.model, tokenizer: generator.tokenizer, endOfSequence: generator.endOfSequence, slots: 3,
             queueLimit: 8, chunkSize: 4)
-        batcher.start()
         defer { batcher.shutdown() }
         let prompts = ["ROMEO:", "KING HENRY: Once more", "O", "JULIET: Good night, good night", "Now is the"]
         var settings: [GenerationOptions] = []
@@ -57,12 +56,15 @@ struct ContinuousBatcherTests {
             if i == 4 { o.stopStrings = ["e"] }
             settings.append(o)
         }
-        // Five requests into three slots: two at once, the others while those run, so they join a running batch
-        // (and two wait in the queue for a slot).
+        // Five requests into three slots: two queued before the engine starts (so they surely share steps), the
+        // others while those run, so they join a running batch (and two wait in the queue for a slot).
         var tickets: [BatchTicket] = []
         for (i, prompt) in prompts.enumerated() {
             tickets.append(try batcher.submit(BatchRequest(prompt: generator.encode(prompt), options: settings[i])))
-            if i == 1 { while batcher.steps == 0 { try await Task.sleep(nanoseconds: 100_000) } }
+            if i == 1 {
+                batcher.start()
+                while batcher.steps == 0 { try await Task.sleep(nanoseconds: 100_000) }
+            }
         }
         for (i, ticket) in tickets.enumerated() {
             let got = await collect(ticket)
