@@ -123,15 +123,32 @@ struct ConfigTests {
         #expect(p[a.layout["h.0.attn.qkv.bias"]!.range].allSatisfy { $0 == 0 })
     }
 
-    @Test func activationEstimateEqualsThePlannedArena() throws {
-        for preset in [ModelPreset.tiny, .m20] {
-            let c = preset.config()
-            for (batch, length) in [(1, 7), (4, 64)] {
-                let acts = try Activations(config: c, batchSize: batch, sequenceLength: length)
-                #expect(
-                    Activations.estimatedBytes(config: c, batchSize: batch, sequenceLength: length) == acts.count * 4)
-            }
-        }
+    /// The activation arena against a count written from the model's definition (what the backward needs saved,
+    /// and its scratch), not from the planner: the tiny preset (GPT-2 style: pre-norm, sequential block, GELU,
+    /// MLP 4C) at batch 4 × 64, where every buffer is a multiple of 16 floats (no alignment padding).
+    @Test func activationMemoryMatchesAClosedFormCount() throws {
+        let c = ModelPreset.tiny.config()
+        #expect(c.layers == 4 && c.width == 128 && c.heads == 4 && c.kvHeads == 4 && c.mlpWidth == 512)
+        #expect(c.vocabularySize == 2048 && c.normPlacement == .pre && !c.parallelBlock && c.activation == .gelu)
+        let (b, t) = (4, 64)
+        let (bt, width, vocabulary, layers) = (b * t, 128, 2048, 4)
+        let probabilities = b * 4 * t * t  // one T×T softmax per head and row
+        // Saved per layer: ln_1 out, mean and rstd; q, k, v; the probabilities; the attention output; the first
+        // residual; ln_2 out, mean and rstd; the MLP's hidden layer before and after GELU; the second residual.
+        let perLayer =
+            bt * width + 2 * bt + 3 * bt * width + probabilities + bt * width + bt * width + bt * width + 2 * bt
+            + 4 * bt * width + 4 * bt * width + bt * width
+        // Once: the embedding sum; ln_f out, mean and rstd; the logits; per-position losses and log-sum-exps.
+        let once = bt * width + bt * width + 2 * bt + bt * vocabulary + 2 * bt
+        // The backward's scratch: gradients of the residual stream, a norm's output and a branch; of the
+        // attention output and of q, k, v; of the MLP's hidden layer before and after GELU; of the probabilities.
+        let scratch = 3 * bt * width + bt * width + 3 * bt * width + 4 * bt * width + 4 * bt * width + probabilities
+        let training = layers * perLayer + once + scratch
+        #expect(try Activations(config: c, batchSize: b, sequenceLength: t).count == training)
+        #expect(Activations.estimatedBytes(config: c, batchSize: b, sequenceLength: t) == 4 * training)
+        // Inference keeps no layer's activations for a backward: one layer's buffers are reused, no scratch.
+        #expect(
+            try Activations(config: c, batchSize: b, sequenceLength: t, forTraining: false).count == perLayer + once)
     }
 
     @Test func weightDecayAppliesToMatricesOnly() {
