@@ -78,22 +78,28 @@ let package = Package(
             ],
             swiftSettings: checkedSettings
         ),
+        // Helpers shared by the test targets (scratch folders removed when the test process exits).
+        .target(name: "FledgeTestSupport", path: "Tests/FledgeTestSupport", swiftSettings: checkedSettings),
         .testTarget(name: "FledgeTensorTests", dependencies: ["FledgeTensor"], swiftSettings: checkedSettings),
-        .testTarget(name: "FledgeFilesTests", dependencies: ["FledgeFiles"], swiftSettings: checkedSettings),
+        .testTarget(
+            name: "FledgeFilesTests", dependencies: ["FledgeFiles", "FledgeTestSupport"], swiftSettings: checkedSettings
+        ),
         .testTarget(
             name: "FledgeTokenizerTests",
             dependencies: ["FledgeTokenizer"],
             resources: [.copy("Fixtures")],
             swiftSettings: checkedSettings
         ),
-        .testTarget(name: "FledgeDataTests", dependencies: ["FledgeData"], swiftSettings: checkedSettings),
+        .testTarget(
+            name: "FledgeDataTests", dependencies: ["FledgeData", "FledgeTestSupport"], swiftSettings: checkedSettings),
         .testTarget(
             name: "FledgeGenerationTests", dependencies: ["FledgeGeneration"], swiftSettings: checkedSettings),
         .testTarget(
-            name: "FledgeTrainingTests", dependencies: ["FledgeTraining", "FledgeKit"], swiftSettings: checkedSettings),
+            name: "FledgeTrainingTests", dependencies: ["FledgeTraining", "FledgeKit", "FledgeTestSupport"],
+            swiftSettings: checkedSettings),
         .testTarget(
             name: "FledgeInteropTests",
-            dependencies: ["FledgeInterop", "FledgeModel", "FledgeTraining"],
+            dependencies: ["FledgeInterop", "FledgeModel", "FledgeTraining", "FledgeTestSupport"],
             resources: [.copy("Fixtures")],
             swiftSettings: checkedSettings
         ),

@@ -2,6 +2,7 @@
 // package root (for the bundled corpus).
 
 import FledgeData
+import FledgeTestSupport
 import FledgeTokenizer
 import Foundation
 
@@ -24,13 +25,8 @@ enum DataFixtures {
         return try! BPETrainer(config: config).train(texts: [text])
     }()
 
-    /// A fresh empty folder under the temporary directory.
-    static func scratch(_ name: String = #function) -> URL {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "fledge-data-tests-\(name.filter { $0.isLetter || $0.isNumber })-\(UUID().uuidString.prefix(8))")
-        try! FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        return folder
-    }
+    /// A fresh empty folder under the temporary directory, removed when the test process exits.
+    static func scratch(_ name: String = #function) -> URL { ScratchFolder.make("data-tests", name) }
 
     /// Writes `text` to `name` in `folder`.
     @discardableResult

@@ -2,15 +2,11 @@
 // and a folder swap leaves a complete folder in place at every instant (or recovers it after a kill).
 
 import FledgeFiles
+import FledgeTestSupport
 import Foundation
 import Testing
 
-private func scratch(_ name: String) throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-files-\(name)-\(getpid())")
-    try? FileManager.default.removeItem(at: url)
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
-}
+private func scratch(_ name: String) throws -> URL { ScratchFolder.make("files", name) }
 
 private func write(_ text: String, _ url: URL) throws {
     try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)

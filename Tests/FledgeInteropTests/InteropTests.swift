@@ -6,16 +6,13 @@
 import FledgeInterop
 import FledgeModel
 import FledgeTensor
+import FledgeTestSupport
 import FledgeTraining
 import Foundation
 import Testing
 
-/// A fresh scratch folder, removed when the test's `defer` runs.
-func scratch() -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("fledge-interop-\(UUID().uuidString)")
-    try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
-}
+/// A fresh scratch folder, removed when the test process exits (or by the test's `defer`).
+func scratch() -> URL { ScratchFolder.make("interop") }
 
 func fixture(_ name: String) -> URL {
     Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Fixtures")!

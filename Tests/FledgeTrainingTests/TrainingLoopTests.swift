@@ -5,6 +5,7 @@
 import FledgeData
 import FledgeModel
 import FledgeTensor
+import FledgeTestSupport
 import FledgeTokenizer
 import FledgeTraining
 import Foundation
@@ -29,12 +30,8 @@ enum TrainingFixtures {
         return try! BPETrainer(config: config).train(texts: [text])
     }()
 
-    static func scratch(_ name: String = #function) -> URL {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "fledge-train-tests-\(name.filter { $0.isLetter })-\(UUID().uuidString.prefix(8))")
-        try! FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        return folder
-    }
+    /// A fresh scratch folder, removed when the test process exits.
+    static func scratch(_ name: String = #function) -> URL { ScratchFolder.make("train-tests", name) }
 
     /// A prepared folder of Shakespeare paragraphs (or question/answer pairs).
     static func dataset(in folder: URL, questions: Bool = false) throws -> PreparedDataset {
