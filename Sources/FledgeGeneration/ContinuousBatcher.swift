@@ -2,8 +2,8 @@
 // thread; one engine thread admits them into free slots of a SlotCache and runs one batched pass per token
 // over every active sequence, so a request that arrives mid-way joins the running batch and a finished or
 // cancelled one leaves it at once. A new request's prompt rides along in the same passes (up to the cache's
-// chunk size of prompt tokens a pass), so the weights are read once for the decoding rows and the prompts. Each sequence samples, stops and streams exactly as
-// the Generator does (its own seed, penalties, constraints, stop strings held back, no split characters).
+// chunk size of prompt tokens a pass), so the weights are read once for the decoding rows and the prompts.
+// Each sequence samples, stops and streams exactly as the Generator does (its own seed, penalties, constraints, stop strings held back, no split characters).
 // Limits (slots, queue) are fixed at creation; beyond them `submit` refuses at once.
 
 import FledgeModel
@@ -306,18 +306,17 @@ public final class ContinuousBatcher: @unchecked Sendable {
                 for (slot, row, _) in prompts { finish(slot, row, .cancelled) }
                 continue
             }
+            for (_, row, chunk) in prompts { row.prefilled += chunk.tokens.count }
             condition.lock()
             if !decoding.isEmpty { counts.steps += 1 }  // a pass of prompt chunks alone is not a step
             counts.rows += decoding.count
-            counts.prefills += prompts.filter { $0.1.prefilled + $0.2.tokens.count == $0.1.request.prompt.count }.count
+            counts.prefills += prompts.filter { $0.1.decoding }.count
             condition.unlock()
             logits.withUnsafeMutableBufferPointer { all in
                 for (i, (slot, row)) in decoding.enumerated() {
                     advance(slot, row, UnsafeMutableBufferPointer(rebasing: all[i * v..<(i + 1) * v]))
                 }
-                for (k, (slot, row, chunk)) in prompts.enumerated() {
-                    row.prefilled += chunk.tokens.count
-                    guard row.decoding else { continue }
+                for (k, (slot, row, _)) in prompts.enumerated() where row.decoding {
                     // The prompt is in: its last token's logits give the first new token.
                     let i = decoding.count + k
                     advance(slot, row, UnsafeMutableBufferPointer(rebasing: all[i * v..<(i + 1) * v]))

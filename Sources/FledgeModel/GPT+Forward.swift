@@ -28,6 +28,9 @@ struct CacheBuffers {
     /// The sequences of a continuous-batching pass (`SlotCache`), each with tokens of its own; nil: batch row
     /// b is cache row b and every row starts at the pass's shared position offset.
     let slots: [SlotSpan]?
+    /// The decoding sequences of such a pass (its first spans, one token each at starts 0, 1, 2, ...): their
+    /// cache rows and the positions each attends, built once for all layers.
+    var decodeRows: [DecodeRow] = []
 
     /// Floats of one layer's keys (or values).
     func layerBase(_ layer: Int, kvWidth: Int) -> Int { layer * rows * capacity * kvWidth }
@@ -229,12 +232,9 @@ extension GPT {
                 input: x, weight: finalNormWeight, bias: finalNormBias, rows: bt)
             x = ConstFloatPointer(a + acts.finalNormOut)
         }
-        if let slots = cache?.slots {
+        if let cache, let slots = cache.slots {
             // Continuous batching: the logits of each sequence's last token, sequence i in row i.
-            var decoding = 0
-            while decoding < slots.count && slots[decoding].length == 1 && slots[decoding].start == decoding {
-                decoding += 1
-            }
+            let decoding = cache.decodeRows.count
             if decoding > 0 {
                 backend.linear(
                     output: a + acts.logits, input: x, weight: p + headWeight, bias: nil, rows: decoding,
@@ -305,16 +305,12 @@ extension GPT {
                 }
             }
             // The decoding sequences (one token each, listed first): one call for all of them.
-            var decoding = 0
-            while decoding < slots.count && slots[decoding].length == 1 && slots[decoding].start == decoding {
-                decoding += 1
-            }
+            let decoding = cache.decodeRows.count
             if decoding > 0 {
                 var shape = attentionShape(acts, batchSize: decoding, length: 1)
                 shape.kvRowStride = kvWidth
                 shape.kvBatchStride = cache.capacity * kvWidth
-                let rows = slots[..<decoding].map { DecodeRow(cacheRow: $0.row, keys: $0.position + 1) }
-                rows.withUnsafeBufferPointer { rows in
+                cache.decodeRows.withUnsafeBufferPointer { rows in
                     backend.decodeAttention(
                         output: a + s.attentionOut, probabilities: a + s.probabilities, query: qkv,
                         key: cache.keys + layerBase, value: cache.values + layerBase, rows: rows, shape: shape)

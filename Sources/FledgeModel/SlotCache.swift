@@ -124,7 +124,8 @@ extension GPT {
                 withBuffers(acts) { m in
                     let buffers = CacheBuffers(
                         keys: keys.baseAddress!, values: values.baseAddress!, capacity: cache.capacity,
-                        rows: cache.slots, slots: spans)
+                        rows: cache.slots, slots: spans,
+                        decodeRows: spans[..<slots.count].map { DecodeRow(cacheRow: $0.row, keys: $0.position + 1) })
                     runForward(
                         m, acts, batchSize: slots.count + promptTokens, length: 1, positionOffset: 0, cache: buffers,
                         training: false)

@@ -21,11 +21,6 @@ public enum ActivationFunction: String, Sendable, CaseIterable {
     case silu
 }
 
-/// Where the queries, keys, values and outputs of a causal attention live in memory.
-///
-/// Query `t` (0-based within this call) sits at absolute position `keyOffset + t` and attends to keys
-/// `0...keyOffset + t`. Training uses `keyOffset` 0 with keys from the same (B, T, 3C)-like buffer;
-/// KV-cache decoding uses the cache as keys and values.
 /// One sequence of a decoding batch: the cache row that holds its keys and values, and how many cached
 /// positions (its newest included) it attends.
 public struct DecodeRow: Sendable, Equatable {
@@ -58,6 +53,11 @@ extension Backend {
     }
 }
 
+/// Where the queries, keys, values and outputs of a causal attention live in memory.
+///
+/// Query `t` (0-based within this call) sits at absolute position `keyOffset + t` and attends to keys
+/// `0...keyOffset + t`. Training uses `keyOffset` 0 with keys from the same (B, T, 3C)-like buffer;
+/// KV-cache decoding uses the cache as keys and values.
 public struct AttentionShape: Sendable, Equatable {
     public var batchSize: Int
     /// Number of queries per row (Tq).

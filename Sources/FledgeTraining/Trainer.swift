@@ -66,8 +66,10 @@ public final class Trainer {
     var sampler: Generator?
     /// Whether this session has said what an evaluation costs.
     var statedEvaluationCost = false
-    /// Validation batches each evaluation reads (the configured budget, or fewer when the split is short).
+    /// Validation batches each evaluation reads (the configured budget, or fewer when the split is short), and
+    /// their tokens.
     public var evaluationBatches: Int { evaluator.batches }
+    public var evaluationTokens: Int { evaluator.batches * evaluator.batchSize * evaluator.sequenceLength }
     let sequenceLength: Int
     private var inputs: [Int32]
     /// Updates skipped for a non-finite loss or gradient (`--on-nan skip`) in this session.
@@ -295,11 +297,10 @@ public final class Trainer {
             // The session's first evaluation says up front what each one costs (from its first batch's time).
             guard !self.statedEvaluationCost else { return }
             self.statedEvaluationCost = true
-            let tokens = self.evaluator.batches * self.evaluator.batchSize * self.evaluator.sequenceLength
             let seconds = firstBatchSeconds * Double(self.evaluator.batches)
             self.observe(
                 .message(
-                    "each evaluation reads \(tokens) validation tokens (\(self.evaluator.batches) batches) and takes about "
+                    "each evaluation reads \(self.evaluationTokens) validation tokens (\(self.evaluator.batches) batches) and takes about "
                         + (seconds < 0.1 ? "0.1 s or less" : String(format: "%.1f s", seconds))))
         }
         observe(.evaluation(step: state.step, evaluation))

@@ -334,7 +334,7 @@ struct TrainCommand: ParsableCommand {
                 "plan: \(steps) updates of \(shape)\(config.maxSeconds.map { String(format: ", at most %.1f min", $0 / 60) } ?? ""); \(String(format: "%.1f", Double(trainer.tokensPerUpdate) * Double(steps) / Double(max(train.tokens, 1)))) epochs"
             )
         }
-        let evalTokens = trainer.evaluationBatches * trainer.tokensPerUpdate / config.accumulationSteps
+        let evalTokens = trainer.evaluationTokens
         say(
             "evaluation: every \(config.evalEvery) updates, \(trainer.evaluationBatches) batches = \(evalTokens) validation tokens (\(String(format: "%.1f", 100 * Double(evalTokens) / Double(config.evalEvery * trainer.tokensPerUpdate)))% of the training tokens between evaluations; --eval-batches N to change)"
         )
