@@ -44,7 +44,8 @@ install: build
 # users' journeys in their short form (docs/examples), and the adversarial suite (malformed files, hostile
 # numbers, colliding paths, two processes, kill -9 mid-save), and exports/imports against transformers and
 # gguf (Scripts/check_interop.sh installs them into .venv, or says why it skipped), and `fledge serve` with
-# the openai client, raw HTTP and headless chromium (Scripts/check_serve.sh).
+# the openai client, raw HTTP and headless chromium (Scripts/check_serve.sh), and data-parallel training under
+# Open MPI's mpirun: equivalence, kill -9 of a rank, a hung rank, mismatched ranks (Scripts/check_distributed.sh).
 test: setup
 	swift build -c release --build-tests
 	swift test -c release --skip-build
@@ -53,6 +54,7 @@ test: setup
 	bash Scripts/adversarial.sh
 	bash Scripts/check_interop.sh --quick
 	bash Scripts/check_serve.sh
+	bash Scripts/check_distributed.sh
 
 # Training-step speed side by side with PyTorch (needs a venv with torch: see Scripts/bench_train.py).
 bench: build

@@ -40,7 +40,10 @@ let package = Package(
         ),
         // Decompression for Parquet pages: zlib linked, Snappy and Zstandard loaded at run time.
         .target(name: "CFledgeCodecs", linkerSettings: [.linkedLibrary("z"), .linkedLibrary("dl")]),
+        // Open MPI for data-parallel training, loaded at run time (dlopen): nothing needs it unless mpirun started us.
+        .target(name: "CFledgeMPI", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "FledgeFiles", swiftSettings: checkedSettings),
+        .target(name: "FledgeDistributed", dependencies: ["CFledgeMPI"], swiftSettings: checkedSettings),
         .target(name: "FledgeTensor", dependencies: ["COpenBLAS"], swiftSettings: kernelSettings),
         .target(name: "FledgeTokenizer", dependencies: ["FledgeFiles"], swiftSettings: checkedSettings),
         .target(name: "FledgeModel", dependencies: ["FledgeTensor", "FledgeFiles"], swiftSettings: checkedSettings),
@@ -51,7 +54,8 @@ let package = Package(
             name: "FledgeGeneration", dependencies: ["FledgeModel", "FledgeTokenizer", "FledgeData"],
             swiftSettings: checkedSettings),
         .target(
-            name: "FledgeTraining", dependencies: ["FledgeModel", "FledgeData", "FledgeTokenizer", "FledgeGeneration"],
+            name: "FledgeTraining",
+            dependencies: ["FledgeModel", "FledgeData", "FledgeTokenizer", "FledgeGeneration", "FledgeDistributed"],
             swiftSettings: checkedSettings),
         .target(
             name: "FledgeInterop", dependencies: ["FledgeModel", "FledgeTokenizer", "FledgeData", "FledgeTraining"],
@@ -67,7 +71,7 @@ let package = Package(
             name: "FledgeKit",
             dependencies: [
                 "FledgeFiles", "FledgeTensor", "FledgeTokenizer", "FledgeModel", "FledgeData", "FledgeGeneration",
-                "FledgeTraining", "FledgeInterop",
+                "FledgeTraining", "FledgeInterop", "FledgeDistributed",
             ],
             swiftSettings: checkedSettings),
         .executableTarget(
@@ -95,7 +99,8 @@ let package = Package(
         .testTarget(
             name: "FledgeGenerationTests", dependencies: ["FledgeGeneration"], swiftSettings: checkedSettings),
         .testTarget(
-            name: "FledgeTrainingTests", dependencies: ["FledgeTraining", "FledgeKit", "FledgeTestSupport"],
+            name: "FledgeTrainingTests",
+            dependencies: ["FledgeTraining", "FledgeKit", "FledgeDistributed", "FledgeTestSupport"],
             swiftSettings: checkedSettings),
         .testTarget(
             name: "FledgeInteropTests",

@@ -26,6 +26,8 @@ compgen -G '/usr/lib/x86_64-linux-gnu/libsnappy.so.1*' >/dev/null || compgen -G 
     || need+=(libsnappy1v5)
 compgen -G '/usr/lib/x86_64-linux-gnu/libzstd.so.1*' >/dev/null || compgen -G '/usr/lib/*/libzstd.so.1*' >/dev/null \
     || need+=(libzstd1)
+# Data-parallel training: Open MPI's mpirun and libmpi.so.40 (loaded at run time; the build does not need it).
+command -v mpirun >/dev/null 2>&1 || need+=(openmpi-bin)
 want_mkl=0
 if [ "${FLEDGE_NO_MKL:-0}" != 1 ] && ! has_mkl; then want_mkl=1; fi
 

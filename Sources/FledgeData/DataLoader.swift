@@ -171,6 +171,11 @@ public final class DataLoader {
     public let sequenceLength: Int
     public let order: LoaderOrder
     public let seed: UInt64
+    /// Data-parallel training: this process's rank and the job's size. Each batch the loader serves is this
+    /// rank's slice of a global batch of `ranks × batchSize` windows (rank r takes windows r·B..<(r+1)·B of it),
+    /// and the position counts global windows, so every rank holds the same position.
+    public let rank: Int
+    public let ranks: Int
     /// Windows of sequenceLength + 1 tokens (consecutive windows share one token).
     public let windowsPerEpoch: Int
     public private(set) var position: LoaderPosition
@@ -180,15 +185,25 @@ public final class DataLoader {
 
     public init(
         stream: TokenStream, batchSize: Int, sequenceLength: Int, order: LoaderOrder, seed: UInt64,
-        position: LoaderPosition = LoaderPosition(), split: String = "train"
+        position: LoaderPosition = LoaderPosition(), split: String = "train", rank: Int = 0, ranks: Int = 1
     ) throws {
+        precondition(ranks >= 1 && (0..<ranks).contains(rank))
         self.stream = stream
         self.batchSize = batchSize
+        self.rank = rank
+        self.ranks = ranks
         self.sequenceLength = sequenceLength
         self.order = order
         self.seed = seed
         windowsPerEpoch = max(0, (stream.count - 1) / max(1, sequenceLength))
-        guard batchSize >= 1, sequenceLength >= 1, windowsPerEpoch >= batchSize else {
+        guard batchSize >= 1, sequenceLength >= 1, windowsPerEpoch >= batchSize * ranks else {
+            if ranks > 1 {
+                throw DataError(
+                    "the \(split) split has \(stream.count) tokens: \(windowsPerEpoch) windows of \(sequenceLength) + 1 tokens, fewer than a global batch of \(ranks) ranks × \(batchSize)",
+                    hint:
+                        "use fewer processes, a smaller --batch-size or --context, or prepare more data (or a larger --val-fraction)."
+                )
+            }
             throw DataError(
                 "the \(split) split has \(stream.count) tokens: \(windowsPerEpoch) windows of \(sequenceLength) + 1 tokens, fewer than a batch of \(batchSize)",
                 hint: "use a smaller --batch-size or --context, or prepare more data (or a larger --val-fraction).")
@@ -205,14 +220,14 @@ public final class DataLoader {
         shuffle()
     }
 
-    /// Batches in one pass over the data.
-    public var batchesPerEpoch: Int { windowsPerEpoch / batchSize }
+    /// Global batches in one pass over the data.
+    public var batchesPerEpoch: Int { windowsPerEpoch / (batchSize * ranks) }
 
     /// Fills `inputs` and `targets` (each batchSize × sequenceLength) with the next batch; masked target
     /// positions get `ignoreIndex`. An epoch's last partial batch is skipped, so every batch is full.
     public func next(inputs: UnsafeMutableBufferPointer<Int32>, targets: UnsafeMutableBufferPointer<Int32>) {
         precondition(inputs.count == batchSize * sequenceLength && targets.count == inputs.count)
-        if position.window + batchSize > windowsPerEpoch {
+        if position.window + batchSize * ranks > windowsPerEpoch {
             position = LoaderPosition(epoch: position.epoch + 1, window: 0)
             shuffle()
         }
@@ -220,7 +235,7 @@ public final class DataLoader {
         windowScratch.withUnsafeMutableBufferPointer { window in
             maskScratch.withUnsafeMutableBufferPointer { mask in
                 for b in 0..<batchSize {
-                    let start = Int(permutation[position.window + b]) * T
+                    let start = Int(permutation[position.window + rank * batchSize + b]) * T
                     stream.copy(
                         from: start, length: T + 1, tokens: window.baseAddress!,
                         mask: stream.masks == nil ? nil : mask.baseAddress!)
@@ -231,7 +246,7 @@ public final class DataLoader {
                 }
             }
         }
-        position.window += batchSize
+        position.window += batchSize * ranks
     }
 
     /// Array form of `next(inputs:targets:)`.

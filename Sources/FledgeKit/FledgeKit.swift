@@ -1,5 +1,6 @@
 // FledgeKit: the umbrella module; `import FledgeKit` brings every library module of Fledge.
 @_exported import FledgeData
+@_exported import FledgeDistributed
 @_exported import FledgeFiles
 @_exported import FledgeGeneration
 @_exported import FledgeInterop

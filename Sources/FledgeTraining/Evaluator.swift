@@ -4,6 +4,7 @@
 // tokenizers comparable (nanochat's bpb).
 
 import FledgeData
+import FledgeDistributed
 import FledgeFiles
 import FledgeModel
 import FledgeTokenizer
@@ -18,23 +19,28 @@ public struct Evaluation: Sendable, Equatable {
     public var tokens: Int
 }
 
-/// Evaluates a model on a fixed set of windows of a stream.
+/// Evaluates a model on a fixed set of windows of a stream. With a communicator of several ranks, each
+/// evaluates its slice of every batch (as in training) and the sums are all-reduced: the ranks share the work
+/// and get the same numbers, over the same windows as one process with the whole batch.
 public final class Evaluator {
     public let stream: TokenStream
     public let batchSize: Int
     public let sequenceLength: Int
     public let batches: Int
+    public let communicator: Communicator
     private let activations: Activations
     private var inputs: [Int32]
     private var targets: [Int32]
 
     /// Plans `batches` batches of the stream (fewer when the stream is short; at least one must fit).
-    public init(model: GPT, stream: TokenStream, batchSize: Int, sequenceLength: Int, batches: Int, split: String)
-        throws
-    {
+    public init(
+        model: GPT, stream: TokenStream, batchSize: Int, sequenceLength: Int, batches: Int, split: String,
+        communicator: Communicator = SingleProcess()
+    ) throws {
         let loader = try DataLoader(
             stream: stream, batchSize: batchSize, sequenceLength: sequenceLength, order: .sequential, seed: 0,
-            split: split)
+            split: split, rank: communicator.rank, ranks: communicator.size)
+        self.communicator = communicator
         self.stream = stream
         self.batchSize = batchSize
         self.sequenceLength = sequenceLength
@@ -52,7 +58,8 @@ public final class Evaluator {
     /// batch took, before the others run.
     public func evaluate(_ model: GPT, firstBatch: (Double) -> Void = { _ in }) throws -> Evaluation {
         let loader = try DataLoader(
-            stream: stream, batchSize: batchSize, sequenceLength: sequenceLength, order: .sequential, seed: 0)
+            stream: stream, batchSize: batchSize, sequenceLength: sequenceLength, order: .sequential, seed: 0,
+            rank: communicator.rank, ranks: communicator.size)
         var total = 0.0
         var counted = 0
         let start = Date()
@@ -63,6 +70,11 @@ public final class Evaluator {
             total += Double(loss) * Double(activations.targetCount)
             counted += activations.targetCount
             if batch == 0 { firstBatch(Date().timeIntervalSince(start)) }
+        }
+        if communicator.size > 1 {
+            var sums = [total, Double(counted)]
+            try communicator.allReduceSum(&sums, what: "all-reduce of the validation loss")
+            (total, counted) = (sums[0], Int(sums[1]))
         }
         guard counted > 0 else {
             throw TrainingError(

@@ -2,8 +2,12 @@
 // micro-batches, clipping, AdamW with the schedule's rate; evaluation, samples, checkpoints and the metrics
 // log on their intervals; divergence guards. Everything random derives from the seed and the step, and the
 // loader's position is two integers, so a run resumed from a checkpoint continues bit for bit.
+// Data-parallel: with a communicator of several ranks, each rank trains on its slice of every global batch,
+// the gradients are summed over ranks once per update, and every rank applies the same AdamW step; rank 0
+// alone evaluates, samples, logs and writes checkpoints (docs/distributed.md).
 
 import FledgeData
+import FledgeDistributed
 import FledgeFiles
 import FledgeGeneration
 import FledgeModel
@@ -37,8 +41,12 @@ public struct TrainingStep: Sendable {
 /// How a run ended.
 public struct TrainingOutcome: Sendable {
     public var state: TrainerState
+    /// The last validation numbers (the same on every rank of a data-parallel job: they evaluate together).
     public var finalEvaluation: Evaluation?
     public var interrupted: Bool
+    /// Updates made in this session, and the seconds they spent in all-reduces (0 in one process).
+    public var updates: Int
+    public var communicationSeconds: Double
 }
 
 /// Runs training for one model on one prepared dataset.
@@ -55,12 +63,15 @@ public final class Trainer {
     /// Polled between updates; true saves a checkpoint and stops (Ctrl-C).
     public var shouldStop: () -> Bool = { false }
 
+    /// The ranks of a data-parallel job (one process: `SingleProcess`).
+    public let communicator: Communicator
     let loader: DataLoader
     let evaluator: Evaluator
     let activations: Activations
-    let metrics: MetricsLog
-    /// This process's hold on the run folder: no other process writes it while this trainer lives.
-    let lock: FolderLock
+    /// Rank 0's metrics.jsonl (nil on the other ranks).
+    let metrics: MetricsLog?
+    /// This process's hold on the run folder: no other process writes it while this trainer lives (rank 0's).
+    let lock: FolderLock?
     let tokenizerJSON: Data
     /// Writes the samples (made on first use: its KV cache is only needed with sample prompts).
     var sampler: Generator?
@@ -69,7 +80,9 @@ public final class Trainer {
     /// Validation batches each evaluation reads (the configured budget, or fewer when the split is short), and
     /// their tokens.
     public var evaluationBatches: Int { evaluator.batches }
-    public var evaluationTokens: Int { evaluator.batches * evaluator.batchSize * evaluator.sequenceLength }
+    public var evaluationTokens: Int {
+        evaluator.batches * evaluator.batchSize * evaluator.sequenceLength * communicator.size
+    }
     let sequenceLength: Int
     private var inputs: [Int32]
     /// Updates skipped for a non-finite loss or gradient (`--on-nan skip`) in this session.
@@ -77,13 +90,22 @@ public final class Trainer {
     /// Skipped updates in a row (or half of this session's, past twice as many) that stop a run as diverged.
     public static let skipLimit = 20
     private var targets: [Int32]
+    /// A data-parallel update's small all-reduce: the loss, whether a rank was asked to stop, rank 0's clock.
+    private var control = [Double](repeating: 0, count: 3)
+    /// The agreement of the last update (several ranks): stop, and rank 0's elapsed seconds.
+    private var agreed = (stop: false, elapsed: 0.0)
+    /// Seconds this session's updates spent in all-reduces.
+    private var communicationSeconds = 0.0
 
     /// Plans a run in `run` (created if needed). With `state` (a resumed checkpoint's), continues from it.
+    /// With a `communicator` of several ranks, every rank makes its own Trainer (same model, config, data and
+    /// state); they check that they agree, and rank 0's weights and optimizer moments are copied to all.
     public init(
         model: GPT, optimizer: AdamW, config: TrainingConfig, dataset: PreparedDataset, run: URL,
-        state: TrainerState? = nil
+        state: TrainerState? = nil, communicator: Communicator = SingleProcess()
     ) throws {
         try config.validate()
+        self.communicator = communicator
         self.model = model
         self.optimizer = optimizer
         self.config = config
@@ -104,7 +126,8 @@ public final class Trainer {
                 "the data's tokenizer has \(tokenizer.vocabularySize) tokens but the model's vocabulary is \(model.config.vocabularySize)",
                 hint: "train with the tokenizer the model was built for, or build the model for this data's tokenizer.")
         }
-        try Trainer.checkMemory(model: model, batchSize: config.batchSize, sequenceLength: T)
+        try Trainer.checkMemory(
+            model: model, batchSize: config.batchSize, sequenceLength: T, processes: Launcher.detect().ranksOnThisHost)
         var start = state ?? TrainerState()
         if state == nil { start.seed = config.seed }
         start.dataFolder = dataset.folder.standardizedFileURL.path
@@ -112,17 +135,59 @@ public final class Trainer {
         skipped.sessionStart = start.step
         loader = try DataLoader(
             stream: try dataset.stream("train"), batchSize: config.batchSize, sequenceLength: T, order: .random,
-            seed: config.seed, position: LoaderPosition(epoch: start.dataEpoch, window: start.dataWindow))
+            seed: config.seed, position: LoaderPosition(epoch: start.dataEpoch, window: start.dataWindow),
+            rank: communicator.rank, ranks: communicator.size)
         evaluator = try Evaluator(
             model: model, stream: try dataset.stream("validation"), batchSize: config.batchSize, sequenceLength: T,
-            batches: config.evaluationBatches, split: "validation")
+            batches: config.evaluationBatches, split: "validation", communicator: communicator)
         activations = try Activations(config: model.config, batchSize: config.batchSize, sequenceLength: T)
         inputs = [Int32](repeating: 0, count: config.batchSize * T)
         targets = inputs
-        lock = try RunCheckpoint.lockRun(run)
-        metrics = try MetricsLog(
-            run.appendingPathComponent("metrics.jsonl"), resumingAt: state?.step,
-            tensorBoard: run.appendingPathComponent("tensorboard"))
+        agreed.elapsed = start.elapsedSeconds
+        if communicator.size > 1 {
+            try Trainer.joinRanks(
+                communicator, model: model, optimizer: optimizer, config: config, dataset: dataset, state: start)
+        }
+        if communicator.isLeader {
+            lock = try RunCheckpoint.lockRun(run)
+            metrics = try MetricsLog(
+                run.appendingPathComponent("metrics.jsonl"), resumingAt: state?.step,
+                tensorBoard: run.appendingPathComponent("tensorboard"))
+        } else {
+            (lock, metrics) = (nil, nil)
+        }
+    }
+
+    /// Several ranks: refuses ranks that were started differently (program, model, settings, data, starting
+    /// point, threads), then gives every rank rank 0's weights and AdamW moments.
+    static func joinRanks(
+        _ communicator: Communicator, model: GPT, optimizer: AdamW, config: TrainingConfig, dataset: PreparedDataset,
+        state: TrainerState
+    ) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let program =
+            (try? Data(contentsOf: URL(fileURLWithPath: "/proc/self/exe"), options: .alwaysMapped))
+            .map(SHA256.hex) ?? CommandLine.arguments[0]
+        let manifest = dataset.manifest
+        let data = manifest.splits.keys.sorted().flatMap { manifest.splits[$0]!.shards.map(\.sha256) }
+        try communicator.checkAgreement([
+            ("the fledge program (its build)", program),
+            ("the model (architecture)", String(decoding: try encoder.encode(model.config), as: UTF8.self)),
+            ("the training settings", String(decoding: try encoder.encode(config), as: UTF8.self)),
+            ("the data (shards and tokenizer)", (data + [manifest.tokenizer.sha256]).joined(separator: ",")),
+            (
+                "the starting point (step, data position)",
+                "\(state.step) \(state.dataEpoch) \(state.dataWindow) \(state.seed) \(state.elapsedSeconds)"
+            ),
+            ("the threads per rank (--threads)", "\((model.backend as? CPUBackend)?.threadCount ?? 0)"),
+        ])
+        for storage in [model.parameters, optimizer.firstMoment, optimizer.secondMoment] {
+            try storage.withUnsafeMutableBufferPointer { (values) throws(DistributedError) in
+                try communicator.broadcast(
+                    UnsafeMutableRawBufferPointer(values), from: 0, what: "copy of rank 0's weights")
+            }
+        }
     }
 
     /// Bytes a step needs: parameters, gradients, two AdamW moments, and the activations.
@@ -134,42 +199,58 @@ public final class Trainer {
                 config: config, batchSize: batchSize, sequenceLength: sequenceLength, forTraining: true)
     }
 
-    static func checkMemory(model: GPT, batchSize: Int, sequenceLength: Int) throws {
+    /// Throws when `processes` such runs (the ranks on this host) would not fit in this machine's memory.
+    static func checkMemory(model: GPT, batchSize: Int, sequenceLength: Int, processes: Int = 1) throws {
         let needed = memoryNeeded(
             model: model.config, parameters: model.parameterCount, batchSize: batchSize, sequenceLength: sequenceLength)
         let available = Int(ProcessInfo.processInfo.physicalMemory)
-        guard needed < available * 9 / 10 else {
+        guard needed * processes < available * 9 / 10 else {
             throw TrainingError(
                 String(
                     format:
-                        "batch %d × %d tokens needs about %.1f GB (weights, gradients, AdamW, activations); this machine has %.1f GB",
-                    batchSize, sequenceLength, Double(needed) / 1e9, Double(available) / 1e9),
+                        "batch %d × %d tokens needs about %.1f GB (weights, gradients, AdamW, activations)%@; this machine has %.1f GB",
+                    batchSize, sequenceLength, Double(needed) / 1e9,
+                    processes > 1 ? " in each of the \(processes) processes on this host" : "", Double(available) / 1e9),
                 hint:
                     "use a smaller --batch-size with --accumulation to keep the tokens per update, or a shorter --context."
             )
         }
     }
 
-    /// Tokens per update.
-    public var tokensPerUpdate: Int { config.batchSize * sequenceLength * config.accumulationSteps }
+    /// Tokens per update, over all ranks.
+    public var tokensPerUpdate: Int {
+        config.batchSize * sequenceLength * config.accumulationSteps * communicator.size
+    }
 
     /// Trains until the step or time budget is spent, or `shouldStop`; saves final/ (or latest/ when stopped).
     public func train() throws -> TrainingOutcome {
         let sessionStart = Date()
         let elapsedBefore = state.elapsedSeconds
-        func elapsed() -> Double { elapsedBefore + Date().timeIntervalSince(sessionStart) }
+        let leader = communicator.isLeader
+        let alone = communicator.size == 1
+        func ownClock() -> Double { elapsedBefore + Date().timeIntervalSince(sessionStart) }
+        // Several ranks decide by rank 0's clock (agreed at every update), so budgets and the schedule agree.
+        func elapsed() -> Double { alone ? ownClock() : agreed.elapsed }
         var lastCheckpoint = Date()
         var rateWindow = (time: elapsed(), step: state.step)
         var tokensPerSecond = 0.0
         var lastEvaluation: Evaluation?
+        let startStep = state.step
+        func outcome(interrupted: Bool) -> TrainingOutcome {
+            TrainingOutcome(
+                state: state, finalEvaluation: lastEvaluation, interrupted: interrupted,
+                updates: state.step - startStep, communicationSeconds: communicationSeconds)
+        }
         if state.step == 0 { lastEvaluation = try evaluate(elapsed: 0) }
         while state.step < config.maxSteps && !(config.maxSeconds.map { elapsed() >= $0 } ?? false) {
-            if shouldStop() {
-                try save(.latest)
-                try writeReport()
-                return TrainingOutcome(state: state, finalEvaluation: lastEvaluation, interrupted: true)
+            if alone ? shouldStop() : agreed.stop {
+                if leader {
+                    try save(.latest)
+                    try writeReport()
+                }
+                return outcome(interrupted: true)
             }
-            let (loss, norm) = try update()
+            let (loss, norm) = try update(clock: ownClock)
             let now = elapsed()
             if now - rateWindow.time >= 1 || state.step - rateWindow.step >= 20 {
                 tokensPerSecond =
@@ -188,11 +269,12 @@ public final class Trainer {
             var record = MetricsRecord(kind: "train", step: state.step, elapsed: now)
             (record.loss, record.learningRate, record.gradientNorm) = (loss, state.lastLearningRate, norm)
             (record.tokensPerSecond, record.tokens) = (tokensPerSecond, state.tokensSeen)
-            metrics.append(record)
+            metrics?.append(record)
             if state.step % config.evalEvery == 0 {
                 lastEvaluation = try evaluate(elapsed: now)
-                rateWindow = (elapsed(), state.step)  // the speed shown is of training steps only
+                rateWindow = (ownClock(), state.step)  // the speed shown is of training steps only (rank 0 shows it)
             }
+            guard leader else { continue }
             let minutesDue =
                 config.checkpointMinutes.map { Date().timeIntervalSince(lastCheckpoint) >= $0 * 60 } ?? false
             if state.step % config.checkpointEvery == 0 || minutesDue {
@@ -205,31 +287,49 @@ public final class Trainer {
         if lastEvaluation == nil || state.step % config.evalEvery != 0 {
             lastEvaluation = try evaluate(elapsed: state.elapsedSeconds)
         }
+        guard leader else { return outcome(interrupted: false) }
         try save(.latest)
         try save(.final)
         try writeReport()
-        return TrainingOutcome(state: state, finalEvaluation: lastEvaluation, interrupted: false)
+        return outcome(interrupted: false)
     }
 
     /// One update: micro-batches forward and backward, gradient scaling, clipping, the guard, AdamW.
-    func update() throws -> (loss: Float, norm: Float) {
+    /// With several ranks, the gradients are summed over them and the loss, the stop request and rank 0's
+    /// `clock` are agreed (`agreed`) before anything depends on them, so every rank takes the same decisions.
+    func update(clock: () -> Double = { 0 }) throws -> (loss: Float, norm: Float) {
         model.zeroGradients()
         var total: Float = 0
         let accumulation = config.accumulationSteps
         for micro in 0..<accumulation {
             loader.next(inputs: &inputs, targets: &targets)
-            let seed = Trainer.dropoutSeed(state.seed, step: state.step, micro: micro)
+            // Each rank's micro-batches draw their own masks (ranks share the seed, not the masks).
+            let seed = Trainer.dropoutSeed(
+                state.seed, step: state.step, micro: communicator.rank * accumulation + micro)
             let loss =
                 try model.forward(tokens: inputs, targets: targets, activations: activations, dropoutSeed: seed) ?? 0
             try model.backward(activations: activations)
             total += loss
         }
-        if accumulation > 1 {
+        var loss = total / Float(accumulation)
+        let ranks = communicator.size
+        if ranks > 1 {
+            let started = Date()
+            try model.gradients.withUnsafeMutableBufferPointer { (gradients) throws(DistributedError) in
+                try communicator.allReduceSum(gradients, what: "all-reduce of the gradients")
+            }
+            (control[0], control[1]) = (Double(total), shouldStop() ? 1 : 0)
+            control[2] = communicator.isLeader ? clock() : 0
+            try communicator.allReduceSum(&control, what: "all-reduce of the loss")
+            communicationSeconds += Date().timeIntervalSince(started)
+            loss = Float(control[0] / Double(accumulation * ranks))
+            agreed = (control[1] > 0, control[2])
+        }
+        if accumulation * ranks > 1 {
             model.gradients.withUnsafeMutableBufferPointer {
-                model.backend.scale($0.baseAddress!, count: $0.count, by: 1 / Float(accumulation))
+                model.backend.scale($0.baseAddress!, count: $0.count, by: 1 / Float(accumulation * ranks))
             }
         }
-        let loss = total / Float(accumulation)
         let norm = config.clipNorm > 0 ? model.clipGradients(maxNorm: config.clipNorm) : model.gradientNorm()
         let position = loader.position
         (state.dataEpoch, state.dataWindow) = (position.epoch, position.window)
@@ -291,7 +391,7 @@ public final class Trainer {
         SplitMix64.mix(seed &+ UInt64(step) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(micro) &* 0xBF58_476D_1CE4_E5B9)
     }
 
-    /// Validation numbers and samples; a new best saves best/.
+    /// Validation numbers (every rank takes part) and, on rank 0, samples; a new best saves best/.
     func evaluate(elapsed: Double) throws -> Evaluation {
         let evaluation = try evaluator.evaluate(model) { firstBatchSeconds in
             // The session's first evaluation says up front what each one costs (from its first batch's time).
@@ -303,11 +403,20 @@ public final class Trainer {
                     "each evaluation reads \(self.evaluationTokens) validation tokens (\(self.evaluator.batches) batches) and takes about "
                         + (seconds < 0.1 ? "0.1 s or less" : String(format: "%.1f s", seconds))))
         }
+        if state.step > 0, evaluation.loss.isFinite, evaluation.loss < (state.bestValidationLoss ?? .infinity) {
+            state.bestValidationLoss = evaluation.loss
+            if communicator.isLeader {
+                try RunCheckpoint.save(
+                    .best, run: run, model: model, optimizer: nil, tokenizerJSON: tokenizerJSON, state: state,
+                    config: config, format: checkpointFormat, manifest: try? dataset.manifest.jsonData())
+            }
+        }
+        guard communicator.isLeader else { return evaluation }
         observe(.evaluation(step: state.step, evaluation))
         var record = MetricsRecord(kind: "eval", step: state.step, elapsed: elapsed)
         (record.validationLoss, record.perplexity, record.bitsPerByte) =
             (evaluation.loss, evaluation.perplexity, evaluation.bitsPerByte)
-        metrics.append(record)
+        metrics?.append(record)
         defer { try? writeReport() }  // the report is current after every evaluation, not only at the end
         for prompt in config.samplePrompts where config.sampleTokens > 0 {
             if sampler == nil {
@@ -317,13 +426,7 @@ public final class Trainer {
             observe(.sample(step: state.step, prompt: prompt, text: text))
             var sample = MetricsRecord(kind: "sample", step: state.step, elapsed: elapsed)
             (sample.prompt, sample.text) = (prompt, text)
-            metrics.append(sample)
-        }
-        if state.step > 0, evaluation.loss.isFinite, evaluation.loss < (state.bestValidationLoss ?? .infinity) {
-            state.bestValidationLoss = evaluation.loss
-            try RunCheckpoint.save(
-                .best, run: run, model: model, optimizer: nil, tokenizerJSON: tokenizerJSON, state: state,
-                config: config, format: checkpointFormat, manifest: try? dataset.manifest.jsonData())
+            metrics?.append(sample)
         }
         return evaluation
     }
@@ -334,7 +437,7 @@ public final class Trainer {
             config: config, format: checkpointFormat, manifest: try? dataset.manifest.jsonData())
         var record = MetricsRecord(kind: "event", step: state.step, elapsed: state.elapsedSeconds)
         record.message = "saved \(kind.rawValue)/"
-        metrics.append(record)
+        metrics?.append(record)
     }
 
     /// A step-numbered checkpoint kept for good (`checkpoints/step-NNNNNNN/`, weights and state, no optimizer
@@ -365,11 +468,12 @@ public final class Trainer {
         observe(.message(message))
         var record = MetricsRecord(kind: "event", step: state.step, elapsed: state.elapsedSeconds)
         record.message = message
-        metrics.append(record)
+        metrics?.append(record)
     }
 
     /// report.html in the run directory.
     public func writeReport() throws {
+        guard let metrics else { return }
         try RunReport.write(
             to: run.appendingPathComponent("report.html"), metrics: try MetricsLog.read(metrics.url),
             model: model.config, parameters: model.parameterCount, training: config, manifest: dataset.manifest,

@@ -96,8 +96,31 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var onNonFinite = NonFinitePolicy.stop
     /// A loss above this multiple of its running mean is reported as a spike.
     public var spikeFactor: Float = 1.5
+    /// Data-parallel processes (ranks) the run trains with; `batchSize` is each rank's micro-batch, so the
+    /// global batch is ranks × batchSize × accumulationSteps (nil: one process).
+    public var processes: Int?
+    public var ranks: Int { processes ?? 1 }
 
     public init() {}
+
+    /// The same run for `ranks` processes: the global batch (ranks × batch) and the data order stay; each rank's
+    /// batch is the global batch divided among them. Throws when it does not divide.
+    public func splitting(over ranks: Int) throws -> TrainingConfig {
+        guard ranks != self.ranks else { return self }
+        let global = batchSize * self.ranks
+        guard global % ranks == 0 else {
+            let divisors = (1...global).filter { global % $0 == 0 }.map(String.init).joined(separator: ", ")
+            throw TrainingError(
+                "the run's global batch of \(global) sequences (\(self.ranks) process\(self.ranks == 1 ? "" : "es") × batch \(batchSize)) cannot be shared equally by \(ranks) processes",
+                hint:
+                    "resume with a number of processes that divides it (\(divisors)), or start a new run from this one with --init-from."
+            )
+        }
+        var config = self
+        config.batchSize = global / ranks
+        config.processes = ranks > 1 ? ranks : nil
+        return config
+    }
 
     /// Throws for settings that cannot work.
     public func validate() throws {

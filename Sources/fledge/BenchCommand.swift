@@ -35,8 +35,8 @@ struct BenchCommand: ParsableCommand {
         func run() throws {
             let names = configs.split(separator: ",").map(String.init)
             let shapes = try names.map(BenchCommand.shape(named:))
-            let backend = CPUBackend(threadCount: threading.threads)
-            print("fledge bench train: \(threading.threads) threads, BLAS \(BLAS.libraryName.prefix(40)), fp32")
+            let backend = CPUBackend(threadCount: threading.count)
+            print("fledge bench train: \(threading.count) threads, BLAS \(BLAS.libraryName.prefix(40)), fp32")
             print("config  params      tokens/step  ms/step(median)  tokens/s   GFLOP/s  peak RSS MB  allocs/step")
             var results: [BenchmarkResult] = []
             for shape in shapes {
@@ -84,14 +84,14 @@ struct BenchCommand: ParsableCommand {
                 }
                 return n
             }
-            let backend = CPUBackend(threadCount: threading.threads)
+            let backend = CPUBackend(threadCount: threading.count)
             let results: [SlotDecodeResult]
             do {
                 results = try SlotDecodeBenchmark.run(
                     shape: shape, backend: backend, slotCounts: counts, steps: steps, rounds: rounds)
             } catch { exitWithError(error) }
             print(
-                "fledge bench slots: config \(config), \(threading.threads) threads, \(steps) steps, \(rounds) rounds")
+                "fledge bench slots: config \(config), \(threading.count) threads, \(steps) steps, \(rounds) rounds")
             print("slots  tokens/s (median)  × one slot  prefill ms (12 tokens)")
             let one = results.first(where: { $0.slots == 1 })?.medianTokensPerSecond
             for r in results {
@@ -139,9 +139,9 @@ struct BenchCommand: ParsableCommand {
                 let r = try TokenizerBenchmark.run(
                     trainingFile: URL(fileURLWithPath: train), heldOutFile: URL(fileURLWithPath: heldOut),
                     encodeFile: URL(fileURLWithPath: encode ?? train), encoder: try loadTokenizer(tokenizer),
-                    vocabularySize: vocabSize, threads: threading.threads, rounds: rounds,
+                    vocabularySize: vocabSize, threads: threading.count, rounds: rounds,
                     savingTrainedTo: output.map { URL(fileURLWithPath: $0) })
-                print("fledge bench tokenizer: \(threading.threads) threads, median of \(rounds)")
+                print("fledge bench tokenizer: \(threading.count) threads, median of \(rounds)")
                 print(
                     String(
                         format: "train BPE (vocab %d)        %8.2f s", r.trainedVocabularySize, r.trainingMedianSeconds)
@@ -150,7 +150,7 @@ struct BenchCommand: ParsableCommand {
                 print(String(format: "encode, 1 thread              %8.1f MB/s", r.encodeMBPerSecondOneThread))
                 print(
                     String(
-                        format: "encode, batch (%d threads)     %8.1f MB/s", threading.threads, r.encodeMBPerSecondBatch
+                        format: "encode, batch (%d threads)     %8.1f MB/s", threading.count, r.encodeMBPerSecondBatch
                     ))
                 print(String(decoding: try JSONEncoder().encode(["fledge": r]), as: UTF8.self))
             } catch { exitWithError(error) }
@@ -189,7 +189,7 @@ struct BenchCommand: ParsableCommand {
             do {
                 let bench = try GenerationBenchmark(
                     shape: shape, text: URL(fileURLWithPath: text), promptTokens: promptTokens, decodeTokens: tokens,
-                    threads: threading.threads)
+                    threads: threading.count)
                 let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
                     "fledge-bench-generate-\(getpid())")
                 defer { try? FileManager.default.removeItem(at: folder) }
@@ -212,7 +212,7 @@ struct BenchCommand: ParsableCommand {
                 func median(_ x: [Double]) -> Double { x.isEmpty ? .nan : x.sorted()[x.count / 2] }
                 let model = bench.generator.model
                 print(
-                    "fledge bench generate: config \(shape.name) (\(model.parameterCount) parameters, vocab \(shape.config.vocabularySize), width \(shape.config.width), \(shape.config.layers) layers), batch 1, greedy, fp32, \(threading.threads) threads"
+                    "fledge bench generate: config \(shape.name) (\(model.parameterCount) parameters, vocab \(shape.config.vocabularySize), width \(shape.config.width), \(shape.config.layers) layers), batch 1, greedy, fp32, \(threading.count) threads"
                 )
                 print(
                     "medians of \(rounds) rounds × \(repeats) runs; decode = \(tokens) tokens after a 16-token prompt")
@@ -257,7 +257,7 @@ struct BenchCommand: ParsableCommand {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = [
                 python, "Scripts/bench_generate_pytorch.py", "--model", folder.path, "--tokens", "\(tokens)",
-                "--repeats", "\(repeats)", "--threads", "\(threading.threads)",
+                "--repeats", "\(repeats)", "--threads", "\(threading.count)",
             ]
             let pipe = Pipe()
             process.standardOutput = pipe

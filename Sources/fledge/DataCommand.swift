@@ -156,7 +156,7 @@ struct DataCommand: ParsableCommand {
             do {
                 let config = try preparationConfig()
                 let preparer = DataPreparer(
-                    config: config, tokenizer: try loadAnyTokenizer(tokenizer), threads: threading.threads)
+                    config: config, tokenizer: try loadAnyTokenizer(tokenizer), threads: threading.count)
                 let line = ProgressLine()
                 let start = Date()
                 var stageStart = (name: "", time: Date())
@@ -184,7 +184,7 @@ struct DataCommand: ParsableCommand {
                 print(
                     String(
                         format: "\nprepared %@ in %.1f s (%.1f MB/s of input, %d threads) → %@", formatBytes(bytes),
-                        manifest.seconds, Double(bytes) / 1e6 / manifest.seconds, threading.threads, output))
+                        manifest.seconds, Double(bytes) / 1e6 / manifest.seconds, threading.count, output))
             } catch { exitWithError(error) }
         }
     }

@@ -38,7 +38,7 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let backend = CPUBackend(threadCount: threading.threads)
+            let backend = CPUBackend(threadCount: threading.count)
             let loaded = try checkpoints.map { try RunCheckpoint.loadForInference($0, backend: backend) }
             if data != nil || text != nil {
                 print("checkpoint                                         loss   perplexity   bits/byte   tokens")

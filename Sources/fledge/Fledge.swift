@@ -18,16 +18,36 @@ struct Fledge: ParsableCommand {
 
 /// Shared `--threads` option.
 struct ThreadOptions: ParsableArguments {
-    @Option(help: "Worker threads (default: all cores).")
-    var threads: Int = ThreadPool.coreCount
+    @Option(help: "Worker threads (default: all cores; under mpirun, the cores shared among this host's ranks).")
+    var threads: Int?
+
+    /// The threads to run: `--threads`, or this host's cores divided among the ranks mpirun put on it.
+    var count: Int { threads ?? max(1, ThreadPool.coreCount / Launcher.detect().ranksOnThisHost) }
 
     func validate() throws {
-        try checkRange("--threads", threads, 1...ThreadPool.maximumThreads)
+        if let threads { try checkRange("--threads", threads, 1...ThreadPool.maximumThreads) }
     }
 }
 
-/// Prints an error the library raised and exits non-zero (only the CLI exits).
+/// The job this process belongs to (`fledge train` under mpirun), so that an error stops every rank.
+enum Job {
+    nonisolated(unsafe) static var communicator: Communicator?
+}
+
+/// Prints an error the library raised and exits non-zero (only the CLI exits). In a job of several ranks, an
+/// error every rank raised together ends each cleanly (rank 0 prints it); an error of this rank alone is
+/// printed with the rank and aborts the job, so the others do not wait for it.
 func exitWithError(_ error: Error) -> Never {
+    if let job = Job.communicator, job.size > 1 {
+        if let error = error as? DistributedError, error.everyRank {
+            if job.isLeader { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
+            job.finish()
+            Foundation.exit(1)
+        }
+        FileHandle.standardError.write(Data("error: rank \(job.rank) of \(job.size): \(error)\n".utf8))
+        ConsoleLog.write("error: rank \(job.rank) of \(job.size): \(error)\n")
+        job.abort(code: 1)
+    }
     FileHandle.standardError.write(Data("error: \(error)\n".utf8))
     ConsoleLog.write("error: \(error)\n")
     Foundation.exit(1)

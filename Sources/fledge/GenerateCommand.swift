@@ -71,7 +71,7 @@ struct GenerateCommand: ParsableCommand {
             var options = try sampling.generationOptions()
             options.stopAtEndOfSequence = !ignoreEos
             let loaded = try RunCheckpoint.loadForInference(
-                checkpoint, backend: CPUBackend(threadCount: threading.threads))
+                checkpoint, backend: CPUBackend(threadCount: threading.count))
             let generator = try inferenceGenerator(loaded)
             var processors: [any LogitsProcessor] = []
             if !ban.isEmpty { processors.append(BannedSequences(words: ban, tokenizer: loaded.tokenizer)) }
@@ -138,7 +138,7 @@ struct ChatCLI: ParsableCommand {
             var options = try sampling.generationOptions()
             options.stopAtEndOfSequence = true
             let loaded = try RunCheckpoint.loadForInference(
-                checkpoint, backend: CPUBackend(threadCount: threading.threads))
+                checkpoint, backend: CPUBackend(threadCount: threading.count))
             let format = try RunCheckpoint.loadFormat(loaded.folder)
             let generator = try Generator(
                 model: loaded.model, tokenizer: loaded.tokenizer, format: format ?? SequenceFormat())

@@ -119,7 +119,7 @@ extension ModelCommand {
         func run() throws {
             do {
                 let (_, model, tokenizer) = try RunCheckpoint.loadForInference(
-                    checkpoint, backend: CPUBackend(threadCount: threading.threads))
+                    checkpoint, backend: CPUBackend(threadCount: threading.count))
                 let bytes = [UInt8](try UserFile.read(text, "--text", limit: 1 << 24))
                 let tokens = tokenizer.encode(bytes: bytes, allowSpecial: false)
                 let v = model.config.vocabularySize

@@ -38,7 +38,7 @@ struct ServeCommand: ParsableCommand {
         (config.host, config.port, config.slots, config.queue) = (host, port, slots, queue)
         (config.maxBodyBytes, config.idleTimeoutSeconds, config.corsOrigin, config.modelName) =
             (maxBody, idleTimeout, cors, modelName)
-        config.threads = threading.threads
+        config.threads = threading.count
         do {
             if let apiKeyFile {
                 let text = String(decoding: try UserFile.read(apiKeyFile, "--api-key-file", limit: 4096), as: UTF8.self)

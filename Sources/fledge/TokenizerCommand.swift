@@ -132,7 +132,7 @@ struct TokenizerCommand: ParsableCommand {
             config.preTokenizer = kind == .bpe ? .whitespace : preTokenizer
             config.specialTokens = specialTokenList
             config.unknownToken = unkToken
-            config.threads = threading.threads
+            config.threads = threading.count
             let start = Date()
             let progress = ProgressLine()
             do {
@@ -199,7 +199,7 @@ struct TokenizerCommand: ParsableCommand {
                     minimumFrequency: minFrequency, lowercase: lowercase, specialTokens: specials,
                     unknownToken: BPETrainer.unknownIndex(unkToken, in: specials).map { specials[$0] } ?? unkToken
                         ?? "<unk>",
-                    threads: threading.threads)
+                    threads: threading.count)
                 try TokenizerJSON.write(tokenizer, to: URL(fileURLWithPath: output))
                 print(
                     String(

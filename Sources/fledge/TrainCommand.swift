@@ -144,6 +144,12 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "A NaN/infinite loss or gradient: stop, or skip the update (default stop).") var onNan:
         NonFinitePolicy?
     @OptionGroup var threading: ThreadOptions
+    @Option(
+        help:
+            "Train with N processes on this host (data-parallel): starts Open MPI's `mpirun -n N` for you. The global batch is N × --batch-size × --accumulation."
+    ) var processes: Int?
+    @Option(help: "Seconds a rank waits for the others (all-reduce, start-up) before the job is stopped (default 300).")
+    var collectiveTimeout: Double?
 
     func trainingConfig() -> TrainingConfig {
         var config = TrainingConfig()
@@ -202,6 +208,8 @@ struct TrainCommand: ParsableCommand {
         if let checkpointEvery { try checkRange("--checkpoint-every", checkpointEvery, 1...1_000_000_000_000) }
         if let checkpointMinutes { try checkFinite("--checkpoint-minutes", checkpointMinutes, 0.001...10_000_000) }
         if let keepEvery { try checkRange("--keep-every", keepEvery, 1...1_000_000_000_000) }
+        if let processes { try checkRange("--processes", processes, 1...4096) }
+        if let collectiveTimeout { try checkFinite("--collective-timeout", collectiveTimeout, 1...86_400) }
         for (option, value) in [
             ("--lr", lr), ("--min-lr-fraction", minLrFraction), ("--decay-fraction", decayFraction),
             ("--weight-decay", weightDecay), ("--beta1", beta1), ("--beta2", beta2), ("--clip", clip),
@@ -213,7 +221,7 @@ struct TrainCommand: ParsableCommand {
             let ignored = ignoredOnResume
             guard ignored.isEmpty else {
                 throw ValidationError(
-                    "--resume continues a run with the settings it saved, so \(ignored.joined(separator: ", ")) would be ignored. Drop \(ignored.count == 1 ? "it" : "them") (only --steps, --minutes, --data and --threads may change), or start a new run from it with --init-from."
+                    "--resume continues a run with the settings it saved, so \(ignored.joined(separator: ", ")) would be ignored. Drop \(ignored.count == 1 ? "it" : "them") (only --steps, --minutes, --data, --threads, --processes and --collective-timeout may change), or start a new run from it with --init-from."
                 )
             }
         }
@@ -221,11 +229,15 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let backend = CPUBackend(threadCount: threading.threads)
+            if let processes, processes > 1 { try Self.startRanks(processes) }
+            let communicator = try Launcher.detect().communicator(timeout: collectiveTimeout ?? 300)
+            Job.communicator = communicator
+            let leader = communicator.isLeader
+            let backend = CPUBackend(threadCount: threading.count)
             let trainer: Trainer
             if let resume {
                 let folder = URL(fileURLWithPath: resume)
-                let lock = UserFile.kind(folder.path) == .folder ? try RunCheckpoint.lockRun(folder) : nil
+                let lock = UserFile.kind(folder.path) == .folder && leader ? try RunCheckpoint.lockRun(folder) : nil
                 defer { withExtendedLifetime(lock) {} }
                 let (model, optimizer, state, saved) = try RunCheckpoint.load(
                     try RunCheckpoint.resumeFolder(folder), backend: backend)
@@ -237,6 +249,7 @@ struct TrainCommand: ParsableCommand {
                     config.maxSteps = steps
                 }
                 if let minutes { config.maxSeconds = minutes * 60 }
+                config = try config.splitting(over: communicator.size)
                 guard let dataFolder = data ?? state.dataFolder else {
                     throw ValidationError("\(resume) does not record its data folder: pass --data.")
                 }
@@ -248,11 +261,19 @@ struct TrainCommand: ParsableCommand {
                     tokenizer: try TokenizerJSON.loadAny(folder.appendingPathComponent("latest/tokenizer.json")),
                     name: "\(resume)/latest/tokenizer.json")
                 trainer = try Trainer(
-                    model: model, optimizer: optimizer, config: config, dataset: dataset, run: folder, state: state)
-                say(
-                    config.maxSteps >= TrainingConfig.unlimitedSteps
-                        ? "resuming \(resume) at step \(state.step) (\(duration(state.elapsedSeconds)) of \(duration(config.maxSeconds ?? 0)))"
-                        : "resuming \(resume) at step \(state.step) of \(config.maxSteps)")
+                    model: model, optimizer: optimizer, config: config, dataset: dataset, run: folder, state: state,
+                    communicator: communicator)
+                if leader && config.ranks != saved.ranks {
+                    say(
+                        "the run trained with \(saved.ranks) process\(saved.ranks == 1 ? "" : "es") × batch \(saved.batchSize); it continues with \(config.ranks) × \(config.batchSize), the same global batch and data order"
+                    )
+                }
+                if leader {
+                    say(
+                        config.maxSteps >= TrainingConfig.unlimitedSteps
+                            ? "resuming \(resume) at step \(state.step) (\(duration(state.elapsedSeconds)) of \(duration(config.maxSeconds ?? 0)))"
+                            : "resuming \(resume) at step \(state.step) of \(config.maxSteps)")
+                }
             } else {
                 guard let data else { throw ValidationError("give --data (a prepared folder), or --resume RUN.") }
                 let dataset = try PreparedDataset(URL(fileURLWithPath: data))
@@ -268,20 +289,56 @@ struct TrainCommand: ParsableCommand {
                         config: architecture.config(vocabularySize: tokenizer.vocabularySize), backend: backend,
                         seed: seed ?? TrainingConfig().seed)
                 }
-                let config = trainingConfig()
+                var config = trainingConfig()
+                config.processes = communicator.size > 1 ? communicator.size : nil
                 let optimizer = try AdamW(model: model, config: config.optimizer)
-                let lock = try RunCheckpoint.lockRun(runFolder)
+                let lock = leader ? try RunCheckpoint.lockRun(runFolder) : nil
                 defer { withExtendedLifetime(lock) {} }
-                if FileManager.default.fileExists(atPath: runFolder.appendingPathComponent("latest").path) {
+                if leader && FileManager.default.fileExists(atPath: runFolder.appendingPathComponent("latest").path) {
                     throw ValidationError(
                         "\(runFolder.path) already holds a run: continue it with --resume \(runFolder.path), or choose another --run."
                     )
                 }
                 trainer = try Trainer(
-                    model: model, optimizer: optimizer, config: config, dataset: dataset, run: runFolder)
+                    model: model, optimizer: optimizer, config: config, dataset: dataset, run: runFolder,
+                    communicator: communicator)
             }
-            try Self.train(trainer, threads: threading.threads)
+            if leader {
+                try Self.train(trainer, threads: threading.count)
+            } else {
+                let interrupt = Interrupt(quiet: true)
+                trainer.shouldStop = { interrupt.requested }
+                _ = try trainer.train()
+            }
+            communicator.finish()
         } catch { exitWithError(error) }
+    }
+
+    /// `--processes N`: replaces this process by `mpirun -n N` running the same command without
+    /// `--processes`; each rank then finds mpirun's variables and joins the job.
+    static func startRanks(_ processes: Int) throws {
+        guard Launcher.detect() == .none else {
+            throw ValidationError(
+                "--processes starts mpirun itself, but this process already runs under an MPI launcher: drop --processes and give the number of ranks to mpirun (-n)."
+            )
+        }
+        let mpirun = try MPIRun.find()
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if let index = arguments.firstIndex(of: "--processes"), index + 1 < arguments.count {
+            arguments.removeSubrange(index...(index + 1))
+        }
+        arguments.removeAll { $0.hasPrefix("--processes=") }
+        let program =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? CommandLine.arguments[0]
+        let all =
+            [mpirun]
+            + MPIRun.arguments(
+                processes: processes, program: program, arguments: arguments, asRoot: geteuid() == 0)
+        say("starting \(processes) processes: \(all.joined(separator: " "))")
+        var pointers = all.map { strdup($0) } + [nil]
+        execv(mpirun, &pointers)
+        throw ValidationError("could not start \(mpirun): \(String(cString: strerror(errno))).")
     }
 
     /// `--resume --data OTHER` may point at the same prepared data moved elsewhere, never at other data: the
@@ -323,8 +380,14 @@ struct TrainCommand: ParsableCommand {
         let config = trainer.config
         let steps = config.maxSteps - trainer.state.step
         let timeOnly = config.maxSteps >= TrainingConfig.unlimitedSteps
+        let ranks = trainer.communicator.size
         let shape =
-            "\(trainer.tokensPerUpdate) tokens (batch \(config.batchSize) × \(trainer.tokensPerUpdate / config.batchSize / config.accumulationSteps) × \(config.accumulationSteps) accumulation)"
+            "\(trainer.tokensPerUpdate) tokens (\(ranks > 1 ? "\(ranks) processes × " : "")batch \(config.batchSize) × \(trainer.tokensPerUpdate / ranks / config.batchSize / config.accumulationSteps) × \(config.accumulationSteps) accumulation)"
+        if ranks > 1 {
+            say(
+                "processes: \(ranks) ranks over \(trainer.communicator.name), \(threads) thread\(threads == 1 ? "" : "s") each; gradients all-reduced once per update; rank 0 evaluates, logs and saves"
+            )
+        }
         if timeOnly, let budget = config.maxSeconds {
             say(
                 "plan: updates of \(shape) for \(duration(budget - trainer.state.elapsedSeconds)) (the schedule follows time; the speed below says how many updates that is)"
@@ -338,7 +401,7 @@ struct TrainCommand: ParsableCommand {
         say(
             "evaluation: every \(config.evalEvery) updates, \(trainer.evaluationBatches) batches = \(evalTokens) validation tokens (\(String(format: "%.1f", 100 * Double(evalTokens) / Double(config.evalEvery * trainer.tokensPerUpdate)))% of the training tokens between evaluations; --eval-batches N to change)"
         )
-        let interrupt = Interrupt()
+        let interrupt = Interrupt(quiet: false)
         trainer.shouldStop = { interrupt.requested }
         let line = ProgressLine()
         var printedEstimate = false
@@ -380,8 +443,17 @@ struct TrainCommand: ParsableCommand {
                 say("note: \(message)")
             }
         }
+        let started = Date()
         let outcome = try trainer.train()
         line.finish()
+        if ranks > 1 && outcome.updates > 0 {
+            let seconds = Date().timeIntervalSince(started)
+            say(
+                String(
+                    format: "all-reduce: %.2f ms per update, %.1f%% of this session's %.1f s (rank 0)",
+                    1000 * outcome.communicationSeconds / Double(outcome.updates),
+                    100 * outcome.communicationSeconds / max(seconds, 1e-9), seconds))
+        }
         let run = trainer.run.path
         if outcome.interrupted {
             say(
@@ -401,6 +473,7 @@ struct TrainCommand: ParsableCommand {
 func duration(_ seconds: Double) -> String {
     guard seconds.isFinite else { return "?" }
     guard seconds >= 0 else { return "0s" }
+    guard seconds < 1e9 else { return "?" }  // no estimate yet
     let s = Int(seconds.rounded())
     if s >= 3600 { return String(format: "%dh%02dm", s / 3600, s % 3600 / 60) }
     if s >= 60 { return String(format: "%dm%02ds", s / 60, s % 60) }
@@ -413,7 +486,8 @@ final class Interrupt: @unchecked Sendable {
     private var flag = false
     private let source: DispatchSourceSignal
 
-    init() {
+    /// `quiet`: a data-parallel rank other than 0 stops as asked without saying so (rank 0 speaks).
+    init(quiet: Bool) {
         signal(SIGINT, SIG_IGN)
         source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
         source.setEventHandler { [unowned self] in
@@ -421,8 +495,10 @@ final class Interrupt: @unchecked Sendable {
             defer { lock.unlock() }
             if flag { Foundation.exit(130) }
             flag = true
-            FileHandle.standardError.write(
-                Data("\nstopping after this step (saving latest/); Ctrl-C again to quit now\n".utf8))
+            if !quiet {
+                FileHandle.standardError.write(
+                    Data("\nstopping after this step (saving latest/); Ctrl-C again to quit now\n".utf8))
+            }
         }
         source.resume()
     }
