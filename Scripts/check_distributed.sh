@@ -5,7 +5,7 @@
 #   2. `--processes 2` starts mpirun itself; the run resumes in one process (same global batch); 3 processes
 #      are refused (a global batch of 8 does not split in 3);
 #   3. a rank killed with kill -9 stops the job within seconds, naming the rank; latest/ is intact and
-#      `--resume` continues;
+#      `--resume` continues; Ctrl-C on `--processes` stops every rank cleanly and saves latest/;
 #   4. a rank that hangs (SIGSTOP) makes the others stop after --collective-timeout, with a message;
 #   5. ranks started with different settings are refused, naming the rank and what differs;
 #   6. more ranks than the data has windows for; mpirun missing; MPI's library missing.
@@ -86,6 +86,17 @@ step=$(step_of "$tmp/killed")
     fail "--resume after the kill: $(tail -3 "$tmp/resumed.log")"
 [ "$(step_of "$tmp/killed")" = $((step + 10)) ] || fail "the resumed run did not reach step $((step + 10))"
 ok "kill -9 of rank 1: the job stopped in $seconds s naming rank 1; resumed from step $step to $((step + 10))"
+
+# Ctrl-C on `--processes` (SIGINT to its process group, as a terminal sends it): every rank stops after the
+# same update, rank 0 saves latest/, and the command exits 0.
+setsid "$fledge" train "${tiny[@]}" --run "$tmp/ctrlc" --batch-size 4 --steps 1000000 --checkpoint-every 100000 \
+    --eval-every 100000 --processes 2 > "$tmp/ctrlc.log" 2>&1 &
+launcher=$!
+for _ in $(seq 100); do grep -q "^speed:" "$tmp/ctrlc.log" && break; sleep 0.2; done
+kill -INT -"$launcher"
+wait "$launcher" || fail "--processes exited non-zero after Ctrl-C: $(tail -3 "$tmp/ctrlc.log")"
+grep -q "interrupted at step [0-9]*: saved $tmp/ctrlc/latest" "$tmp/ctrlc.log" || fail "Ctrl-C: $(tail -3 "$tmp/ctrlc.log")"
+ok "Ctrl-C on --processes 2: every rank stopped at step $(step_of "$tmp/ctrlc") and latest/ was saved"
 
 # 4. A rank that hangs: the other stops after the collective timeout, saying why.
 "${mpi[@]}" -n 2 "$fledge" train "${tiny[@]}" --run "$tmp/hung" --batch-size 4 --steps 1000000 --checkpoint-every 20 \

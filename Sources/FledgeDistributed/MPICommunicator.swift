@@ -223,8 +223,59 @@ public enum MPIRun {
     /// mpirun's arguments: N ranks on this host, not bound to cores (each rank runs its own worker threads),
     /// more ranks than cores allowed, and, for root, Open MPI's explicit consent to run as root.
     public static func arguments(processes: Int, program: String, arguments: [String], asRoot: Bool) -> [String] {
-        ["-n", "\(processes)", "--bind-to", "none", "--oversubscribe"] + (asRoot ? ["--allow-run-as-root"] : [])
-            + [program] + arguments
+        ["-n", "\(processes)", "--bind-to", "none", "--oversubscribe", "--stdin", "none"]
+            + (asRoot ? ["--allow-run-as-root"] : []) + [program] + arguments
+    }
+
+    /// Runs `mpirun` with `arguments` in a process group of its own and waits for it; returns its exit status.
+    /// Ctrl-C reaches this process only: the first is passed on as SIGUSR1, which mpirun forwards to every
+    /// rank (each stops after the current update and rank 0 saves latest/); a second stops the job at once.
+    /// (Ctrl-C sent to mpirun itself kills the ranks without a save.)
+    public static func run(_ mpirun: String, arguments: [String]) throws(DistributedError) -> Int32 {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var pointers = ([mpirun] + arguments).map { strdup($0) } + [nil]
+        defer { for pointer in pointers { free(pointer) } }
+        var child: pid_t = 0
+        let code = posix_spawn(&child, mpirun, nil, &attributes, &pointers, environ)
+        guard code == 0 else {
+            throw DistributedError(
+                "could not start \(mpirun): \(String(cString: strerror(code)))",
+                hint: "check that `mpirun -n 2 hostname` works.")
+        }
+        signal(SIGINT, SIG_IGN)
+        let interrupts = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        let count = Counter()
+        interrupts.setEventHandler {
+            if count.next() == 1 {
+                FileHandle.standardError.write(
+                    Data("\nstopping every rank after this update (saving latest/); Ctrl-C again to quit now\n".utf8))
+                kill(child, SIGUSR1)
+            } else {
+                kill(child, SIGTERM)
+            }
+        }
+        interrupts.resume()
+        var status: Int32 = 0
+        while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+        interrupts.cancel()
+        if status & 0x7f == 0 { return (status >> 8) & 0xff }  // exited
+        return 128 + (status & 0x7f)  // killed by a signal
+    }
+}
+
+/// A count shared with a signal handler.
+private final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    func next() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        value += 1
+        return value
     }
 }
 

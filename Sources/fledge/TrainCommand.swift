@@ -314,8 +314,8 @@ struct TrainCommand: ParsableCommand {
         } catch { exitWithError(error) }
     }
 
-    /// `--processes N`: replaces this process by `mpirun -n N` running the same command without
-    /// `--processes`; each rank then finds mpirun's variables and joins the job.
+    /// `--processes N`: runs `mpirun -n N` with the same command without `--processes` (each rank then finds
+    /// mpirun's variables and joins the job), passes Ctrl-C on as a clean stop, and exits with mpirun's status.
     static func startRanks(_ processes: Int) throws {
         guard Launcher.detect() == .none else {
             throw ValidationError(
@@ -336,9 +336,7 @@ struct TrainCommand: ParsableCommand {
             + MPIRun.arguments(
                 processes: processes, program: program, arguments: arguments, asRoot: geteuid() == 0)
         say("starting \(processes) processes: \(all.joined(separator: " "))")
-        var pointers = all.map { strdup($0) } + [nil]
-        execv(mpirun, &pointers)
-        throw ValidationError("could not start \(mpirun): \(String(cString: strerror(errno))).")
+        Foundation.exit(try MPIRun.run(mpirun, arguments: Array(all.dropFirst())))
     }
 
     /// `--resume --data OTHER` may point at the same prepared data moved elsewhere, never at other data: the
@@ -480,16 +478,27 @@ func duration(_ seconds: Double) -> String {
     return "\(s)s"
 }
 
-/// Ctrl-C (SIGINT): the first asks the trainer to save and stop; a second exits at once.
+/// Ctrl-C (SIGINT): the first asks the trainer to save and stop; a second exits at once. SIGUSR1 (which mpirun
+/// forwards to every rank) asks for the same stop.
 final class Interrupt: @unchecked Sendable {
     private let lock = NSLock()
     private var flag = false
     private let source: DispatchSourceSignal
+    private let request: DispatchSourceSignal
 
     /// `quiet`: a data-parallel rank other than 0 stops as asked without saying so (rank 0 speaks).
     init(quiet: Bool) {
         signal(SIGINT, SIG_IGN)
+        signal(SIGUSR1, SIG_IGN)
         source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        request = DispatchSource.makeSignalSource(signal: SIGUSR1, queue: .global())
+        // SIGUSR1 (what mpirun forwards to every rank) asks for the same clean stop as a first Ctrl-C.
+        request.setEventHandler { [unowned self] in
+            lock.lock()
+            defer { lock.unlock() }
+            flag = true
+        }
+        request.resume()
         source.setEventHandler { [unowned self] in
             lock.lock()
             defer { lock.unlock() }
