@@ -8,7 +8,8 @@
 #      `--resume` continues; Ctrl-C on `--processes` stops every rank cleanly and saves latest/;
 #   4. a rank that hangs (SIGSTOP) makes the others stop after --collective-timeout, with a message;
 #   5. ranks started with different settings are refused, naming the rank and what differs;
-#   6. more ranks than the data has windows for; mpirun missing; MPI's library missing.
+#   6. more ranks than the data has windows for; mpirun missing; MPI's library missing;
+#   7. two hosts (network namespaces, one rank each, TCP): bit-identical to one host; an unreachable host.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fledge=$(realpath "${FLEDGE:-.build/release/fledge}")
@@ -141,3 +142,11 @@ OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=0 "$fledge" train "${tiny[@]}" --run
 grep -q "MPI started as rank 0 of 1, but mpirun launched rank 0 of 2" "$tmp/broken.log" ||
     fail "a broken MPI start: $(cat "$tmp/broken.log")"
 ok "too many ranks, no mpirun, no MPI library, a broken MPI start: clear messages"
+
+# 7. Two hosts: network namespaces joined by a veth pair, one rank in each, MPI over TCP.
+if [ "$(id -u)" = 0 ] && command -v ip > /dev/null && command -v unshare > /dev/null; then
+    bash Scripts/multihost_netns.sh > "$tmp/multihost.log" 2>&1 || fail "two hosts: $(tail -5 "$tmp/multihost.log")"
+    grep '^multihost_netns: ok' "$tmp/multihost.log" | sed 's/^multihost_netns: ok/check_distributed: ok/'
+else
+    echo "check_distributed: skipped: the two-host launch needs root, iproute2 and unshare (Scripts/multihost_netns.sh)"
+fi
