@@ -3,8 +3,8 @@
 // log on their intervals; divergence guards. Everything random derives from the seed and the step, and the
 // loader's position is two integers, so a run resumed from a checkpoint continues bit for bit.
 // Data-parallel: with a communicator of several ranks, each rank trains on its slice of every global batch,
-// the gradients are summed over ranks once per update, and every rank applies the same AdamW step; rank 0
-// alone evaluates, samples, logs and writes checkpoints (docs/distributed.md).
+// the gradients are summed over ranks once per update, and every rank applies the same AdamW step; the ranks
+// share each evaluation; rank 0 alone samples, logs and writes checkpoints (docs/distributed.md).
 
 import FledgeData
 import FledgeDistributed

@@ -239,6 +239,8 @@ struct TrainCommand: ParsableCommand {
                 let folder = URL(fileURLWithPath: resume)
                 let lock = UserFile.kind(folder.path) == .folder && leader ? try RunCheckpoint.lockRun(folder) : nil
                 defer { withExtendedLifetime(lock) {} }
+                // Rank 0's lock recovers a checkpoint swap a kill interrupted; the others read latest/ after it.
+                try communicator.barrier(what: "start-up")
                 let (model, optimizer, state, saved) = try RunCheckpoint.load(
                     try RunCheckpoint.resumeFolder(folder), backend: backend)
                 var config = saved

@@ -158,7 +158,7 @@ struct DataParallelTests {
         #expect(Launcher.detect(["PMI_RANK": "0"]) == .other("PMI (MPICH, Intel MPI)"))
         #expect(
             MPIRun.arguments(processes: 2, program: "/bin/fledge", arguments: ["train"], asRoot: false)
-                == ["-n", "2", "--bind-to", "none", "--oversubscribe", "/bin/fledge", "train"])
+                == ["-n", "2", "--bind-to", "none", "--oversubscribe", "--stdin", "none", "/bin/fledge", "train"])
     }
 }
 
