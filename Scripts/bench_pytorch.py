@@ -21,6 +21,9 @@ CONFIGS = {
     "a": dict(vocab_size=8000, n_embd=128, n_layer=6, n_head=4, context_length=128, batch=32),
     "b": dict(vocab_size=8192, n_embd=256, n_layer=8, n_head=8, context_length=256, batch=16),
     "c": dict(vocab_size=4096, n_embd=384, n_layer=10, n_head=6, context_length=256, batch=8),
+    # The 50m and 100m presets' shapes with an 8,192-token vocabulary (TrainStepBenchmark.reference).
+    "d": dict(vocab_size=8192, n_embd=512, n_layer=12, n_head=8, context_length=1024, batch=4),
+    "e": dict(vocab_size=8192, n_embd=640, n_layer=16, n_head=10, context_length=1024, batch=4),
 }
 
 
@@ -44,20 +47,32 @@ def run(name, steps, warmup):
     data = torch.randint(0, c["vocab_size"], (batch * c["context_length"] + 1,))
     x = data[:-1].view(batch, -1)
     y = data[1:].view(batch, -1)
-    times = []
+    times, forward, backward, optimizer = [], [], [], []
     for step in range(warmup + steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         _, loss = model(x, y)
+        t1 = time.perf_counter()
         loss.backward()
+        t2 = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        t3 = time.perf_counter()
         if step >= warmup:
-            times.append((time.perf_counter() - t0) * 1000)
-    median = sorted(times)[len(times) // 2]
+            times.append((t3 - t0) * 1000)
+            forward.append((t1 - t0) * 1000)
+            backward.append((t2 - t1) * 1000)
+            optimizer.append((t3 - t2) * 1000)
+
+    def median_of(values):
+        return sorted(values)[len(values) // 2]
+
+    median = median_of(times)
     tokens = batch * c["context_length"]
     return dict(name=name, parameters=sum(p.numel() for p in model.parameters()), tokensPerStep=tokens,
                 stepMilliseconds=times, medianMilliseconds=median, tokensPerSecond=tokens / (median / 1000),
+                forwardMilliseconds=median_of(forward), backwardMilliseconds=median_of(backward),
+                optimizerMilliseconds=median_of(optimizer),
                 peakRSSMegabytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, finalLoss=loss.item())
 
 
@@ -70,12 +85,13 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"pytorch bench train: torch {torch.__version__}, {args.threads} threads, fp32, eager")
-    print("config  params      tokens/step  ms/step(median)  tokens/s  peak RSS MB")
+    print("config  params      tokens/step  ms/step(median)  forward  backward  optimizer  tokens/s  peak RSS MB")
     results = []
     for name in args.configs.split(","):
         r = run(name, args.steps, args.warmup)
         results.append(r)
         print(f"{name:6s}  {r['parameters']:<10d}  {r['tokensPerStep']:11d}  {r['medianMilliseconds']:15.1f}  "
+              f"{r['forwardMilliseconds']:7.1f}  {r['backwardMilliseconds']:8.1f}  {r['optimizerMilliseconds']:9.1f}  "
               f"{r['tokensPerSecond']:8.0f}  {r['peakRSSMegabytes']:11.0f}")
     print(json.dumps({"pytorch": results}))
 

@@ -38,6 +38,7 @@ public final class AdamW: @unchecked Sendable {
     let runs: [(range: Range<Int>, decays: Bool)]
 
     public init(model: GPT, config: AdamWConfig = AdamWConfig()) throws {
+        try model.allocateGradients()  // the optimizer needs them; inference never makes them
         self.config = config
         firstMoment = try Storage<Float>(count: model.parameterCount)
         secondMoment = try Storage<Float>(count: model.parameterCount)

@@ -13,6 +13,7 @@ extension GPT {
                 "backward called without a training forward pass with targets",
                 hint: "call forward(tokens:targets:activations:) with targets on a training plan first.")
         }
+        try allocateGradients()
         acts.hasLoss = false  // the logits are about to be overwritten by their gradient
         withBuffers(acts) { m in runBackward(m, acts) }
     }

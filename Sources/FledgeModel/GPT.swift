@@ -44,8 +44,10 @@ public final class GPT: @unchecked Sendable {
     public let layout: ParameterLayout
     /// All parameters, laid out by `layout`.
     public let parameters: Storage<Float>
-    /// Gradients of the parameters (same layout); `backward` adds to them.
-    public let gradients: Storage<Float>
+    /// Gradients of the parameters (same layout); `backward` adds to them. Empty until training needs them
+    /// (`allocateGradients()`, called by AdamW and by the first backward): generation, chat, evaluation and
+    /// serving hold no gradient memory.
+    public private(set) var gradients: Storage<Float>
     public let backend: any Backend
 
     let blocks: [BlockParameters]
@@ -70,7 +72,7 @@ public final class GPT: @unchecked Sendable {
         let layout = ParameterLayout(config: config)
         self.layout = layout
         parameters = try Storage<Float>(count: layout.totalCount)
-        gradients = try Storage<Float>(count: layout.totalCount)
+        gradients = try Storage<Float>(count: 0)
         blocks = (0..<config.layers).map { BlockParameters(layer: $0, layout: layout) }
         tokenEmbedding = layout.offset("wte.weight")
         positionEmbedding = layout.optionalOffset("wpe.weight")
@@ -105,6 +107,12 @@ public final class GPT: @unchecked Sendable {
 
     /// Sets every gradient to zero (before a new accumulation of micro-batches).
     public func zeroGradients() { gradients.zero() }
+
+    /// Gives the model its gradient buffer (zeroed), if it has none yet.
+    public func allocateGradients() throws(TensorError) {
+        guard gradients.count != layout.totalCount else { return }
+        gradients = try Storage<Float>(count: layout.totalCount)
+    }
 
     private static func positionTableCount(_ c: ModelConfig) -> Int {
         switch c.positions {

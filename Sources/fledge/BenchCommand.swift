@@ -13,7 +13,7 @@ struct BenchCommand: ParsableCommand {
     /// Reference configuration `name` (a, b or c), or a clear refusal.
     static func shape(named name: String) throws -> BenchmarkShape {
         guard let shape = BenchmarkShape.reference.first(where: { $0.name == name }) else {
-            throw ValidationError("unknown configuration '\(name)'; use a, b or c.")
+            throw ValidationError("unknown configuration '\(name)'; use a, b, c, d or e.")
         }
         return shape
     }
@@ -22,7 +22,10 @@ struct BenchCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Time training steps (forward, backward, clipping, AdamW) of the reference configurations.")
 
-        @Option(help: "Configurations to run: a, b, c (comma-separated).") var configs = "a,b,c"
+        @Option(
+            help:
+                "Configurations to run: a, b, c, and d / e (the 50m / 100m presets' shapes, context 1024; slow) (comma-separated)."
+        ) var configs = "a,b,c"
         @Option(help: "Timed steps per configuration.") var steps = 10
         @Option(help: "Untimed warm-up steps.") var warmup = 2
         @OptionGroup var threading: ThreadOptions
@@ -37,7 +40,9 @@ struct BenchCommand: ParsableCommand {
             let shapes = try names.map(BenchCommand.shape(named:))
             let backend = CPUBackend(threadCount: threading.count)
             print("fledge bench train: \(threading.count) threads, BLAS \(BLAS.libraryName.prefix(40)), fp32")
-            print("config  params      tokens/step  ms/step(median)  tokens/s   GFLOP/s  peak RSS MB  allocs/step")
+            print(
+                "config  params      tokens/step  ms/step(median)  forward  backward  optimizer  tokens/s   GFLOP/s  of GEMM  peak RSS MB  allocs/step"
+            )
             var results: [BenchmarkResult] = []
             for shape in shapes {
                 let r: BenchmarkResult
@@ -48,10 +53,11 @@ struct BenchCommand: ParsableCommand {
                 let allocations = r.allocationsPerStep.map { String(format: "%.1f", $0) } ?? "-"
                 print(
                     String(
-                        format: "%-6@  %-10d  %11d  %15.1f  %8.0f  %8.1f  %11.0f  %11@", r.name as NSString,
-                        r.parameters,
-                        r.tokensPerStep, r.medianMilliseconds, r.tokensPerSecond, r.gflopsPerSecond, r.peakRSSMegabytes,
-                        allocations as NSString))
+                        format: "%@  %-10d  %11d  %15.1f  %7.1f  %8.1f  %9.1f  %8.0f  %8.1f  %6.0f%%  %11.0f  %11@",
+                        r.name.padding(toLength: 6, withPad: " ", startingAt: 0) as NSString, r.parameters,
+                        r.tokensPerStep, r.medianMilliseconds, r.forwardMilliseconds,
+                        r.backwardMilliseconds, r.optimizerMilliseconds, r.tokensPerSecond, r.gflopsPerSecond,
+                        100 * r.ceilingShare, r.peakRSSMegabytes, allocations as NSString))
             }
             let json = try JSONEncoder().encode(["fledge": results])
             print(String(decoding: json, as: UTF8.self))
