@@ -12,6 +12,20 @@ struct DecodingTests {
         return (0..<count).map { _ in Int32(rng.next() % UInt64(vocabulary)) }
     }
 
+    /// Inference holds no gradient memory: a model that only decodes and evaluates never allocates it; the
+    /// optimizer (or a backward) does, zeroed.
+    @Test func gradientsAreAllocatedOnlyForTraining() throws {
+        let model = try Fixture("gpt2").model(backend: Self.backend)
+        let cache = try KVCache(model: model, batchSize: 1, chunkSize: 4)
+        _ = try model.decodeAllLogits(tokens: [1, 2, 3], count: 3, cache: cache)
+        let acts = try Activations(config: model.config, batchSize: 1, sequenceLength: 4, forTraining: false)
+        try model.forward(tokens: [1, 2, 3, 4], targets: [2, 3, 4, 5], activations: acts, training: false)
+        #expect(model.gradients.count == 0)
+        _ = try AdamW(model: model)
+        #expect(model.gradients.count == model.parameterCount)
+        #expect(model.gradients.array.allSatisfy { $0 == 0 })
+    }
+
     @Test(arguments: Fixture.variants)
     func kvCacheMatchesFullRecompute(variant: String) throws {
         let fixture = try Fixture(variant)
