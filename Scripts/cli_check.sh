@@ -59,6 +59,18 @@ $fledge train --data "$tmp/qa" --run "$tmp/ft" --init-from "$tmp/pre" --batch-si
 grep -q '{question}' "$tmp/ft/final/sequence-format.json" || fail "the checkpoint lacks the chat template"
 ok "fine-tuned with --init-from on question/answer shards"
 
+# --init-from takes the model as it is: architecture flags are refused by name; shorter sequences are a
+# training setting of their own (--sequence-length), apart from the model's --context.
+if $fledge train --data "$tmp/qa" --run "$tmp/ft2" --init-from "$tmp/pre" --layers 3 --context 32 --steps 2 \
+    > "$tmp/ft2.log" 2>&1; then
+    fail "--init-from accepted architecture flags it would ignore"
+fi
+grep -q -- "--layers, --context would be ignored" "$tmp/ft2.log" || fail "unclear refusal: $(cat "$tmp/ft2.log")"
+$fledge train --data "$tmp/qa" --run "$tmp/ft3" --init-from "$tmp/pre" --sequence-length 32 --batch-size 8 --steps 2 \
+    --eval-batches 1 --sample-tokens 0 --threads 2 > "$tmp/ft3.log" 2>&1 || fail "--sequence-length: $(tail -3 "$tmp/ft3.log")"
+grep -q "batch 8 × 32 × 1" "$tmp/ft3.log" || fail "--sequence-length 32 was not used: $(grep plan "$tmp/ft3.log")"
+ok "--init-from refuses architecture flags; --sequence-length sets the training windows"
+
 # A tokenizer that does not match the checkpoint is refused with a message naming it.
 $fledge tokenizer train --input "$tmp/text.txt" --vocab-size 400 --output "$tmp/other.json" > /dev/null
 $fledge data prepare "$tmp/qa.jsonl" --tokenizer "$tmp/other.json" --output "$tmp/qa-other" > /dev/null

@@ -119,7 +119,8 @@ public final class Trainer {
         guard T >= 1, T <= model.config.contextLength else {
             throw TrainingError(
                 "sequence length \(T) exceeds the model's context length \(model.config.contextLength)",
-                hint: "use --context \(model.config.contextLength) or less, or a model with a longer context.")
+                hint: "use --sequence-length \(model.config.contextLength) or less, or a model with a longer --context."
+            )
         }
         guard tokenizer.vocabularySize == model.config.vocabularySize else {
             throw TrainingError(

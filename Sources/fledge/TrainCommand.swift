@@ -113,6 +113,10 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup var architecture: ArchitectureOptions
 
     @Option(help: "Sequences per micro-batch (default 16).") var batchSize: Int?
+    @Option(
+        help:
+            "Tokens per training sequence (default: the model's context; at most the model's context, which --context sets)."
+    ) var sequenceLength: Int?
     @Option(help: "Micro-batches per update (gradient accumulation) (default 1).") var accumulation: Int?
     @Option(help: "Updates (default 1000; with --resume, a new total: the schedule then ends there).") var steps: Int?
     @Option(
@@ -153,7 +157,7 @@ struct TrainCommand: ParsableCommand {
 
     func trainingConfig() -> TrainingConfig {
         var config = TrainingConfig()
-        config.sequenceLength = architecture.context
+        config.sequenceLength = sequenceLength
         // A time budget alone sets no step limit: the run, its schedule and its progress line speak in time.
         config.maxSteps = steps ?? (minutes != nil ? TrainingConfig.unlimitedSteps : 1000)
         config.maxSeconds = minutes.map { $0 * 60 }
@@ -184,6 +188,7 @@ struct TrainCommand: ParsableCommand {
     var ignoredOnResume: [String] {
         let given: [(String, Bool)] = [
             ("--init-from", initFrom != nil), ("--run", runDirectory != nil), ("--batch-size", batchSize != nil),
+            ("--sequence-length", sequenceLength != nil),
             ("--accumulation", accumulation != nil), ("--lr", lr != nil), ("--warmup", warmup != nil),
             ("--schedule", schedule != nil), ("--min-lr-fraction", minLrFraction != nil),
             ("--decay-fraction", decayFraction != nil), ("--weight-decay", weightDecay != nil),
@@ -209,6 +214,7 @@ struct TrainCommand: ParsableCommand {
         if let checkpointMinutes { try checkFinite("--checkpoint-minutes", checkpointMinutes, 0.001...10_000_000) }
         if let keepEvery { try checkRange("--keep-every", keepEvery, 1...1_000_000_000_000) }
         if let processes { try checkRange("--processes", processes, 1...4096) }
+        if let sequenceLength { try checkRange("--sequence-length", sequenceLength, 1...ModelConfig.limits.context) }
         if let collectiveTimeout { try checkFinite("--collective-timeout", collectiveTimeout, 1...86_400) }
         for (option, value) in [
             ("--lr", lr), ("--min-lr-fraction", minLrFraction), ("--decay-fraction", decayFraction),
@@ -217,6 +223,12 @@ struct TrainCommand: ParsableCommand {
             if let value, !value.isFinite { throw ValidationError("\(option) must be a finite number (got \(value)).") }
         }
         try architecture.validate()
+        if initFrom != nil && !architecture.given.isEmpty {
+            let given = architecture.given
+            throw ValidationError(
+                "--init-from starts from that run's model as it is, so \(given.joined(separator: ", ")) would be ignored. Drop \(given.count == 1 ? "it" : "them")\(given.contains("--context") ? "; to train on shorter sequences, give --sequence-length" : "")."
+            )
+        }
         if resume != nil {
             let ignored = ignoredOnResume
             guard ignored.isEmpty else {
