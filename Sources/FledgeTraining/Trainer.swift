@@ -130,7 +130,6 @@ public final class Trainer {
         try Trainer.checkMemory(
             model: model, batchSize: config.batchSize, sequenceLength: T, processes: Launcher.detect().ranksOnThisHost)
         var start = state ?? TrainerState()
-        if state == nil { start.seed = config.seed }
         start.dataFolder = dataset.folder.standardizedFileURL.path
         self.state = start
         skipped.sessionStart = start.step
@@ -179,7 +178,7 @@ public final class Trainer {
             ("the data (shards and tokenizer)", (data + [manifest.tokenizer.sha256]).joined(separator: ",")),
             (
                 "the starting point (step, data position)",
-                "\(state.step) \(state.dataEpoch) \(state.dataWindow) \(state.seed) \(state.elapsedSeconds)"
+                "\(state.step) \(state.dataEpoch) \(state.dataWindow) \(state.elapsedSeconds)"
             ),
             ("the threads per rank (--threads)", "\((model.backend as? CPUBackend)?.threadCount ?? 0)"),
         ])
@@ -306,7 +305,7 @@ public final class Trainer {
             loader.next(inputs: &inputs, targets: &targets)
             // Each rank's micro-batches draw their own masks (ranks share the seed, not the masks).
             let seed = Trainer.dropoutSeed(
-                state.seed, step: state.step, micro: communicator.rank * accumulation + micro)
+                config.seed, step: state.step, micro: communicator.rank * accumulation + micro)
             let loss =
                 try model.forward(tokens: inputs, targets: targets, activations: activations, dropoutSeed: seed) ?? 0
             try model.backward(activations: activations)

@@ -167,8 +167,6 @@ public struct TrainerState: Codable, Sendable, Equatable {
     public var elapsedSeconds = 0.0
     /// Running mean of the training loss (spike detection).
     public var smoothedLoss: Float?
-    /// The seed everything random derives from (dropout masks per step and micro-batch, sample draws).
-    public var seed: UInt64 = 1337
     public var lastLearningRate: Float = 0
     /// The prepared data folder (absolute), so `--resume` finds it.
     public var dataFolder: String?

@@ -246,77 +246,21 @@ struct TrainCommand: ParsableCommand {
             Job.communicator = communicator
             let leader = communicator.isLeader
             let backend = CPUBackend(threadCount: threading.count)
-            let trainer: Trainer
+            let start: RunStart
             if let resume {
-                let folder = URL(fileURLWithPath: resume)
-                let lock = UserFile.kind(folder.path) == .folder && leader ? try RunCheckpoint.lockRun(folder) : nil
-                defer { withExtendedLifetime(lock) {} }
-                // Rank 0's lock recovers a checkpoint swap a kill interrupted; the others read latest/ after it.
-                try communicator.barrier(what: "start-up")
-                let (model, optimizer, state, saved) = try RunCheckpoint.load(
-                    try RunCheckpoint.resumeFolder(folder), backend: backend)
-                var config = saved
-                if let steps {
-                    guard steps > state.step else {
-                        throw ValidationError("--steps \(steps) is not beyond the run's step \(state.step).")
-                    }
-                    config.maxSteps = steps
-                }
-                if let minutes { config.maxSeconds = minutes * 60 }
-                config = try config.splitting(over: communicator.size)
-                guard let dataFolder = data ?? state.dataFolder else {
-                    throw ValidationError("\(resume) does not record its data folder: pass --data.")
-                }
-                let dataset = try PreparedDataset(URL(fileURLWithPath: dataFolder))
-                if let recorded = state.dataFolder, data != nil {
-                    try Self.checkSameData(dataset, recorded: recorded)
-                }
-                try dataset.check(
-                    tokenizer: try TokenizerJSON.loadAny(folder.appendingPathComponent("latest/tokenizer.json")),
-                    name: "\(resume)/latest/tokenizer.json")
-                trainer = try Trainer(
-                    model: model, optimizer: optimizer, config: config, dataset: dataset, run: folder, state: state,
-                    communicator: communicator)
-                if leader && config.ranks != saved.ranks {
-                    say(
-                        "the run trained with \(saved.ranks) process\(saved.ranks == 1 ? "" : "es") × batch \(saved.batchSize); it continues with \(config.ranks) × \(config.batchSize), the same global batch and data order"
-                    )
-                }
-                if leader {
-                    say(
-                        config.maxSteps >= TrainingConfig.unlimitedSteps
-                            ? "resuming \(resume) at step \(state.step) (\(duration(state.elapsedSeconds)) of \(duration(config.maxSeconds ?? 0)))"
-                            : "resuming \(resume) at step \(state.step) of \(config.maxSteps)")
-                }
+                start = .resume(URL(fileURLWithPath: resume))
+            } else if let initFrom {
+                start = .fineTune(from: initFrom)
             } else {
-                guard let data else { throw ValidationError("give --data (a prepared folder), or --resume RUN.") }
-                let dataset = try PreparedDataset(URL(fileURLWithPath: data))
-                let runFolder = URL(fileURLWithPath: runDirectory ?? "runs/\(Self.timestamp())")
-                let tokenizer = try dataset.tokenizer()
-                let model: GPT
-                if let initFrom {
-                    let (folder, loaded, theirs) = try RunCheckpoint.loadForInference(initFrom, backend: backend)
-                    model = loaded
-                    try dataset.check(tokenizer: theirs, name: folder.appendingPathComponent("tokenizer.json").path)
-                } else {
-                    model = try GPT(
-                        config: architecture.config(vocabularySize: tokenizer.vocabularySize), backend: backend,
-                        seed: seed ?? TrainingConfig().seed)
-                }
-                var config = trainingConfig()
-                config.processes = communicator.size > 1 ? communicator.size : nil
-                let optimizer = try AdamW(model: model, config: config.optimizer)
-                let lock = leader ? try RunCheckpoint.lockRun(runFolder) : nil
-                defer { withExtendedLifetime(lock) {} }
-                if leader && FileManager.default.fileExists(atPath: runFolder.appendingPathComponent("latest").path) {
-                    throw ValidationError(
-                        "\(runFolder.path) already holds a run: continue it with --resume \(runFolder.path), or choose another --run."
-                    )
-                }
-                trainer = try Trainer(
-                    model: model, optimizer: optimizer, config: config, dataset: dataset, run: runFolder,
-                    communicator: communicator)
+                // The vocabulary is the data's; the plan sets it.
+                start = .scratch(try architecture.config(vocabularySize: 1))
             }
+            let plan = RunPlan(
+                start: start, data: data.map { URL(fileURLWithPath: $0) },
+                run: URL(fileURLWithPath: runDirectory ?? "runs/\(Self.timestamp())"), config: trainingConfig(),
+                steps: steps, minutes: minutes)
+            let (trainer, notes) = try plan.trainer(backend: backend, communicator: communicator)
+            if leader { notes.forEach { say($0) } }
             if leader {
                 try Self.train(trainer, threads: threading.count)
             } else {
@@ -351,22 +295,6 @@ struct TrainCommand: ParsableCommand {
                 processes: processes, program: program, arguments: arguments, asRoot: geteuid() == 0)
         say("starting \(processes) processes: \(all.joined(separator: " "))")
         Foundation.exit(try MPIRun.run(mpirun, arguments: Array(all.dropFirst())))
-    }
-
-    /// `--resume --data OTHER` may point at the same prepared data moved elsewhere, never at other data: the
-    /// shards' SHA-256s must be the ones of the folder the run trained on (when it still exists).
-    static func checkSameData(_ dataset: PreparedDataset, recorded: String) throws {
-        guard PathCheck.canonical(dataset.folder.path) != PathCheck.canonical(recorded) else { return }
-        func fingerprint(_ manifest: DataManifest) -> [String] {
-            manifest.splits.keys.sorted().flatMap { manifest.splits[$0]!.shards.map(\.sha256) }
-                + [manifest.tokenizer.sha256]
-        }
-        let theirs = (try? PreparedDataset(URL(fileURLWithPath: recorded)).manifest).map(fingerprint)
-        guard theirs == nil || theirs == fingerprint(dataset.manifest) else {
-            throw ValidationError(
-                "--data \(dataset.folder.path) is not the data this run trained on (\(recorded)): its shards differ. Resuming on other data would silently change the run; drop --data, or fine-tune on the new data with --init-from."
-            )
-        }
     }
 
     static func timestamp() -> String {

@@ -184,3 +184,34 @@ final class Locked<T>: @unchecked Sendable {
         body(&stored)
     }
 }
+
+/// One typed start for every run: a new model, a resumed run, a fine-tune.
+struct RunPlanTests {
+    @Test func aPlanStartsResumesAndRefusesWhatCannotWork() throws {
+        let folder = TrainingFixtures.scratch()
+        let dataset = try TrainingFixtures.dataset(in: folder)
+        var config = TrainingFixtures.trainingConfig(steps: 4)
+        config.sampleTokens = 0
+        let run = folder.appendingPathComponent("run")
+        let architecture = ModelConfig(vocabularySize: 1, contextLength: 32, layers: 2, width: 32, heads: 2)
+        let backend = CPUBackend(threadCount: 1)
+        let fresh = RunPlan(start: .scratch(architecture), data: dataset.folder, run: run, config: config)
+        let (first, notes) = try fresh.trainer(backend: backend)
+        #expect(notes.isEmpty && first.model.config.vocabularySize == 300)
+        _ = try first.train()
+        // The run folder now holds a run: a second new run there is refused.
+        #expect(throws: TrainingError.self) { _ = try fresh.trainer(backend: backend) }
+        let resume = RunPlan(start: .resume(run), data: nil, run: nil, config: TrainingConfig(), steps: 6)
+        let (second, resumeNotes) = try resume.trainer(backend: backend)
+        #expect(resumeNotes.last == "resuming \(run.path) at step 4 of 6")
+        #expect(try second.train().state.step == 6)
+        var backwards = resume
+        backwards.steps = 5
+        #expect(throws: TrainingError.self) { _ = try backwards.trainer(backend: backend) }
+        let tune = RunPlan(
+            start: .fineTune(from: run.path), data: dataset.folder, run: folder.appendingPathComponent("tuned"),
+            config: config)
+        let (tuned, _) = try tune.trainer(backend: backend)
+        #expect(tuned.model.parameters.array == second.model.parameters.array)
+    }
+}
