@@ -7,7 +7,7 @@
 #   3. a rank killed with kill -9 stops the job within seconds, naming the rank; latest/ is intact and
 #      `--resume` continues; Ctrl-C on `--processes` stops every rank cleanly and saves latest/;
 #   4. a rank that hangs (SIGSTOP) makes the others stop after --collective-timeout, with a message;
-#   5. ranks started with different settings are refused, naming the rank and what differs;
+#   5. ranks started with different settings, data or builds are refused, naming the rank and what differs;
 #   6. more ranks than the data has windows for; mpirun missing; MPI's library missing;
 #   7. two hosts (network namespaces, one rank each, TCP): bit-identical to one host; an unreachable host.
 set -euo pipefail
@@ -122,6 +122,19 @@ fi
 grep -q "rank 1 differs from rank 0 in the training settings" "$tmp/mixed.log" || fail "mismatch: $(head -3 "$tmp/mixed.log")"
 [ -d "$tmp/mixed/latest" ] && fail "a refused job wrote a checkpoint"
 ok "ranks with different settings refused: $(grep -o 'rank 1 differs.*' "$tmp/mixed.log")"
+# Other data, and another build of fledge (the same binary with one byte appended: another SHA-256).
+head -c 200000 data/shakespeare/shakespeare.txt | tail -c 150000 > "$tmp/other.txt"
+"$fledge" data prepare "$tmp/other.txt" --split-on blank-line --tokenizer "$tmp/tok.json" --output "$tmp/other" > /dev/null
+cp "$fledge" "$tmp/fledge-other" && printf x >> "$tmp/fledge-other"
+other=("${tiny[@]}")
+other[1]="$tmp/other"  # --data
+if "${mpi[@]}" -n 1 "$fledge" train "${tiny[@]}" --run "$tmp/mixed2" --batch-size 4 --steps 5 : \
+    -n 1 "$tmp/fledge-other" train "${other[@]}" --run "$tmp/mixed2" --batch-size 4 --steps 5 > "$tmp/mixed2.log" 2>&1; then
+    fail "ranks with other data and another build were accepted"
+fi
+grep -q "rank 1 differs from rank 0 in the fledge program (its build), the data (shards and tokenizer)" "$tmp/mixed2.log" ||
+    fail "data and build mismatch: $(head -3 "$tmp/mixed2.log")"
+ok "ranks with other data and another build refused: $(grep -o 'rank 1 differs.*' "$tmp/mixed2.log")"
 
 # 6. Too many ranks for the data; no mpirun; no MPI library.
 if "${mpi[@]}" -n 3 "$fledge" train "${tiny[@]}" --run "$tmp/many" --batch-size 4000 --steps 5 > "$tmp/many.log" 2>&1; then
