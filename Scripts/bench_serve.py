@@ -16,30 +16,20 @@ import http.client
 import json
 import os
 import random
-import re
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run(*args):
-    p = subprocess.run([str(a) for a in args], capture_output=True, text=True)
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, args))} failed:\n{p.stdout}\n{p.stderr}")
+sys.path.insert(0, os.path.join(ROOT, "Scripts"))
+from serve_client import Server, run  # noqa: E402  (shared with check_serve.py)
 
 
 def start(fledge, model, slots, threads):
-    proc = subprocess.Popen([fledge, "serve", model, "--port", "0", "--slots", str(slots), "--queue", "256",
-                             "--threads", str(threads)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = proc.stdout.readline()
-    return proc, int(re.search(r":(\d+)/v1", line).group(1))
+    return Server(fledge, model, "--slots", slots, "--queue", 256, "--threads", threads)
 
 
 def stream(port, tokens, prompt, disconnect_after=None):
@@ -106,14 +96,6 @@ def level(port, clients, requests, tokens):
             "ttft_p99_ms": p(0.99) * 1000, "errors": len(errors), "tokens": total[0], "seconds": wall}
 
 
-def health(port):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    c.request("GET", "/health")
-    payload = json.loads(c.getresponse().read())
-    c.close()
-    return payload
-
-
 def rss_kb(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
@@ -121,7 +103,8 @@ def rss_kb(pid):
     return 0
 
 
-def soak(port, pid, seconds, tokens):
+def soak(server, seconds, tokens):
+    port, pid = server.port, server.proc.pid
     stop = time.time() + seconds
     counts = {"valid": 0, "valid_errors": 0, "invalid": 0, "invalid_wrong": 0, "disconnects": 0}
     lock = threading.Lock()
@@ -167,7 +150,7 @@ def soak(port, pid, seconds, tokens):
         peak = max(peak, rss_kb(pid))
     end_rss = rss_kb(pid)
     try:
-        healthy = health(port)["status"] == "ok"
+        healthy = server.health()["status"] == "ok"
     except Exception:
         healthy = False
     return dict(counts, rss_after_warmup_mb=warm[0] / 1024, rss_end_mb=end_rss / 1024, rss_peak_mb=peak / 1024,
@@ -196,25 +179,24 @@ def main():
     json.dump(config, open(P("b.json"), "w"))
     run(fledge, "model", "init", "--config", P("b.json"), "--output", P("model-b"))
     os.replace(P("tok.json"), P("model-b", "tokenizer.json"))
-    batched, batched_port = start(fledge, P("model-b"), 16, args.threads)
-    peer, peer_port = start(fledge, P("model-b"), 1, args.threads)
-    levels = [("batched (16 slots)", batched_port, 1), ("batched (16 slots)", batched_port, 4),
-              ("batched (16 slots)", batched_port, 16), ("one at a time (1 slot)", peer_port, 16)]
+    batched = start(fledge, P("model-b"), 16, args.threads)
+    peer = start(fledge, P("model-b"), 1, args.threads)
+    levels = [("batched (16 slots)", batched, 1), ("batched (16 slots)", batched, 4),
+              ("batched (16 slots)", batched, 16), ("one at a time (1 slot)", peer, 16)]
     runs = {i: [] for i in range(len(levels))}
     try:
-        for port in (batched_port, peer_port):
-            stream(port, 8, "warm-up")
+        for server in (batched, peer):
+            stream(server.port, 8, "warm-up")
         for _ in range(args.rounds):
-            for i, (server, port, clients) in enumerate(levels):
-                before = health(port)
-                r = level(port, clients, args.requests, args.tokens)
-                after = health(port)
+            for i, (_, server, clients) in enumerate(levels):
+                before = server.health()
+                r = level(server.port, clients, args.requests, args.tokens)
+                after = server.health()
                 r["rows_per_step"] = (after["row_steps"] - before["row_steps"]) / max(1, after["steps"] - before["steps"])
                 runs[i].append(r)
     finally:
-        for proc in (batched, peer):
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
+        for server in (batched, peer):
+            server.stop(timeout=30)
     rows = []
     for i, (server, _, clients) in enumerate(levels):
         rs = runs[i]
@@ -238,12 +220,11 @@ def main():
     result = {"levels": rows, "speedup_16_vs_1": speedup, "speedup_16_vs_1_rounds": per_round,
               "speedup_vs_one_at_a_time": versus_peer}
     if args.soak > 0:
-        proc, port = start(fledge, P("model-b"), 16, args.threads)
+        server = start(fledge, P("model-b"), 16, args.threads)
         try:
-            s = soak(port, proc.pid, args.soak, args.tokens)
+            s = soak(server, args.soak, args.tokens)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=30)
+            code = server.stop(timeout=30)
         s["exit_status"] = code
         print(f"soak {args.soak}s: {s['valid']} valid requests ({s['valid_errors']} errors), {s['invalid']} invalid "
               f"({s['invalid_wrong']} answered wrongly), {s['disconnects']} disconnects; server up: {s['healthy']}; "

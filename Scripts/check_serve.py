@@ -15,7 +15,6 @@ Trains two tiny models (a base model on Shakespeare, a question/answer model on 
 Prints one line per check and exits 1 on any failure.
 """
 import argparse
-import http.client
 import json
 import os
 import re
@@ -30,6 +29,9 @@ import time
 
 import openai
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_client import Server, run  # noqa: E402  (shared with bench_serve.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 failures = []
 
@@ -38,58 +40,6 @@ def check(name, ok, detail=""):
     print(f"serve: {'ok' if ok else 'FAILED'}: {name}{': ' + str(detail) if detail != '' else ''}", flush=True)
     if not ok:
         failures.append(name)
-
-
-def run(*args):
-    p = subprocess.run([str(a) for a in args], capture_output=True, text=True)
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, args))} failed:\n{p.stdout}\n{p.stderr}")
-    return p.stdout
-
-
-class Server:
-    def __init__(self, fledge, run_dir, *flags):
-        self.proc = subprocess.Popen([fledge, "serve", run_dir, "--port", "0", *map(str, flags)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        line = self.proc.stdout.readline()
-        m = re.search(r"http://[^:]+:(\d+)/v1", line)
-        if not m:
-            raise RuntimeError("the server did not start: " + line + self.proc.stdout.read())
-        self.port = int(m.group(1))
-        self.base = f"http://127.0.0.1:{self.port}"
-        for _ in range(100):
-            try:
-                if self.get("/health")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.05)
-
-    def request(self, method, path, body=None, headers=None, timeout=30):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-        c.request(method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
-        r = c.getresponse()
-        payload = r.read()
-        c.close()
-        return r.status, dict(r.getheaders()), payload
-
-    def get(self, path):
-        return self.request("GET", path)
-
-    def json(self, method, path, body=None, headers=None):
-        status, headers, payload = self.request(method, path, body, headers)
-        try:
-            return status, headers, json.loads(payload)
-        except ValueError:
-            return status, headers, payload
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 def is_error_object(payload, param=None):
