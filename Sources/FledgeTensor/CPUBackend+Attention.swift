@@ -92,8 +92,13 @@ struct AttentionHeads: ParallelRangeJob {
             let o = output + b * s.queryLength * ors + h * hs
             if s.queryLength == 1 {
                 // One query (decoding): dot products and a weighted sum in SIMD lanes; a BLAS call per head costs
-                // more than its arithmetic at this size.
-                singleQuery(q, k, v, p, o, visible: s.keyOffset + 1, scale: scale)
+                // more than its arithmetic at this size. The same arithmetic as `decodeAttention`'s rows.
+                let visible = s.keyOffset + 1
+                CPUBackend.decodeHeads(
+                    query: q - h * hs, key: k - (h / group) * hs, value: v - (h / group) * hs,
+                    probabilities: p - h * prs,
+                    output: o - h * hs, heads: h..<(h + 1), keys: visible, shape: s)
+                (p + visible).update(repeating: 0, count: s.keyLength - visible)
                 continue
             }
             var r0 = 0
@@ -117,32 +122,79 @@ struct AttentionHeads: ParallelRangeJob {
     }
 }
 
-extension AttentionHeads {
-    /// One query row over `visible` keys: p = softmax(scale·q·Kᵀ) (zero past `visible`), o = p·V.
+extension CPUBackend {
+    /// One query row's attention for the heads in `heads` over its first `keys` cached positions:
+    /// p_h = softmax(scale·q_h·K_hᵀ), o_h = p_h·V_h. Positions are the outer loop, so each cached key and value
+    /// row is read once, front to back (all heads of a position lie together). `query` and `output` point at
+    /// the row's head 0, `key` and `value` at its position 0, `probabilities` at head 0's row (heads
+    /// `probabilityRowStride` apart). Decoding a row alone and in a batch runs exactly this, so a sequence's
+    /// tokens do not depend on what else is decoded beside it.
     @inline(__always)
-    func singleQuery(
-        _ q: ConstFloatPointer, _ k: ConstFloatPointer, _ v: ConstFloatPointer, _ p: FloatPointer, _ o: FloatPointer,
-        visible: Int, scale: Float
+    static func decodeHeads(
+        query q: ConstFloatPointer, key k: ConstFloatPointer, value v: ConstFloatPointer,
+        probabilities p: FloatPointer, output o: FloatPointer, heads: Range<Int>, keys n: Int, shape s: AttentionShape
     ) {
-        let (hs, kvrs) = (shape.headSize, shape.kvRowStride)
-        for j in 0..<visible {
-            let key = k + j * kvrs
-            var acc = Vec16()
-            forEachChunk16(0..<hs) { i, lanes in acc.addProduct(loadLanes(q + i, lanes), loadLanes(key + i, lanes)) }
-            p[j] = acc.sum() * scale
+        let (hs, group, scale, prs, kvrs) = (s.headSize, s.groupSize, s.scale, s.probabilityRowStride, s.kvRowStride)
+        if heads.count == 1 {
+            // One head: pointers fixed once; each output chunk sums over the positions in a register (the same
+            // sums in the same order as the general path below, without storing the partial sums).
+            let h = heads.lowerBound
+            let (qh, kh, vh) = (q + h * hs, k + (h / group) * hs, v + (h / group) * hs)
+            let (ph, oh) = (p + h * prs, o + h * hs)
+            for j in 0..<n {
+                var acc = Vec16()
+                let keyRow = kh + j * kvrs
+                forEachChunk16(0..<hs) { i, lanes in
+                    acc.addProduct(loadLanes(qh + i, lanes), loadLanes(keyRow + i, lanes))
+                }
+                ph[j] = acc.sum() * scale
+            }
+            softmaxInPlace(ph, count: n)
+            forEachChunk16(0..<hs) { i, lanes in
+                var acc = Vec16()
+                for j in 0..<n { acc.addProduct(Vec16(repeating: ph[j]), loadLanes(vh + j * kvrs + i, lanes)) }
+                storeLanes(acc, oh + i, lanes)
+            }
+            return
         }
-        CPUBackend.softmaxInPlace(p, count: visible)
-        (p + visible).update(repeating: 0, count: shape.keyLength - visible)
-        forEachChunk16(0..<hs) { i, lanes in
-            var acc = Vec16()
-            for j in 0..<visible { acc.addProduct(Vec16(repeating: p[j]), loadLanes(v + j * kvrs + i, lanes)) }
-            storeLanes(acc, o + i, lanes)
+        // Heads by key/value group, so a group's key and value rows are found once per position, not per head.
+        let groups = (heads.lowerBound / group)...((heads.upperBound - 1) / group)
+        for j in 0..<n {
+            let keyRow = k + j * kvrs
+            for g in groups {
+                let kh = keyRow + g * hs
+                for h in max(g * group, heads.lowerBound)..<min((g + 1) * group, heads.upperBound) {
+                    let qh = q + h * hs
+                    var acc = Vec16()
+                    forEachChunk16(0..<hs) { i, lanes in
+                        acc.addProduct(loadLanes(qh + i, lanes), loadLanes(kh + i, lanes))
+                    }
+                    p[h * prs + j] = acc.sum() * scale
+                }
+            }
+        }
+        for h in heads {
+            softmaxInPlace(p + h * prs, count: n)
+            (o + h * hs).update(repeating: 0, count: hs)
+        }
+        for j in 0..<n {
+            let valueRow = v + j * kvrs
+            for g in groups {
+                let vh = valueRow + g * hs
+                for h in max(g * group, heads.lowerBound)..<min((g + 1) * group, heads.upperBound) {
+                    let weight = Vec16(repeating: p[h * prs + j])
+                    let oh = o + h * hs
+                    forEachChunk16(0..<hs) { i, lanes in
+                        storeLanes(
+                            loadLanes(oh + i, lanes).addingProduct(weight, loadLanes(vh + i, lanes)), oh + i, lanes)
+                    }
+                }
+            }
         }
     }
 }
 
-/// Decoding attention for a range of batch rows, every head of a row on one thread. Positions are the outer
-/// loop, so each cached key and value row is read once, front to back (all heads of a position lie together).
+/// Decoding attention for a range of batch rows, every head of a row on one thread (`decodeHeads`).
 struct DecodeAttentionRows: ParallelRangeJob {
     let output: FloatPointer, probabilities: FloatPointer
     let query: ConstFloatPointer, key: ConstFloatPointer, value: ConstFloatPointer
@@ -151,39 +203,13 @@ struct DecodeAttentionRows: ParallelRangeJob {
 
     func run(_ block: Range<Int>) {
         let s = shape
-        let (hs, group, scale, prs) = (s.headSize, s.groupSize, s.scale, s.probabilityRowStride)
         for r in block {
             let row = rows[r]
-            let n = row.keys
-            let q = query + r * s.queryBatchStride
-            let k = key + row.cacheRow * s.kvBatchStride
-            let v = value + row.cacheRow * s.kvBatchStride
-            let p = probabilities + r * s.heads * prs
-            let o = output + r * s.outputRowStride
-            for j in 0..<n {
-                let keyRow = k + j * s.kvRowStride
-                for h in 0..<s.heads {
-                    let (qh, kh) = (q + h * hs, keyRow + (h / group) * hs)
-                    var acc = Vec16()
-                    forEachChunk16(0..<hs) { i, lanes in
-                        acc.addProduct(loadLanes(qh + i, lanes), loadLanes(kh + i, lanes))
-                    }
-                    p[h * prs + j] = acc.sum() * scale
-                }
-            }
-            for h in 0..<s.heads { CPUBackend.softmaxInPlace(p + h * prs, count: n) }
-            o.update(repeating: 0, count: s.heads * hs)
-            for j in 0..<n {
-                let valueRow = v + j * s.kvRowStride
-                for h in 0..<s.heads {
-                    let weight = Vec16(repeating: p[h * prs + j])
-                    let (oh, vh) = (o + h * hs, valueRow + (h / group) * hs)
-                    forEachChunk16(0..<hs) { i, lanes in
-                        storeLanes(
-                            loadLanes(oh + i, lanes).addingProduct(weight, loadLanes(vh + i, lanes)), oh + i, lanes)
-                    }
-                }
-            }
+            CPUBackend.decodeHeads(
+                query: query + r * s.queryBatchStride, key: key + row.cacheRow * s.kvBatchStride,
+                value: value + row.cacheRow * s.kvBatchStride,
+                probabilities: probabilities + r * s.heads * s.probabilityRowStride,
+                output: output + r * s.outputRowStride, heads: 0..<s.heads, keys: row.keys, shape: s)
         }
     }
 }
