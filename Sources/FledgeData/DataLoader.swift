@@ -197,16 +197,12 @@ public final class DataLoader {
         self.seed = seed
         windowsPerEpoch = max(0, (stream.count - 1) / max(1, sequenceLength))
         guard batchSize >= 1, sequenceLength >= 1, windowsPerEpoch >= batchSize * ranks else {
-            if ranks > 1 {
-                throw DataError(
-                    "the \(split) split has \(stream.count) tokens: \(windowsPerEpoch) windows of \(sequenceLength) + 1 tokens, fewer than a global batch of \(ranks) ranks × \(batchSize)",
-                    hint:
-                        "use fewer processes, a smaller --batch-size or --context, or prepare more data (or a larger --val-fraction)."
-                )
-            }
+            let batch = ranks > 1 ? "global batch of \(ranks) ranks × \(batchSize)" : "batch of \(batchSize)"
             throw DataError(
-                "the \(split) split has \(stream.count) tokens: \(windowsPerEpoch) windows of \(sequenceLength) + 1 tokens, fewer than a batch of \(batchSize)",
-                hint: "use a smaller --batch-size or --context, or prepare more data (or a larger --val-fraction).")
+                "the \(split) split has \(stream.count) tokens: \(windowsPerEpoch) windows of \(sequenceLength) + 1 tokens, fewer than a \(batch)",
+                hint:
+                    "use \(ranks > 1 ? "fewer processes, " : "")a smaller --batch-size or --context, or prepare more data (or a larger --val-fraction)."
+            )
         }
         guard position.window >= 0, position.window <= windowsPerEpoch, position.epoch >= 0 else {
             throw DataError(

@@ -34,6 +34,12 @@ public struct DataManifest: Codable, Sendable {
     public var skippedRecords: Int
     public var seconds: Double
 
+    /// What identifies the prepared tokens whatever folder holds them: every shard's SHA-256 (splits in name
+    /// order) and the tokenizer's. Equal content hashes mean the same data.
+    public var contentHashes: [String] {
+        splits.keys.sorted().flatMap { splits[$0]!.shards.map(\.sha256) } + [tokenizer.sha256]
+    }
+
     /// Reads manifest.json of a prepared folder.
     public static func load(_ folder: URL) throws -> DataManifest {
         let url = folder.appendingPathComponent("manifest.json")

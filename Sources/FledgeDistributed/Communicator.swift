@@ -8,7 +8,7 @@ import Foundation
 
 /// The processes of one training job.
 public protocol Communicator: AnyObject {
-    /// This process's index, 0..<size; rank 0 evaluates, prints, logs and writes checkpoints.
+    /// This process's index, 0..<size; rank 0 prints, logs and writes checkpoints.
     var rank: Int { get }
     var size: Int { get }
     /// What carries the collectives, for the start-up line ("Open MPI v4.1.4", "one process").

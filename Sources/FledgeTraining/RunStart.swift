@@ -64,7 +64,8 @@ public struct RunPlan {
                 model = loaded
                 try dataset.check(tokenizer: theirs, name: folder.appendingPathComponent("tokenizer.json").path)
             case .scratch(var architecture):
-                architecture.vocabularySize = try dataset.tokenizer().vocabularySize
+                // The manifest's count: the Trainer loads and checks the tokenizer itself.
+                architecture.vocabularySize = dataset.manifest.tokenizer.vocabularySize
                 try architecture.validate()
                 model = try GPT(config: architecture, backend: backend, seed: config.seed)
             case .resume: fatalError("handled above")
@@ -132,12 +133,8 @@ public struct RunPlan {
     /// SHA-256s must be those of the folder the run trained on (when it still exists).
     static func checkSameData(_ dataset: PreparedDataset, recorded: String) throws {
         guard PathCheck.canonical(dataset.folder.path) != PathCheck.canonical(recorded) else { return }
-        func fingerprint(_ manifest: DataManifest) -> [String] {
-            manifest.splits.keys.sorted().flatMap { manifest.splits[$0]!.shards.map(\.sha256) }
-                + [manifest.tokenizer.sha256]
-        }
-        let theirs = (try? PreparedDataset(URL(fileURLWithPath: recorded)).manifest).map(fingerprint)
-        guard theirs == nil || theirs == fingerprint(dataset.manifest) else {
+        let theirs = (try? PreparedDataset(URL(fileURLWithPath: recorded)).manifest)?.contentHashes
+        guard theirs == nil || theirs == dataset.manifest.contentHashes else {
             throw TrainingError(
                 "--data \(dataset.folder.path) is not the data this run trained on (\(recorded)): its shards differ",
                 hint:

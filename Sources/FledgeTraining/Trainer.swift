@@ -169,13 +169,11 @@ public final class Trainer {
         let program =
             (try? Data(contentsOf: URL(fileURLWithPath: "/proc/self/exe"), options: .alwaysMapped))
             .map(SHA256.hex) ?? CommandLine.arguments[0]
-        let manifest = dataset.manifest
-        let data = manifest.splits.keys.sorted().flatMap { manifest.splits[$0]!.shards.map(\.sha256) }
         try communicator.checkAgreement([
             ("the fledge program (its build)", program),
             ("the model (architecture)", String(decoding: try encoder.encode(model.config), as: UTF8.self)),
             ("the training settings", String(decoding: try encoder.encode(config), as: UTF8.self)),
-            ("the data (shards and tokenizer)", (data + [manifest.tokenizer.sha256]).joined(separator: ",")),
+            ("the data (shards and tokenizer)", dataset.manifest.contentHashes.joined(separator: ",")),
             (
                 "the starting point (step, data position)",
                 "\(state.step) \(state.dataEpoch) \(state.dataWindow) \(state.elapsedSeconds)"

@@ -325,7 +325,7 @@ struct TrainCommand: ParsableCommand {
             "\(trainer.tokensPerUpdate) tokens (\(ranks > 1 ? "\(ranks) processes × " : "")batch \(config.batchSize) × \(trainer.tokensPerUpdate / ranks / config.batchSize / config.accumulationSteps) × \(config.accumulationSteps) accumulation)"
         if ranks > 1 {
             say(
-                "processes: \(ranks) ranks over \(trainer.communicator.name), \(threads) thread\(threads == 1 ? "" : "s") each; gradients all-reduced once per update; rank 0 evaluates, logs and saves"
+                "processes: \(ranks) ranks over \(trainer.communicator.name), \(threads) thread\(threads == 1 ? "" : "s") each; gradients all-reduced once per update; evaluation shared; rank 0 logs and saves"
             )
         }
         if timeOnly, let budget = config.maxSeconds {
