@@ -2,7 +2,8 @@
 # End-to-end checks of the command line, run by `make test` after the unit tests (about a minute):
 #   pretrain a tiny model → Ctrl-C saves latest/ and --resume continues → prepare question/answer data →
 #   fine-tune with --init-from (answers only) → a mismatched tokenizer is refused → `fledge chat` through a
-#   pipe → `fledge generate` with a stop string, Pilish and bad settings.
+#   pipe → `fledge generate` with a stop string, Pilish and bad settings → Parquet in → an interrupted
+#   preparation continued, and a full disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fledge=${FLEDGE:-.build/release/fledge}
@@ -118,3 +119,34 @@ if $fledge data prepare Tests/FledgeDataTests/Fixtures/parquet/nested.parquet --
     --output "$tmp/nested" > "$tmp/nested.log" 2>&1; then fail "a nested Parquet column was accepted"; fi
 grep -q 'nested.parquet, column "text" is nested' "$tmp/nested.log" || fail "unclear: $(cat "$tmp/nested.log")"
 ok "Parquet: BPE and prepared data from a hub-style folder (2,000 rows); nested column refused"
+
+# Streaming preparation. Ctrl-C after a checkpoint leaves no dataset and keeps the work of the files done; the
+# same command then continues from them and makes the dataset a run from nothing makes. A disk that fills (a
+# 2 MB file-size limit) ends with a message naming the space needed, and nothing is left.
+mkdir -p "$tmp/many"
+for i in $(seq 1 12); do
+    head -c 1000000 data/shakespeare/shakespeare.txt | sed -e "s/ the / the$i /g; s/ and / and$i /g; s/ of / of$i /g" \
+        > "$tmp/many/part-$(printf %02d "$i").txt"
+done
+many=(data prepare "$tmp/many" --split-on blank-line --tokenizer "$tmp/tok.json" --threads 1 --shard-tokens 500000)
+$fledge "${many[@]}" --output "$tmp/many-fresh" > /dev/null
+$fledge "${many[@]}" --output "$tmp/many-out" --checkpoint-every 0 > "$tmp/int.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 500); do [ -f "$tmp/.many-out.partial/progress.json" ] && break; sleep 0.01; done
+kill -INT $pid
+if wait $pid; then fail "the preparation finished before Ctrl-C (make the input larger)"; fi
+[ -e "$tmp/many-out" ] && fail "Ctrl-C left a dataset behind"
+ls -a "$tmp" | grep -q "many-out.tmp-" && fail "Ctrl-C left a temporary folder"
+grep -q "the same command continues" "$tmp/int.log" || fail "no word of the kept work: $(cat "$tmp/int.log")"
+$fledge "${many[@]}" --output "$tmp/many-out" > "$tmp/cont.log" 2>&1 || fail "rerun: $(tail -3 "$tmp/cont.log")"
+grep -q "continued an interrupted run" "$tmp/cont.log" || fail "the rerun did not continue: $(head -3 "$tmp/cont.log")"
+for shard in "$tmp"/many-fresh/*.bin "$tmp/many-fresh/documents.jsonl"; do
+    cmp -s "$shard" "$tmp/many-out/$(basename "$shard")" || fail "$(basename "$shard") differs from a run from nothing"
+done
+[ -e "$tmp/.many-out.partial" ] && fail "the work folder was left after success"
+if (ulimit -f 2000; trap '' XFSZ; $fledge "${many[@]}" --output "$tmp/full-data") > "$tmp/full2.log" 2>&1; then
+    fail "a preparation beyond the file-size limit reported success"
+fi
+grep -q "needs about" "$tmp/full2.log" || fail "unclear message on a full disk: $(tail -3 "$tmp/full2.log")"
+ls -a "$tmp" | grep -q "full-data" && fail "a failed preparation left files behind"
+ok "prepare: Ctrl-C kept the work of $(grep -o '[0-9]* files*' "$tmp/cont.log" | head -1) for the rerun (same shards as a fresh run); full disk: $(grep -m1 -o 'needs about [0-9.]* MB' "$tmp/full2.log")"

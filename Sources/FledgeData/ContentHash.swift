@@ -9,6 +9,12 @@ public struct ContentHash: Hashable, Sendable, Comparable {
 
     public static func < (a: ContentHash, b: ContentHash) -> Bool { (a.high, a.low) < (b.high, b.low) }
 
+    /// A hash from its two halves (as stored).
+    public init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
     /// The hash of `bytes`.
     public init(_ bytes: [UInt8]) {
         self = bytes.withUnsafeBufferPointer { ContentHash($0) }

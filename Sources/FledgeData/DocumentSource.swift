@@ -137,18 +137,22 @@ public struct DocumentReader {
             throw DataError("\(path) does not exist", hint: "check the path given to --source (or as an argument).")
         }
         guard isFolder.boolValue else { return [URL(fileURLWithPath: path)] }
+        // The folder and the files in it may be symbolic links (the Hugging Face hub's cache links each file of
+        // a snapshot to a blob): the walk starts at the resolved folder and follows links to regular files.
         let root = URL(fileURLWithPath: path).standardizedFileURL
+        let resolved = root.resolvingSymlinksInPath()
         guard
             let walker = FileManager.default.enumerator(
-                at: root, includingPropertiesForKeys: [.isRegularFileKey], options: [.skipsHiddenFiles])
+                at: resolved, includingPropertiesForKeys: nil, options: [.skipsHiddenFiles])
         else { throw DataError("cannot list \(path)", hint: "check that the folder is readable.") }
         var found: [URL] = []
         for case let url as URL in walker {
-            guard (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true else { continue }
-            let relative = String(url.standardizedFileURL.path.dropFirst(root.path.count + 1))
+            var info = stat()
+            guard stat(url.path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
+            let relative = String(url.standardizedFileURL.path.dropFirst(resolved.path.count + 1))
             if config.include.isEmpty || config.include.contains(where: { DocumentReader.glob($0, matches: relative) })
             {
-                found.append(url)
+                found.append(root.appendingPathComponent(relative))
             }
         }
         found.sort { $0.path < $1.path }
@@ -167,34 +171,142 @@ public struct DocumentReader {
         return fnmatch(pattern, subject, 0) == 0
     }
 
-    /// Reads the documents of file `url` of source `source` (file index `file`), appending to `documents`.
-    public mutating func read(_ url: URL, source: Int, file: Int, into documents: inout [Document]) throws -> SourceFile
-    {
-        guard let data = FileManager.default.contents(atPath: url.path) else {
-            throw DataError("cannot read \(url.path)", hint: "check that the file exists and is readable.")
+    /// Bytes read from a text or JSONL file at a time.
+    public var blockBytes = 4 << 20
+
+    /// Reads the documents of file `url` of source `source` (file index `file`), handing each to `emit` in
+    /// order with how many of the file's bytes are read so far. Plain text and JSONL stream through in blocks,
+    /// Parquet a row group at a time; only a JSON array of question/answer pairs is read whole. A file that
+    /// changes while it is read is refused.
+    public mutating func read(
+        _ url: URL, source: Int, file: Int, emit: (Document, _ position: Int) throws -> Void
+    ) throws -> SourceFile {
+        let input = try InputFile(url)
+        var hasher = SHA256()
+        var bytesRead = 0
+        var position = 0
+        let make = { (ordinal: Int, text: [UInt8], answer: [UInt8]?) throws in
+            try emit(Document(source: source, file: file, ordinal: ordinal, text: text, answer: answer), position)
         }
-        let bytes = [UInt8](data)
-        let attributes = try? FileManager.default.attributesOfItem(atPath: url.path)
-        let modified = (attributes?[.modificationDate] as? Date).map { ISO8601DateFormatter().string(from: $0) } ?? ""
-        let record = SourceFile(path: url.path, bytes: bytes.count, sha256: SHA256.hex(bytes), modified: modified)
-        let make = { (ordinal: Int, text: [UInt8], answer: [UInt8]?) in
-            documents.append(Document(source: source, file: file, ordinal: ordinal, text: text, answer: answer))
-        }
-        switch try format(of: url, bytes: bytes) {
-        case .parquet: try readParquet(bytes, path: url.path, make)
-        case .text, .auto: cutText(bytes, make)
-        case .jsonl: try readJSONLines(bytes, path: url.path, questionAnswer: false, make)
-        case .qa:
-            if bytes.first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) == UInt8(ascii: "[") {
-                try readJSONArray(data, path: url.path, make)
-            } else {
-                try readJSONLines(bytes, path: url.path, questionAnswer: true, make)
+        var pending = try input.read(upTo: blockBytes)
+        /// Hands the rest of the file to `hasher` (for formats that are not read front to back).
+        func hashWhole() throws {
+            hasher = SHA256()
+            bytesRead = 0
+            let whole = try InputFile(url)
+            while true {
+                let block = try whole.read(upTo: blockBytes)
+                if block.isEmpty { break }
+                hasher.update(block)
+                bytesRead += block.count
             }
         }
-        return record
+        if config.format == .auto && ["jsonl", "ndjson"].contains(url.pathExtension.lowercased()) {
+            while !pending.contains(0x0A) {  // the first line decides between text records and pairs
+                let block = try input.read(upTo: blockBytes)
+                if block.isEmpty { break }
+                pending += block
+            }
+        }
+        let format = try format(of: url, bytes: pending)
+        let jsonArray =
+            format == .qa && pending.first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) == UInt8(ascii: "[")
+        switch format {
+        case .parquet:
+            try hashWhole()
+            let parquet = try ParquetFile(url: url)
+            try readParquet(parquet, atRowGroup: { position = input.size * $0 / max(1, parquet.rowGroupCount) }, make)
+        case .qa where jsonArray:
+            pending += try input.read(pending.count..<input.size)
+            hasher.update(pending)
+            bytesRead = pending.count
+            position = bytesRead
+            try readJSONArray(Data(pending), path: url.path, make)
+        default:
+            var state = CutState()
+            var searched = 0
+            while true {
+                let block = try input.read(upTo: blockBytes)
+                let atEnd = block.isEmpty
+                if bytesRead == 0 {  // the first block, read above
+                    hasher.update(pending)
+                    bytesRead = pending.count
+                }
+                if !atEnd {
+                    hasher.update(block)
+                    bytesRead += block.count
+                    pending += block
+                }
+                // Complete pieces are handed on; the incomplete last one waits for the next block.
+                let end = atEnd ? pending.count : safeEnd(pending, format: format, from: searched)
+                position = bytesRead
+                if end > 0 || atEnd {
+                    switch format {
+                    case .jsonl, .qa:
+                        try readJSONLines(
+                            pending, end: end, atEnd: atEnd, state: &state, path: url.path,
+                            questionAnswer: format == .qa, make)
+                    default: try cutText(pending, end: end, atEnd: atEnd, state: &state, make)
+                    }
+                    pending.removeFirst(end)
+                }
+                searched = pending.count
+                if atEnd { break }
+            }
+        }
+        try input.checkUnchanged(bytesRead: bytesRead)
+        let modified = input.modified.map { ISO8601DateFormatter().string(from: $0) } ?? ""
+        return SourceFile(path: url.path, bytes: input.size, sha256: hasher.finalizeHex(), modified: modified)
     }
 
-    /// The format of one file under `config.format`.
+    /// Reads all of file `url`'s documents, appending them to `documents`.
+    @discardableResult
+    public mutating func read(_ url: URL, source: Int, file: Int, into documents: inout [Document]) throws
+        -> SourceFile
+    {
+        try read(url, source: source, file: file) { document, _ in documents.append(document) }
+    }
+
+    /// Where a text cut resumes: the line number (text lines, JSONL) or the position of the next piece.
+    struct CutState {
+        var line = 1
+        var ordinal = 0
+    }
+
+    /// How far `bytes` can be handed on without cutting a piece that may continue in the next block: after the
+    /// last newline (lines, JSONL), blank line (paragraphs) or separator; 0 when there is none yet. `from`: the
+    /// bytes before it were searched already.
+    func safeEnd(_ bytes: [UInt8], format: InputFormat, from: Int) -> Int {
+        bytes.withUnsafeBufferPointer { b in
+            let lineBased = format == .jsonl || format == .qa || config.boundary == .line
+            if lineBased || config.boundary == .blankLine {
+                var i = b.count - 1
+                while i >= max(0, from - 1) {
+                    while i >= max(0, from - 1) && b[i] != 0x0A { i -= 1 }
+                    guard i >= max(0, from - 1) else { break }
+                    if lineBased { return i + 1 }
+                    // Is the line that this newline ends blank?
+                    var j = i - 1
+                    while j >= 0 && (b[j] == 0x20 || b[j] == 0x09 || b[j] == 0x0D) { j -= 1 }
+                    if j < 0 || b[j] == 0x0A { return i + 1 }
+                    i = j
+                }
+                return 0
+            }
+            guard config.boundary == .separator, !config.separator.isEmpty else { return 0 }
+            let separator = Array(config.separator.utf8)
+            var i = b.count - separator.count
+            while i >= max(0, from - separator.count) {
+                if b[i] == separator[0] && (0..<separator.count).allSatisfy({ b[i + $0] == separator[$0] }) {
+                    return i + separator.count
+                }
+                i -= 1
+            }
+            return 0
+        }
+    }
+
+    /// The format of one file under `config.format` (`bytes`: its first block).
     func format(of url: URL, bytes: [UInt8]) throws -> InputFormat {
         guard config.format == .auto else { return config.format }
         switch url.pathExtension.lowercased() {
@@ -211,63 +323,64 @@ public struct DocumentReader {
         }
     }
 
-    /// Cuts plain text at the configured boundary.
-    private func cutText(_ bytes: [UInt8], _ make: (Int, [UInt8], [UInt8]?) -> Void) {
+    /// Cuts `bytes[..<end]` of plain text at the configured boundary (`atEnd`: the file ends there).
+    private func cutText(
+        _ bytes: [UInt8], end: Int, atEnd: Bool, state: inout CutState, _ make: (Int, [UInt8], [UInt8]?) throws -> Void
+    ) throws {
         switch config.boundary {
         case .file:
-            make(0, bytes, nil)
+            if atEnd { try make(0, Array(bytes[..<end]), nil) }
         case .line:
-            var line = 1
             var start = 0
-            for i in 0...bytes.count where i == bytes.count || bytes[i] == 0x0A {
-                if i > start { make(line, Array(bytes[start..<i]), nil) }
-                line += 1
+            for i in 0..<end where bytes[i] == 0x0A {
+                if i > start { try make(state.line, Array(bytes[start..<i]), nil) }
+                state.line += 1
                 start = i + 1
             }
+            if atEnd && end > start { try make(state.line, Array(bytes[start..<end]), nil) }
         case .blankLine:
-            var line = 1
             var blockStart: (line: Int, offset: Int)?
             var lineStart = 0
-            for i in 0...bytes.count where i == bytes.count || bytes[i] == 0x0A {
+            for i in 0...end where (i == end && atEnd) || (i < end && bytes[i] == 0x0A) {
                 let blank = bytes[lineStart..<i].allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
                 if blank, let block = blockStart {
-                    make(block.line, Array(bytes[block.offset..<lineStart]), nil)
+                    try make(block.line, Array(bytes[block.offset..<lineStart]), nil)
                     blockStart = nil
                 } else if !blank && blockStart == nil {
-                    blockStart = (line, lineStart)
+                    blockStart = (state.line, lineStart)
                 }
-                line += 1
+                state.line += 1
                 lineStart = i + 1
             }
-            if let block = blockStart { make(block.line, Array(bytes[block.offset..<bytes.count]), nil) }
+            if let block = blockStart { try make(block.line, Array(bytes[block.offset..<end]), nil) }
         case .separator:
             let separator = Array(config.separator.utf8)
-            var ordinal = 0
             var start = 0
             var i = 0
-            while i <= bytes.count - separator.count && !separator.isEmpty {
+            while i <= end - separator.count && !separator.isEmpty {
                 if bytes[i] == separator[0] && bytes[i..<i + separator.count].elementsEqual(separator) {
-                    make(ordinal, Array(bytes[start..<i]), nil)
-                    ordinal += 1
+                    try make(state.ordinal, Array(bytes[start..<i]), nil)
+                    state.ordinal += 1
                     i += separator.count
                     start = i
                 } else {
                     i += 1
                 }
             }
-            make(ordinal, Array(bytes[start...]), nil)
+            if atEnd { try make(state.ordinal, Array(bytes[start..<end]), nil) }
         }
     }
 
-    /// Reads one JSON object per line: the text field, or "question" and "answer".
+    /// Reads one JSON object per line of `bytes[..<end]`: the text field, or "question" and "answer".
     private mutating func readJSONLines(
-        _ bytes: [UInt8], path: String, questionAnswer: Bool, _ make: (Int, [UInt8], [UInt8]?) -> Void
+        _ bytes: [UInt8], end: Int, atEnd: Bool, state: inout CutState, path: String, questionAnswer: Bool,
+        _ make: (Int, [UInt8], [UInt8]?) throws -> Void
     ) throws {
-        var line = 1
         var start = 0
-        for i in 0...bytes.count where i == bytes.count || bytes[i] == 0x0A {
+        for i in 0...end where (i == end && atEnd) || (i < end && bytes[i] == 0x0A) {
+            let line = state.line
             defer {
-                line += 1
+                state.line += 1
                 start = i + 1
             }
             let text = bytes[start..<i]
@@ -283,54 +396,72 @@ public struct DocumentReader {
             }
             if questionAnswer {
                 guard let pair = try pair(record, at: where_) else { continue }
-                make(line, pair.question, pair.answer)
+                try make(line, pair.question, pair.answer)
             } else {
                 guard let value = record[config.textField] as? String else {
                     try missing(
                         config.textField, in: record, at: where_, hint: "name the text field with --text-field NAME")
                     continue
                 }
-                make(line, Array(value.utf8), nil)
+                try make(line, Array(value.utf8), nil)
             }
         }
     }
 
-    /// Reads a Parquet file's text column (one document per row), or its question and answer columns. A null
-    /// is a bad record (stop, or skip and count it).
-    private mutating func readParquet(_ bytes: [UInt8], path: String, _ make: (Int, [UInt8], [UInt8]?) -> Void)
-        throws
-    {
-        let file = try ParquetFile(bytes: bytes, path: path)
-        if let texts = try file.strings(config.textField) {
-            for (row, text) in texts.enumerated() {
-                guard let text else {
-                    try badRecord(
-                        "\(path), row \(row + 1) has a null \"\(config.textField)\"",
-                        hint: "pass --on-bad-record skip to skip such rows")
-                    continue
+    /// Reads a Parquet file's text column (one document per row), or its question and answer columns, a row
+    /// group at a time. A null is a bad record (stop, or skip and count it).
+    private mutating func readParquet(
+        _ file: ParquetFile, atRowGroup: (Int) -> Void, _ make: (Int, [UInt8], [UInt8]?) throws -> Void
+    ) throws {
+        let path = file.path
+        var row = 0
+        if file.columnNames.contains(config.textField) {
+            for group in 0..<file.rowGroupCount {
+                atRowGroup(group)
+                for text in try file.strings(config.textField, rowGroup: group)! {
+                    row += 1
+                    guard let text else {
+                        try badRecord(
+                            "\(path), row \(row) has a null \"\(config.textField)\"",
+                            hint: "pass --on-bad-record skip to skip such rows")
+                        continue
+                    }
+                    try make(row, text, nil)
                 }
-                make(row + 1, text, nil)
             }
             return
         }
-        guard let questions = try file.strings("question"), let answers = try file.strings("answer") else {
+        guard file.columnNames.contains("question"), file.columnNames.contains("answer") else {
             throw DataError(
                 "\(path) has no column \"\(config.textField)\" (columns: \(file.columnNames.joined(separator: ", ")))",
                 hint: "name the text column with --text-field NAME, or give question and answer columns.")
         }
-        for (row, (question, answer)) in zip(questions, answers).enumerated() {
-            guard let question, let answer else {
-                try badRecord(
-                    "\(path), row \(row + 1) has a null \"\(question == nil ? "question" : "answer")\"",
-                    hint: "pass --on-bad-record skip to skip such rows")
-                continue
+        for group in 0..<file.rowGroupCount {
+            atRowGroup(group)
+            let questions = try file.strings("question", rowGroup: group)!
+            let answers = try file.strings("answer", rowGroup: group)!
+            guard questions.count == answers.count else {
+                throw DataError(
+                    "\(path) is damaged: row group \(group + 1) has \(questions.count) questions and \(answers.count) answers",
+                    hint: "download the file again.")
             }
-            make(row + 1, question, answer)
+            for (question, answer) in zip(questions, answers) {
+                row += 1
+                guard let question, let answer else {
+                    try badRecord(
+                        "\(path), row \(row) has a null \"\(question == nil ? "question" : "answer")\"",
+                        hint: "pass --on-bad-record skip to skip such rows")
+                    continue
+                }
+                try make(row, question, answer)
+            }
         }
     }
 
     /// Reads a JSON array of question/answer objects.
-    private mutating func readJSONArray(_ data: Data, path: String, _ make: (Int, [UInt8], [UInt8]?) -> Void) throws {
+    private mutating func readJSONArray(
+        _ data: Data, path: String, _ make: (Int, [UInt8], [UInt8]?) throws -> Void
+    ) throws {
         let array: [Any]
         do {
             guard let parsed = try JSONSerialization.jsonObject(with: data) as? [Any] else {
@@ -350,7 +481,7 @@ public struct DocumentReader {
                 continue
             }
             guard let pair = try pair(record, at: where_) else { continue }
-            make(index, pair.question, pair.answer)
+            try make(index, pair.question, pair.answer)
         }
     }
 

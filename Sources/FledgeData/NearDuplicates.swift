@@ -148,26 +148,43 @@ public struct NearDuplicateIndex {
         return Double(equal) / Double(a.count)
     }
 
-    /// Checks document `index` (signature `signatures[index]`) against the kept documents: returns the kept
-    /// document it nearly duplicates, or nil after adding it to the index as kept.
+    /// Checks document `id` (its signature `signature`) against the kept documents: returns the kept document
+    /// it nearly duplicates, or nil after adding it to the index as kept. `candidate(other, buffer)` writes the
+    /// signature of an earlier kept document to `buffer` (the index keeps band keys only, so that its memory
+    /// stays small per document; the signatures may live on disk).
     public mutating func check(
-        _ index: Int, signatures: UnsafeBufferPointer<UInt32>
-    ) -> Int? {
+        _ signature: UnsafeBufferPointer<UInt32>, id: Int,
+        candidate: (Int, UnsafeMutableBufferPointer<UInt32>) throws -> Void
+    ) rethrows -> Int? {
         let width = config.permutations
-        let signature = UnsafeBufferPointer(rebasing: signatures[index * width..<(index + 1) * width])
-        return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: bands) { keys in
-            for band in 0..<bands {
-                var key = UInt64(band) &* 0x9E37_79B9_7F4A_7C15
-                for r in 0..<rows { key = ContentHash.finalize(key ^ UInt64(signature[band * rows + r])) }
-                keys[band] = key
-                if let other = buckets[key] {
-                    let start = Int(other) * width
-                    let candidate = UnsafeBufferPointer(rebasing: signatures[start..<start + width])
-                    if NearDuplicateIndex.similarity(signature, candidate) >= config.threshold { return Int(other) }
+        return try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: bands) { keys in
+            try withUnsafeTemporaryAllocation(of: UInt32.self, capacity: width) { other in
+                for band in 0..<bands {
+                    keys[band] = bandKey(signature, band)
+                    if let kept = buckets[keys[band]] {
+                        try candidate(Int(kept), other)
+                        if NearDuplicateIndex.similarity(signature, UnsafeBufferPointer(other)) >= config.threshold {
+                            return Int(kept)
+                        }
+                    }
                 }
+                for key in keys where buckets[key] == nil { buckets[key] = Int32(id) }
+                return nil
             }
-            for key in keys where buckets[key] == nil { buckets[key] = Int32(index) }
-            return nil
         }
+    }
+
+    /// Adds kept document `id` without comparing (to rebuild an index from the signatures of kept documents).
+    public mutating func insert(_ signature: UnsafeBufferPointer<UInt32>, id: Int) {
+        for band in 0..<bands {
+            let key = bandKey(signature, band)
+            if buckets[key] == nil { buckets[key] = Int32(id) }
+        }
+    }
+
+    private func bandKey(_ signature: UnsafeBufferPointer<UInt32>, _ band: Int) -> UInt64 {
+        var key = UInt64(band) &* 0x9E37_79B9_7F4A_7C15
+        for r in 0..<rows { key = ContentHash.finalize(key ^ UInt64(signature[band * rows + r])) }
+        return key
     }
 }

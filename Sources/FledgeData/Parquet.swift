@@ -8,34 +8,50 @@
 import CFledgeCodecs
 import Foundation
 
-/// The string columns of one Parquet file, read from its bytes.
+/// The string columns of one Parquet file, read a column chunk at a time (from its bytes in memory, or from the
+/// file, so that only one row group's chunk is held at once).
 public struct ParquetFile {
     public let path: String
-    let bytes: [UInt8]
+    /// The file's length in bytes.
+    let size: Int
+    /// The file's bytes in a range (checked to lie in the file).
+    let load: (Range<Int>) throws -> [UInt8]
     let metadata: ParquetMetadata
 
     /// Parses the footer of `bytes` (the whole file); `path` names the file in errors.
     public init(bytes: [UInt8], path: String) throws {
+        try self.init(size: bytes.count, path: path) { Array(bytes[$0]) }
+    }
+
+    /// Opens `url` and parses its footer; column chunks are read when asked for.
+    public init(url: URL) throws {
+        let file = try InputFile(url)
+        try self.init(size: file.size, path: url.path) { try file.read($0) }
+    }
+
+    init(size: Int, path: String, load: @escaping (Range<Int>) throws -> [UInt8]) throws {
         self.path = path
-        self.bytes = bytes
-        guard bytes.count >= 12, bytes[0..<4].elementsEqual(Self.magic) else {
+        self.size = size
+        self.load = load
+        guard size >= 12, try load(0..<4).elementsEqual(Self.magic) else {
             throw DataError(
                 "\(path) is not a Parquet file (it does not start with PAR1)",
                 hint: "give .parquet files written by pyarrow, pandas or the Hugging Face hub.")
         }
-        guard bytes[(bytes.count - 4)...].elementsEqual(Self.magic) else {
+        let tail = try load((size - 8)..<size)
+        guard tail[4...].elementsEqual(Self.magic) else {
             throw DataError(
-                "\(path) is truncated (it does not end with PAR1: \(bytes.count) bytes)",
+                "\(path) is truncated (it does not end with PAR1: \(size) bytes)",
                 hint: "download the file again; a complete Parquet file ends with its metadata and PAR1.")
         }
-        let n = bytes.count
-        let length = Int(bytes[n - 8]) | Int(bytes[n - 7]) << 8 | Int(bytes[n - 6]) << 16 | Int(bytes[n - 5]) << 24
-        guard length > 0, length <= n - 12 else {
+        let length = Int(tail[0]) | Int(tail[1]) << 8 | Int(tail[2]) << 16 | Int(tail[3]) << 24
+        guard length > 0, length <= size - 12 else {
             throw DataError(
-                "\(path) is damaged: its footer claims \(length) bytes of metadata in a \(n)-byte file",
+                "\(path) is damaged: its footer claims \(length) bytes of metadata in a \(size)-byte file",
                 hint: "download the file again.")
         }
-        var reader = ThriftReader(bytes, from: n - 8 - length, to: n - 8, path: path)
+        let footer = try load((size - 8 - length)..<(size - 8))
+        var reader = ThriftReader(footer, from: 0, to: footer.count, path: path)
         metadata = try ParquetMetadata(&reader, path: path)
     }
 
@@ -50,8 +66,21 @@ public struct ParquetFile {
     /// The top-level column names, in schema order.
     public var columnNames: [String] { metadata.columns.map(\.name) }
 
+    /// Row groups in the file.
+    public var rowGroupCount: Int { metadata.rowGroups.count }
+
     /// The values of string column `name`, row by row (nil for a null); `nil` when there is no such column.
     public func strings(_ name: String) throws -> [[UInt8]?]? {
+        guard columnNames.contains(name) else { return nil }
+        var values: [[UInt8]?] = []
+        values.reserveCapacity(min(max(0, metadata.rowCount), 1 << 20))
+        for group in 0..<rowGroupCount { values += try strings(name, rowGroup: group)! }
+        return values
+    }
+
+    /// The values of string column `name` in row group `group` (nil for a null); `nil` when there is no such
+    /// column.
+    public func strings(_ name: String, rowGroup group: Int) throws -> [[UInt8]?]? {
         guard let index = metadata.columns.firstIndex(where: { $0.name == name }) else { return nil }
         let column = metadata.columns[index]
         let place = "\(path), column \"\(name)\""
@@ -65,14 +94,12 @@ public struct ParquetFile {
                 "\(place) holds \(ParquetMetadata.typeName(column.physicalType)), not strings",
                 hint: "name a string column with --text-field.")
         }
-        var values: [[UInt8]?] = []
-        values.reserveCapacity(min(max(0, metadata.rowCount), 1 << 20))
-        for group in metadata.rowGroups {
-            guard index < group.chunks.count else {
-                throw DataError("\(path) is damaged: a row group lacks column \"\(name)\"", hint: "download it again.")
-            }
-            try readChunk(group.chunks[index], column: column, place: place, into: &values)
+        let chunks = metadata.rowGroups[group].chunks
+        guard index < chunks.count else {
+            throw DataError("\(path) is damaged: a row group lacks column \"\(name)\"", hint: "download it again.")
         }
+        var values: [[UInt8]?] = []
+        try readChunk(chunks[index], column: column, place: place, into: &values)
         return values
     }
 
@@ -85,13 +112,16 @@ public struct ParquetFile {
                 hint: "rewrite the file with Snappy, Zstandard, gzip or no compression (pyarrow: compression=\"zstd\")."
             )
         }
-        var offset = chunk.dictionaryOffset.map { min($0, chunk.dataOffset) } ?? chunk.dataOffset
-        guard offset >= 4, chunk.compressedSize >= 0, chunk.valueCount >= 0, offset <= bytes.count - 8,
-            chunk.compressedSize <= bytes.count - 8 - offset
+        let start = chunk.dictionaryOffset.map { min($0, chunk.dataOffset) } ?? chunk.dataOffset
+        guard start >= 4, chunk.compressedSize >= 0, chunk.valueCount >= 0, start <= size - 8,
+            chunk.compressedSize <= size - 8 - start
         else {
             throw DataError("\(place) points outside the file (it is damaged or truncated)", hint: "download it again.")
         }
-        let end = offset + chunk.compressedSize
+        // The chunk's bytes: offsets below are relative to its start.
+        let bytes = try load(start..<(start + chunk.compressedSize))
+        var offset = 0
+        let end = bytes.count
         var dictionary: [[UInt8]] = []
         var read = 0
         while read < chunk.valueCount && offset < end {
@@ -116,12 +146,13 @@ public struct ParquetFile {
             offset = body.upperBound
             switch page.type {
             case 2:  // dictionary page
-                let plain = try decompress(body, codec: chunk.codec, size: page.uncompressedSize, place: place)
+                let plain = try Self.decompress(
+                    bytes, body, codec: chunk.codec, size: page.uncompressedSize, place: place)
                 dictionary = try Self.plainStrings(plain, count: page.valueCount, place: place)
             case 0, 3:  // data page v1, v2
                 guard page.valueCount <= chunk.valueCount - read else { throw Self.damaged(place) }
                 let added = try readDataPage(
-                    page, body, codec: chunk.codec, column: column, dictionary: dictionary,
+                    page, bytes, body, codec: chunk.codec, column: column, dictionary: dictionary,
                     place: place, into: &values)
                 read += added
             default:
@@ -137,7 +168,8 @@ public struct ParquetFile {
 
     /// Appends one data page's values (nil for nulls); returns how many (nulls included).
     private func readDataPage(
-        _ page: PageHeader, _ body: Range<Int>, codec: Int, column: ParquetMetadata.Column, dictionary: [[UInt8]],
+        _ page: PageHeader, _ bytes: [UInt8], _ body: Range<Int>, codec: Int, column: ParquetMetadata.Column,
+        dictionary: [[UInt8]],
         place: String, into values: inout [[UInt8]?]
     ) throws -> Int {
         let count = page.valueCount
@@ -145,7 +177,7 @@ public struct ParquetFile {
         let data: [UInt8]
         var position = 0
         if page.type == 0 {
-            data = try decompress(body, codec: codec, size: page.uncompressedSize, place: place)
+            data = try Self.decompress(bytes, body, codec: codec, size: page.uncompressedSize, place: place)
             if column.optional {
                 guard data.count >= 4 else { throw Self.damaged(place) }
                 let length = Int(data[0]) | Int(data[1]) << 8 | Int(data[2]) << 16 | Int(data[3]) << 24
@@ -174,7 +206,7 @@ public struct ParquetFile {
             let valuesSize = page.uncompressedSize - levels
             data =
                 page.compressed
-                ? try decompress(rest, codec: codec, size: valuesSize, place: place) : Array(bytes[rest])
+                ? try Self.decompress(bytes, rest, codec: codec, size: valuesSize, place: place) : Array(bytes[rest])
         }
         let present = defined.reduce(0) { $0 + ($1 ? 1 : 0) }
         let strings: [[UInt8]]
@@ -215,7 +247,9 @@ public struct ParquetFile {
         return count
     }
 
-    private func decompress(_ range: Range<Int>, codec: Int, size: Int, place: String) throws -> [UInt8] {
+    private static func decompress(
+        _ bytes: [UInt8], _ range: Range<Int>, codec: Int, size: Int, place: String
+    ) throws -> [UInt8] {
         if codec == 0 { return Array(bytes[range]) }
         guard size >= 0, size <= 1 << 31 else { throw Self.damaged(place) }
         var output = [UInt8](repeating: 0, count: size)

@@ -3,6 +3,10 @@
 // first until none applies. Any input, invalid UTF-8 included, encodes and decodes back exactly.
 // Not here: training (BPETrainer.swift), files (BPETokenizer+Files.swift), special tokens (SpecialTokens.swift).
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// What the merges start from: the 256 bytes (byte-level BPE, GPT-2), or the characters seen in training
 /// with an unknown token for the rest (Hugging Face's plain BPE with a Whitespace pre-tokenizer).
 public enum BPEAlphabet: Sendable, Equatable {
@@ -182,26 +186,106 @@ public final class BPETokenizer: @unchecked Sendable {
 
 /// Remembers the ids of pieces already encoded (words repeat: the cache skips most merging).
 public struct MergeCache {
-    var entries: [[UInt8]: [Int32]] = [:]
+    /// An open-addressing table of entry numbers + 1 (0: empty), twice `capacity` slots rounded to a power of
+    /// two; each entry's hash, and its key bytes and ids in two arenas (entry e's run ends at `keyEnds[e]` /
+    /// `idEnds[e]`, and starts where entry e − 1's ends). A lookup hashes the piece in place: no allocation,
+    /// no SipHash (a Dictionary keyed by byte arrays spent most of its time on both).
+    private var slots: [Int32] = []
+    private var hashes: [UInt64] = []
+    private var keyEnds: [Int32] = []
+    private var keyBytes: [UInt8] = []
+    private var idEnds: [Int32] = []
+    private var ids: [Int32] = []
     var scratch: [Int32] = []
     /// Most entries kept; the cache is cleared when it fills.
     public var capacity = 200_000
+    /// Longer pieces are encoded every time (they rarely repeat and would crowd the arenas).
+    static let longestCached = 256
 
     public init() {}
+
+    /// Entries held.
+    public var count: Int { hashes.count }
+
+    private mutating func clear() {
+        let size = max(16, 1 << (Int.bitWidth - (2 * max(1, capacity) - 1).leadingZeroBitCount))
+        if slots.count == size {
+            slots.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        } else {
+            slots = [Int32](repeating: 0, count: size)
+        }
+        hashes.removeAll(keepingCapacity: true)
+        keyEnds.removeAll(keepingCapacity: true)
+        keyBytes.removeAll(keepingCapacity: true)
+        idEnds.removeAll(keepingCapacity: true)
+        ids.removeAll(keepingCapacity: true)
+    }
+
+    /// A 64-bit hash of the bytes: 8-byte words folded by multiply-rotate, then a finaliser (murmur3's fmix64).
+    @inline(__always) static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(bytes.count)
+        let raw = UnsafeRawPointer(bytes.baseAddress!)
+        var i = 0
+        while i + 8 <= bytes.count {
+            let word = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            h = ((h ^ word) &* 0x87C3_7B91_1142_53D5)
+            h = (h << 31) | (h >> 33)
+            i += 8
+        }
+        var tail: UInt64 = 0
+        var shift: UInt64 = 0
+        while i < bytes.count {
+            tail |= UInt64(bytes[i]) << shift
+            shift += 8
+            i += 1
+        }
+        h = (h ^ tail) &* 0x4CF5_AD43_2745_937F
+        h ^= h >> 33
+        h &*= 0xFF51_AFD7_ED55_8CCD
+        h ^= h >> 33
+        h &*= 0xC4CE_B9FE_1A85_EC53
+        return h ^ (h >> 33)
+    }
 
     mutating func encode(_ piece: UnsafeBufferPointer<UInt8>, tokenizer: BPETokenizer, into output: inout [Int32]) {
         if piece.count == 1 {
             output.append(tokenizer.byteTokens[Int(piece[0])])
             return
         }
-        let key = Array(piece)
-        if let ids = entries[key] {
-            output.append(contentsOf: ids)
+        guard piece.count <= MergeCache.longestCached else {
+            tokenizer.encodePiece(piece, into: &output, scratch: &scratch)
             return
+        }
+        if slots.isEmpty || hashes.count >= capacity { clear() }
+        let hash = MergeCache.hash(piece)
+        let mask = slots.count - 1
+        var slot = Int(truncatingIfNeeded: hash) & mask
+        while true {
+            let entry = Int(slots[slot]) - 1
+            if entry < 0 { break }
+            if hashes[entry] == hash {
+                let keyStart = entry == 0 ? 0 : Int(keyEnds[entry - 1])
+                let keyEnd = Int(keyEnds[entry])
+                let same =
+                    keyEnd - keyStart == piece.count
+                    && keyBytes.withUnsafeBufferPointer {
+                        memcmp($0.baseAddress! + keyStart, piece.baseAddress!, piece.count) == 0
+                    }
+                if same {
+                    let idStart = entry == 0 ? 0 : Int(idEnds[entry - 1])
+                    output.append(contentsOf: ids[idStart..<Int(idEnds[entry])])
+                    return
+                }
+            }
+            slot = (slot + 1) & mask
         }
         let start = output.count
         tokenizer.encodePiece(piece, into: &output, scratch: &scratch)
-        if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
-        entries[key] = Array(output[start...])
+        hashes.append(hash)
+        keyBytes.append(contentsOf: piece)
+        keyEnds.append(Int32(keyBytes.count))
+        ids.append(contentsOf: output[start...])
+        idEnds.append(Int32(ids.count))
+        slots[slot] = Int32(hashes.count)
     }
 }

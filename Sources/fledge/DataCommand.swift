@@ -76,6 +76,11 @@ struct DataCommand: ParsableCommand {
         var qaTemplate = "{bos}Question: {question}\nAnswer: {answer}{eos}"
         @Option(help: "Most tokens per shard file.") var shardTokens = 100_000_000
         @Option(help: "--mix upsample: refuse to repeat any source more than this many times.") var maxUpsample = 10
+        @Option(
+            help:
+                "Seconds between checkpoints of the reading pass (at file ends), from which a rerun continues after Ctrl-C or a failure."
+        )
+        var checkpointEvery: Double = 30
         @OptionGroup var threading: ThreadOptions
 
         func validate() throws {
@@ -100,6 +105,9 @@ struct DataCommand: ParsableCommand {
             try checkRange("--shingle-words", shingleWords, 1...1000)
             if let valTokens { try checkRange("--val-tokens", valTokens, 1...Int(Int32.max)) }
             try checkRange("--max-upsample", maxUpsample, 1...1_000_000)
+            guard checkpointEvery >= 0, checkpointEvery.isFinite else {
+                throw ValidationError("--checkpoint-every must be a number of seconds, 0 or more.")
+            }
         }
 
         /// The typed configuration these options describe.
@@ -157,28 +165,34 @@ struct DataCommand: ParsableCommand {
                 let config = try preparationConfig()
                 let preparer = DataPreparer(
                     config: config, tokenizer: try loadAnyTokenizer(tokenizer), threads: threading.count)
-                let line = ProgressLine()
+                preparer.checkpointSeconds = checkpointEvery
+                let line = ProgressLine(logEvery: 15)
                 let start = Date()
                 var stageStart = (name: "", time: Date())
                 preparer.progress = { progress in
                     if progress.stage != stageStart.name { stageStart = (progress.stage, Date()) }
-                    let rate = Double(progress.done) / max(Date().timeIntervalSince(stageStart.time), 1e-3)
-                    let speed =
-                        progress.unit == "bytes"
-                        ? String(format: "%.1f MB/s", rate / 1e6) : String(format: "%.0f docs/s", rate)
-                    line.update(
-                        String(
-                            format: "%@ %5.1f%%  %@  %.0fs", progress.stage,
-                            100 * Double(progress.done) / Double(max(progress.total, 1)), speed,
-                            Date().timeIntervalSince(start)))
+                    line.update(DataCommand.progressText(progress, since: stageStart.time, start: start))
                 }
                 let outputURL = URL(fileURLWithPath: output)
-                let cleanup = CleanupOnInterrupt(FolderSwap.temporary(for: outputURL))
+                let work = DataPreparer.workFolder(for: outputURL)
+                let cleanup = CleanupOnInterrupt(FolderSwap.temporary(for: outputURL), work: work)
                 defer { withExtendedLifetime(cleanup) {} }
-                let manifest = try preparer.run(
-                    output: outputURL, overwrite: overwrite,
-                    protecting: tokenizer == "gpt2" ? [] : [(tokenizer, "--tokenizer")])
+                let manifest: DataManifest
+                do {
+                    manifest = try preparer.run(
+                        output: outputURL, overwrite: overwrite,
+                        protecting: tokenizer == "gpt2" ? [] : [(tokenizer, "--tokenizer")])
+                } catch {
+                    line.finish()
+                    if let kept = CleanupOnInterrupt.keptWork(work) { FileHandle.standardError.write(Data(kept.utf8)) }
+                    throw error
+                }
                 line.finish()
+                if preparer.reused.files > 0 {
+                    print(
+                        "continued an interrupted run: \(preparer.reused.files) file\(preparer.reused.files == 1 ? "" : "s") (\(formatBytes(preparer.reused.bytes))) taken from \(work.path) instead of read again\n"
+                    )
+                }
                 let bytes = manifest.sources.reduce(0) { $0 + $1.bytesRead }
                 print(manifest.summary())
                 print(
@@ -187,6 +201,24 @@ struct DataCommand: ParsableCommand {
                         manifest.seconds, Double(bytes) / 1e6 / manifest.seconds, threading.count, output))
             } catch { exitWithError(error) }
         }
+    }
+
+    /// "read  45.3%  400.1 of 881.8 MB  145,210 docs  11.2 MB/s  ETA 43s  (36s)", or the write stage's tokens.
+    static func progressText(_ progress: PreparationProgress, since stageStart: Date, start: Date) -> String {
+        let seconds = max(Date().timeIntervalSince(stageStart), 1e-3)
+        let share = Double(progress.done) / Double(max(progress.total, 1))
+        let rate = Double(progress.done) / seconds
+        let eta = progress.done > 0 ? seconds * (1 - share) / max(share, 1e-9) : nil
+        let amount =
+            progress.unit == "bytes"
+            ? String(
+                format: "%.1f of %.1f MB  %@ docs  %.1f MB/s", Double(progress.done) / 1e6,
+                Double(progress.total) / 1e6, progress.documents.formatted(), rate / 1e6)
+            : String(
+                format: "%.1fM of %.1fM tokens", Double(progress.done) / 1e6, Double(progress.total) / 1e6)
+        return String(
+            format: "%@ %5.1f%%  %@  ETA %@  (%.0fs)", progress.stage, 100 * share, amount,
+            eta.map { String(format: "%.0fs", $0) } ?? "?", Date().timeIntervalSince(start))
     }
 
     struct Info: ParsableCommand {
@@ -217,11 +249,21 @@ func formatBytes(_ bytes: Int) -> String {
 }
 
 /// Ctrl-C or SIGTERM while preparing: the half-written temporary folder is deleted before exiting (130), so
-/// nothing is left behind; a kill -9 leaves it for the next run on the same output to delete.
+/// no dataset is left half-written; a kill -9 leaves it for the next run on the same output to delete. The
+/// streaming pass's work folder stays: the next run with the same settings continues from its checkpoint.
 final class CleanupOnInterrupt {
     private let sources: [DispatchSourceSignal]
 
-    init(_ temporary: URL) {
+    /// What to tell the user about a work folder left for the next run (nil: none with a checkpoint).
+    static func keptWork(_ work: URL) -> String? {
+        guard FileManager.default.fileExists(atPath: work.appendingPathComponent("progress.json").path) else {
+            return nil
+        }
+        return "note: the work of the files read so far is kept in \(work.path); the same command continues from it "
+            + "(delete that folder to start afresh)\n"
+    }
+
+    init(_ temporary: URL, work: URL? = nil) {
         sources = [SIGINT, SIGTERM].map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
@@ -233,7 +275,10 @@ final class CleanupOnInterrupt {
                         temporary.deletingLastPathComponent().appendingPathComponent(name[..<end.lowerBound] + ".lock")
                             .path)
                 }
-                FileHandle.standardError.write(Data("\ninterrupted: nothing was written\n".utf8))
+                FileHandle.standardError.write(Data("\ninterrupted: no dataset was written\n".utf8))
+                if let work, let kept = CleanupOnInterrupt.keptWork(work) {
+                    FileHandle.standardError.write(Data(kept.utf8))
+                }
                 Foundation.exit(130)
             }
             source.resume()

@@ -70,7 +70,12 @@ struct TokenizerCommand: ParsableCommand {
         @Option(
             name: .long, parsing: .upToNextOption,
             help: "Text files to train on (.parquet files: their --text-field column).")
-        var input: [String]
+        var input: [String] = []
+        @Option(
+            help: ArgumentHelp(
+                "A source NAME=PATH[:WEIGHT] (repeatable; a file or folder): the sources' text is taken in proportion to the weights, as `fledge data prepare --source` mixes them (the largest such mixture without repeats, by bytes).",
+                valueName: "source"))
+        var source: [String] = []
         @Option(help: "The column of .parquet inputs that holds the text.") var textField = "text"
         @Option(help: "Tokenizer kind.") var kind: TokenizerKind = .bytelevelBPE
         @Option(
@@ -93,11 +98,24 @@ struct TokenizerCommand: ParsableCommand {
         var specialTokenList: [String] { specialTokens.split(separator: ",").map(String.init).filter { !$0.isEmpty } }
 
         func validate() throws {
-            guard !input.isEmpty else { throw ValidationError("give at least one --input file.") }
+            guard !input.isEmpty || !source.isEmpty else {
+                throw ValidationError("give at least one --input file or --source NAME=PATH:WEIGHT.")
+            }
+            guard source.isEmpty || (input.isEmpty && kind != .word) else {
+                throw ValidationError(
+                    "--source mixes byte-level or plain BPE training text; give either --input files or --source, and not with --kind word."
+                )
+            }
+            for spec in source {
+                do { _ = try SourceSpec.parse(spec) } catch { throw ValidationError("\(error)") }
+            }
             guard minFrequency >= 1 else { throw ValidationError("--min-frequency must be at least 1.") }
             if let vocabSize { try checkRange("--vocab-size", vocabSize, 1...TokenizerLimits.maximumVocabulary) }
             for path in input { try UserFile.requireFile(path, "--input") }
-            try PathCheck.checkOutput(output, option: "--output", inputs: input.map { ($0, "--input") })
+            let sourcePaths = source.compactMap { try? SourceSpec.parse($0).path }
+            try PathCheck.checkOutput(
+                output, option: "--output", inputs: input.map { ($0, "--input") } + sourcePaths.map { ($0, "--source") }
+            )
             switch UserFile.kind(output) {
             case .missing: break
             case .folder, .other:
@@ -138,30 +156,10 @@ struct TokenizerCommand: ParsableCommand {
             do {
                 let trainer = BPETrainer(config: config)
                 let urls = input.map { URL(fileURLWithPath: $0) }
+                let mixture = try mixture()
                 let feed: (_ emit: ([UInt8]) throws -> Void) throws -> Void = { emit in
-                    for url in urls {
-                        guard Self.isParquet(url.path) else {
-                            try forEachLineChunk(of: [url], emit)
-                            continue
-                        }
-                        // One Parquet file at a time: its text column, rows ending with a newline, in 8 MB chunks.
-                        let file = try ParquetFile(bytes: Array(try UserFile.read(url.path, "--input")), path: url.path)
-                        guard let rows = try file.strings(textField) else {
-                            throw ValidationError(
-                                "\(url.path) has no column \"\(textField)\" (columns: \(file.columnNames.joined(separator: ", "))); name it with --text-field."
-                            )
-                        }
-                        var chunk: [UInt8] = []
-                        for case let row? in rows {
-                            chunk += row
-                            chunk.append(0x0A)
-                            if chunk.count >= 8 << 20 {
-                                try emit(chunk)
-                                chunk.removeAll(keepingCapacity: true)
-                            }
-                        }
-                        if !chunk.isEmpty { try emit(chunk) }
-                    }
+                    if let mixture { return try Self.feedMixture(mixture, textField: textField, emit) }
+                    for url in urls { try Self.feedFile(url, textField: textField, emit) }
                 }
                 let tokenizer = try trainer.train(feed: feed) {
                     event in
@@ -189,6 +187,77 @@ struct TokenizerCommand: ParsableCommand {
         }
 
         static func isParquet(_ path: String) -> Bool { path.lowercased().hasSuffix(".parquet") }
+
+        /// Hands the training text of one file to `emit` in chunks: a text file's lines, a Parquet file's
+        /// `textField` column a row group at a time (rows ending with a newline).
+        static func feedFile(_ url: URL, textField: String, _ emit: ([UInt8]) throws -> Void) throws {
+            guard isParquet(url.path) else { return try forEachLineChunk(of: [url], emit) }
+            let file = try ParquetFile(url: url)
+            guard file.columnNames.contains(textField) else {
+                throw ValidationError(
+                    "\(url.path) has no column \"\(textField)\" (columns: \(file.columnNames.joined(separator: ", "))); name it with --text-field."
+                )
+            }
+            var chunk: [UInt8] = []
+            for group in 0..<file.rowGroupCount {
+                for case let row? in try file.strings(textField, rowGroup: group)! {
+                    chunk += row
+                    chunk.append(0x0A)
+                    if chunk.count >= 8 << 20 {
+                        try emit(chunk)
+                        chunk.removeAll(keepingCapacity: true)
+                    }
+                }
+            }
+            if !chunk.isEmpty { try emit(chunk) }
+        }
+
+        /// The --source files and how many bytes of each source to train on: weight × the largest mixture that
+        /// repeats nothing (as `fledge data prepare --mix downsample` does by tokens, here by file bytes).
+        func mixture() throws -> [(files: [URL], bytes: Int)]? {
+            guard !source.isEmpty else { return nil }
+            let specs = try source.map { try SourceSpec.parse($0) }
+            let reader = DocumentReader(InputConfig())
+            let files = try specs.map { try reader.files(of: $0.path) }
+            let sizes = files.map { urls in
+                urls.reduce(0) {
+                    $0 + ((try? FileManager.default.attributesOfItem(atPath: $1.path)[.size] as? Int) ?? 0)
+                }
+            }
+            let total = specs.reduce(0) { $0 + $1.weight }
+            let mixture = zip(sizes, specs).map { Double($0) / ($1.weight / total) }.min() ?? 0
+            let budgets = specs.map { Int(mixture * $0.weight / total) }
+            for (spec, (size, budget)) in zip(specs, zip(sizes, budgets)) {
+                print(
+                    String(
+                        format: "source %@: %@ of %@ (weight %.2f)", spec.name, formatBytes(budget), formatBytes(size),
+                        spec.weight / total))
+            }
+            return Array(zip(files, budgets))
+        }
+
+        /// Feeds each source's files in order until its share of bytes is reached (cut at a line end).
+        static func feedMixture(
+            _ mixture: [(files: [URL], bytes: Int)], textField: String, _ emit: ([UInt8]) throws -> Void
+        ) throws {
+            struct ShareReached: Error {}
+            for (files, budget) in mixture {
+                var left = budget
+                do {
+                    for url in files {
+                        try feedFile(url, textField: textField) { chunk in
+                            guard chunk.count >= left else {
+                                left -= chunk.count
+                                return try emit(chunk)
+                            }
+                            let cut = chunk[..<left].lastIndex(of: 0x0A).map { $0 + 1 } ?? left
+                            if cut > 0 { try emit(Array(chunk[..<cut])) }
+                            throw ShareReached()
+                        }
+                    }
+                } catch is ShareReached {}
+            }
+        }
 
         func trainWordLevel() {
             let start = Date()
@@ -297,9 +366,18 @@ struct TokenizerCommand: ParsableCommand {
 /// A single status line on standard error, redrawn in place (only when it is a terminal).
 final class ProgressLine {
     let live = isatty(2) != 0
+    /// Where standard error is not a terminal (a log): a plain line this often (nil: none).
+    let logEvery: TimeInterval?
     private var last = Date.distantPast
+    private var logged = Date()
+
+    init(logEvery: TimeInterval? = nil) { self.logEvery = logEvery }
 
     func update(_ text: String) {
+        if !live, let logEvery, Date().timeIntervalSince(logged) >= logEvery {
+            logged = Date()
+            FileHandle.standardError.write(Data("\(text)\n".utf8))
+        }
         guard live, Date().timeIntervalSince(last) > 0.1 else { return }
         last = Date()
         FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8))

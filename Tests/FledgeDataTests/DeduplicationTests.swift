@@ -103,8 +103,12 @@ struct DeduplicationTests {
             }
             var index = NearDuplicateIndex(NearDuplicateConfig())
             let match = signatures.withUnsafeBufferPointer { all -> Int? in
-                _ = index.check(0, signatures: all)
-                return index.check(1, signatures: all)
+                let signature = { (i: Int) in UnsafeBufferPointer(rebasing: all[i * 128..<(i + 1) * 128]) }
+                let candidate = { (i: Int, out: UnsafeMutableBufferPointer<UInt32>) in
+                    _ = out.initialize(from: signature(i))
+                }
+                _ = index.check(signature(0), id: 0, candidate: candidate)
+                return index.check(signature(1), id: 1, candidate: candidate)
             }
             if similarity >= 0.9 {
                 found.highTotal += 1
