@@ -34,16 +34,25 @@ words() {
     ok "words: $(tr '\n' ' ' < "$out/words.out" | cut -c1-70)"
 }
 
-# 2. The scaling guide: two sources mixed 70/30, a BPE, warmup + cosine, checkpoints by step, best and time,
-#    an evaluation over a prompt set.
+# 2. The scaling guide's data recipe (docs/data-at-scale.md): two real sources mixed 70/30 by tokens (plays and
+#    the King James Bible, cut at blank lines), exact and near dedup, a leak-free split, a BPE
+#    trained on the same 70/30 mixture; then the 20m preset (a small model when short) with warmup + cosine,
+#    checkpoints by step, best and time, and an evaluation over a prompt set.
 scaling() {
-    local half=$((text_bytes / 2))
-    head -c $half "$out/stories.txt" > "$out/first.txt"
-    tail -c $half "$out/stories.txt" > "$out/second.txt"
-    $fledge tokenizer train --input "$out/stories.txt" --vocab-size $vocab --output "$out/bpe.json" > /dev/null
-    $fledge data prepare --source first="$out/first.txt":0.7 --source second="$out/second.txt":0.3 \
-        --split-on blank-line --tokenizer "$out/bpe.json" --output "$out/mixed" > "$out/mixed.log"
-    grep -qE "^first +0\.70" "$out/mixed.log" || fail "scaling: the mix is not 70/30: $(grep -A3 '^source' "$out/mixed.log")"
+    head -c $text_bytes data/bible/kjv_bible.txt > "$out/bible.txt"
+    local mix=(--source plays="$out/stories.txt":0.7 --source bible="$out/bible.txt":0.3)
+    $fledge tokenizer train "${mix[@]}" --vocab-size $vocab --output "$out/bpe.json" > "$out/bpe.log"
+    grep -q "^source bible: .*(weight 0.30)" "$out/bpe.log" || fail "scaling: the BPE's mixture: $(cat "$out/bpe.log")"
+    $fledge data prepare "${mix[@]}" --split-on blank-line --tokenizer "$out/bpe.json" --output "$out/mixed" \
+        > "$out/mixed.log"
+    grep -qE "^plays +0\.70 +70\.0% +(69\.[5-9]|70\.[0-4])%" "$out/mixed.log" ||
+        fail "scaling: the mix is not 70/30: $(grep -A3 '^source' "$out/mixed.log")"
+    grep -qE "^exact-dedup .* duplicate [0-9]+" "$out/mixed.log" || fail "scaling: exact dedup removed nothing"
+    # Leak-free: no text (content hash) is on both sides of the split.
+    local leaks
+    leaks=$(grep '"status":"kept"' "$out/mixed/documents.jsonl" | sed -E 's/.*"hash":"([0-9a-f]+)".*"split":"([a-z]+)".*/\2 \1/' |
+        sort -u | awk '{print $2}' | sort | uniq -d | wc -l)
+    [ "$leaks" -eq 0 ] || fail "scaling: $leaks texts are in both splits"
     local model=(--preset 20m); [ $short = 1 ] && model=("${small[@]}")
     $fledge train --data "$out/mixed" --run "$out/scaling-run" "${model[@]}" "${budget[@]}" "${eval[@]}" \
         --warmup 10 --schedule cosine --keep-every 10 --checkpoint-minutes 1 --sample-tokens 0 > "$out/scaling.log"
@@ -51,7 +60,7 @@ scaling() {
     [ -d "$out/scaling-run/best" ] || fail "scaling: no best/"
     $fledge eval "$out/scaling-run" --prompts data/demo-prompts.txt --tokens 20 > "$out/scaling-eval.txt"
     grep -q "^===" "$out/scaling-eval.txt" || fail "scaling: no prompt-set evaluation"
-    ok "scaling: mix $(grep -E '^(first|second) ' "$out/mixed.log" | awk '{print $1, $4}' | tr '\n' ' '), $(ls "$out/scaling-run/checkpoints" | wc -l) step checkpoints, prompts evaluated"
+    ok "scaling: mix $(grep -E '^(plays|bible) ' "$out/mixed.log" | awk '{print $1, $4}' | tr '\n' ' '), no text in both splits, $(ls "$out/scaling-run/checkpoints" | wc -l) step checkpoints, prompts evaluated"
 }
 
 # 3. A smallm-style model: GPT-2's vocabulary, one key/value head, parallel block, RMSNorm, SwiGLU, tied
