@@ -24,6 +24,12 @@ extension DataManifest {
                 "near duplicates: \(nearDuplicates.clusters) clusters (largest \(nearDuplicates.largestCluster)), LSH \(nearDuplicates.bands) bands × \(nearDuplicates.rows) rows"
             )
         }
+        if skippedRecords > 0, let skipped {
+            let reasons = skipped.reasons.sorted { ($1.value, $0.key) < ($0.value, $1.key) }
+                .map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+            lines.append("skipped \(skippedRecords) bad records: \(reasons)")
+            for example in skipped.examples { lines.append("  e.g. \(example)") }
+        }
         lines.append("")
         lines.append("split        documents      tokens   text bytes  bytes/token  targets  shards")
         for name in ["train", "validation"] {

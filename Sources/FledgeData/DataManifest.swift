@@ -32,6 +32,8 @@ public struct DataManifest: Codable, Sendable {
     /// "uint16" or "uint32".
     public var tokenType: String
     public var skippedRecords: Int
+    /// Why records were skipped, and the first few (nil in manifests written before it was recorded).
+    public var skipped: SkippedRecords?
     public var seconds: Double
 
     /// What identifies the prepared tokens whatever folder holds them: every shard's SHA-256 (splits in name
@@ -80,6 +82,23 @@ public struct DataManifest: Codable, Sendable {
         encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return try encoder.encode(self)
+    }
+}
+
+/// Records skipped under `--on-bad-record skip`: how many for each reason, and the first few named by file
+/// and line or row.
+public struct SkippedRecords: Codable, Sendable, Equatable {
+    public var reasons: [String: Int] = [:]
+    public var examples: [String] = []
+
+    public init() {}
+
+    /// These and `reader`'s skips together (the first five examples kept).
+    func adding(_ reader: DocumentReader) -> SkippedRecords {
+        var sum = self
+        for (reason, count) in reader.skipCounts { sum.reasons[reason, default: 0] += count }
+        sum.examples = Array((examples + reader.skipReasons).prefix(5))
+        return sum
     }
 }
 

@@ -169,7 +169,8 @@ public final class DataPreparer {
                     eosToken: encoder.eosName, eosId: encoder.eos, bosToken: encoder.bosName, bosId: encoder.bos),
                 stages: writer.stages, nearDuplicates: pass.nearRecord, splits: splits,
                 lossMask: writer.hasMask, tokenType: pass.kind == .tokens16 ? "uint16" : "uint32",
-                skippedRecords: pass.skippedRecords, seconds: Date().timeIntervalSince(start))
+                skippedRecords: pass.skippedRecords, skipped: pass.skippedRecords > 0 ? pass.skipped : nil,
+                seconds: Date().timeIntervalSince(start))
             try OwnedOutput.mark(temporary, kind: DataManifest.outputKind)
             try manifest.jsonData().write(to: temporary.appendingPathComponent("manifest.json"))
             try FolderSwap.install(temporary, at: output)

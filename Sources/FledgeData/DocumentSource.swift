@@ -127,6 +127,8 @@ public struct DocumentReader {
     /// Records skipped under `BadRecordPolicy.skip`, with the first few reasons.
     public private(set) var skippedRecords = 0
     public private(set) var skipReasons: [String] = []
+    /// Records skipped, by reason (e.g. `no field "text"`).
+    public private(set) var skipCounts: [String: Int] = [:]
 
     public init(_ config: InputConfig) { self.config = config }
 
@@ -390,7 +392,7 @@ public struct DocumentReader {
                 let record = object as? [String: Any]
             else {
                 try badRecord(
-                    "\(where_) is not a JSON object",
+                    "\(where_) is not a JSON object", reason: "not a JSON object",
                     hint: "fix the line, or pass --on-bad-record skip to skip such lines.")
                 continue
             }
@@ -423,7 +425,7 @@ public struct DocumentReader {
                     guard let text else {
                         try badRecord(
                             "\(path), row \(row) has a null \"\(config.textField)\"",
-                            hint: "pass --on-bad-record skip to skip such rows")
+                            reason: "null \"\(config.textField)\"", hint: "pass --on-bad-record skip to skip such rows")
                         continue
                     }
                     try make(row, text, nil)
@@ -448,8 +450,9 @@ public struct DocumentReader {
             for (question, answer) in zip(questions, answers) {
                 row += 1
                 guard let question, let answer else {
+                    let field = question == nil ? "question" : "answer"
                     try badRecord(
-                        "\(path), row \(row) has a null \"\(question == nil ? "question" : "answer")\"",
+                        "\(path), row \(row) has a null \"\(field)\"", reason: "null \"\(field)\"",
                         hint: "pass --on-bad-record skip to skip such rows")
                     continue
                 }
@@ -477,7 +480,8 @@ public struct DocumentReader {
             let where_ = "\(path), element \(index)"
             guard let record = element as? [String: Any] else {
                 try badRecord(
-                    "\(where_) is not an object", hint: "each element must be {\"question\": ..., \"answer\": ...}.")
+                    "\(where_) is not an object", reason: "not an object",
+                    hint: "each element must be {\"question\": ..., \"answer\": ...}.")
                 continue
             }
             guard let pair = try pair(record, at: where_) else { continue }
@@ -498,15 +502,17 @@ public struct DocumentReader {
 
     private mutating func missing(_ field: String, in record: [String: Any], at where_: String, hint: String) throws {
         let fields = record.keys.sorted().joined(separator: ", ")
-        let problem = record[field] == nil ? "has no field \"\(field)\"" : "has a non-string \"\(field)\""
+        let problem = record[field] == nil ? "no field \"\(field)\"" : "a non-string \"\(field)\""
         try badRecord(
-            "\(where_) \(problem) (fields: \(fields))",
+            "\(where_) has \(problem) (fields: \(fields))", reason: problem,
             hint: "\(hint), or pass --on-bad-record skip to skip such records.")
     }
 
-    private mutating func badRecord(_ message: String, hint: String) throws {
+    /// A record that does not parse or lacks its field: an error, or (skip) counted under `reason`.
+    private mutating func badRecord(_ message: String, reason: String, hint: String) throws {
         guard config.onBadRecord == .skip else { throw DataError(message, hint: hint) }
         skippedRecords += 1
+        skipCounts[reason, default: 0] += 1
         if skipReasons.count < 5 { skipReasons.append(message) }
     }
 }

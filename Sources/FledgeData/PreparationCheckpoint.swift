@@ -28,6 +28,7 @@ struct PreparationCheckpoint: Codable {
     var replacedInvalid: Int
     var controlsRemoved: Int
     var skippedRecords: Int
+    var skipped: SkippedRecords
     var seconds: [Double]
 
     struct CompletedFile: Codable {

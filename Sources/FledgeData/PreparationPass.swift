@@ -29,6 +29,7 @@ final class PreparationPass {
     /// Each source's files relative to its path (for document ids).
     private(set) var sourceFiles: [[String]] = []
     private(set) var skippedRecords = 0
+    private(set) var skipped = SkippedRecords()
     /// Scalars of the documents as read, before cleaning.
     private(set) var charactersRead = 0
     private(set) var replacedInvalid = 0
@@ -155,9 +156,11 @@ final class PreparationPass {
         let order = allFiles.enumerated().flatMap { s, urls in urls.indices.map { (source: s, file: $0, url: urls[$0]) }
         }
         var skippedBefore = 0
+        var skippedFirst = SkippedRecords()
         var secondsBefore = [Double](repeating: 0, count: seconds.count)
         if let checkpoint, try resume(from: checkpoint, order: order) {
             skippedBefore = checkpoint.skippedRecords
+            skippedFirst = checkpoint.skipped
             secondsBefore = checkpoint.seconds
         } else if checkpoint != nil {
             try restart()
@@ -186,13 +189,15 @@ final class PreparationPass {
                 var spent = zip(secondsBefore, seconds).map { $0 + $1 }
                 spent[0] = secondsBefore[0] + elapsed - seconds[1...].reduce(0, +)
                 try saveCheckpoint(
-                    completed: Array(order[...k]), skipped: skippedBefore + reader.skippedRecords, seconds: spent)
+                    completed: Array(order[...k]), skipped: skippedBefore + reader.skippedRecords,
+                    reasons: skippedFirst.adding(reader), seconds: spent)
                 lastCheckpoint = Date()
             }
         }
         try process(&batch)
         report(doneBytes)
         skippedRecords = skippedBefore + reader.skippedRecords
+        skipped = skippedFirst.adding(reader)
         seconds[0] = Date().timeIntervalSince(start) - seconds[1...].reduce(0, +)
         seconds = zip(secondsBefore, seconds).map { $0 + $1 }
         nearRecord.clusters = clusterSizes.count
@@ -228,7 +233,7 @@ final class PreparationPass {
 
     /// Writes the records and slots since the last checkpoint, syncs the work files, then progress.json.
     private func saveCheckpoint(
-        completed: [(source: Int, file: Int, url: URL)], skipped: Int, seconds: [Double]
+        completed: [(source: Int, file: Int, url: URL)], skipped: Int, reasons: SkippedRecords, seconds: [Double]
     ) throws {
         var bytes: [UInt8] = []
         bytes.reserveCapacity((records.count - savedRecords) * DocumentRecord.encodedBytes)
@@ -247,7 +252,7 @@ final class PreparationPass {
             config: PreparationCheckpoint.fingerprint(config), tokenizerSHA256: tokenizerSHA256, files: done,
             records: records.count, tokenBytes: tokens.bytes, maskBytes: masks.bytes, signatureBytes: signatures.bytes,
             slots: slotDocument.count, charactersRead: charactersRead, replacedInvalid: replacedInvalid,
-            controlsRemoved: controlsRemoved, skippedRecords: skipped, seconds: seconds)
+            controlsRemoved: controlsRemoved, skippedRecords: skipped, skipped: reasons, seconds: seconds)
         do {
             try checkpoint.write(to: work)
         } catch let error as FileError {

@@ -72,6 +72,16 @@ struct InputAndQATests {
         #expect(documents.count == 2)
         #expect(reader.skippedRecords == 2)
         #expect(reader.skipReasons[1].contains("line 3 has no field \"text\" (fields: body)"))
+        #expect(reader.skipCounts == ["not a JSON object": 1, "no field \"text\"": 1])
+        // The manifest and the summary say how many were skipped and why.
+        let (manifest, _) = try DataFixtures.prepare([SourceSpec(name: "bad", path: bad.path)], in: folder) {
+            $0.input.onBadRecord = .skip
+            $0.split.validationTokens = 1
+        }
+        #expect(manifest.skippedRecords == 2)
+        #expect(manifest.skipped?.reasons == ["not a JSON object": 1, "no field \"text\"": 1])
+        #expect(manifest.skipped?.examples.first?.hasSuffix("bad.jsonl, line 2 is not a JSON object") == true)
+        #expect(manifest.summary().contains("skipped 2 bad records: 1 no field \"text\", 1 not a JSON object"))
         var other = InputConfig()
         other.textField = "body"
         other.format = .jsonl

@@ -128,6 +128,7 @@ struct ParquetTests {
         let (kept, reader) = try read("v1-plain-nullable-none.parquet") { $0.onBadRecord = .skip }
         let nulls = Self.expected.values["nullable"]!.filter { $0 == nil }.count
         #expect(reader.skippedRecords == nulls && kept.count == 250 - nulls)
+        #expect(reader.skipCounts == ["null \"text\"": nulls])
         let missing = Self.message { _ = try read("v1-plain-required-none.parquet") { $0.textField = "body" } }
         #expect(missing.contains("no column \"body\" (columns: id, text)"), "\(missing)")
     }
