@@ -378,11 +378,13 @@ check "import hf onto a user's folder" refused "not written by Fledge" -- $fledg
 for v in -1 100000; do num model logits "$ckpt" --text "$keep/notes.txt" --output "$tmp/l.safetensors" --greedy=$v; done
 check "model logits of a text longer than the context" refused "must fit in the context" -- $fledge model logits "$ckpt" --text "$keep/corpus/a.txt" --output "$tmp/l.safetensors"
 
-# A Ctrl-C during data prepare leaves no hidden folder; a kill -9 leftover goes at the next run.
+# A Ctrl-C during data prepare leaves no hidden folder (but the work folder .int.partial when it holds a
+# checkpoint to continue from); a kill -9 leftover goes at the next run.
 $fledge data prepare data/shakespeare/shakespeare.txt --split-on line --tokenizer "$keep/tok.json" --output "$tmp/int" > /dev/null 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do ls -a "$tmp" | grep -q '^\.int\.tmp-' && break; sleep 0.02; done
 kill -INT $pid 2> /dev/null; wait $pid
+[ -f "$tmp/.int.partial/progress.json" ] && rm -r "$tmp/.int.partial"
 left=$(ls -a "$tmp" | grep -c '^\.int\.' || true)
 [ "$left" -eq 0 ] && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "adversarial: FAILED: Ctrl-C during data prepare left $left hidden folders"; }
 mkdir -p "$tmp/.int.tmp-999999" "$tmp/.int.old-999998"

@@ -276,8 +276,12 @@ final class CleanupOnInterrupt {
                             .path)
                 }
                 FileHandle.standardError.write(Data("\ninterrupted: no dataset was written\n".utf8))
-                if let work, let kept = CleanupOnInterrupt.keptWork(work) {
-                    FileHandle.standardError.write(Data(kept.utf8))
+                if let work {
+                    if let kept = CleanupOnInterrupt.keptWork(work) {
+                        FileHandle.standardError.write(Data(kept.utf8))
+                    } else {
+                        try? FileManager.default.removeItem(at: work)  // no checkpoint yet: nothing to continue from
+                    }
                 }
                 Foundation.exit(130)
             }
