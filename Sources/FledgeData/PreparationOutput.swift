@@ -26,10 +26,44 @@ final class PreparationOutput {
         self.progress = progress
     }
 
-    /// Splits, mixes and writes the shards and documents.jsonl; returns the splits and the sources' records.
+    /// The stages after the pass: split+mix, then write (shards, documents.jsonl); returns the splits and the
+    /// sources' records. `stages` then holds every stage's counts.
     func write() throws -> ([String: SplitRecord], [SourceRecord]) {
+        stages = passStages()
+        let plan = try splitAndMix()
+        let writeStart = Date()
+        let members = ["train", "validation"].map { name in
+            plan.alive.filter { plan.isValidation[$0] == (name == "validation") }
+        }
+        toWrite = members.joined().reduce(0) { $0 + pass.records[$1].tokens * Int(plan.uses[$1]) }
+        try checkFreeSpace()
+        var splits: [String: SplitRecord] = [:]
+        for (name, list) in zip(["train", "validation"], members) {
+            splits[name] = try writeSplit(name, members: list, uses: plan.uses)
+        }
+        var sources = pass.sourceRecords
+        for index in plan.alive where plan.uses[index] > 0 {
+            let (side, use, tokens) = (plan.isValidation[index], Int(plan.uses[index]), pass.records[index].tokens)
+            let source = Int(pass.records[index].source)
+            sources[source].trainDocuments += side ? 0 : use
+            sources[source].trainTokens += side ? 0 : use * tokens
+            sources[source].validationDocuments += side ? use : 0
+            sources[source].validationTokens += side ? use * tokens : 0
+        }
+        try DocumentList.write(
+            pass, isValidation: plan.isValidation, uses: plan.uses,
+            to: folder.appendingPathComponent("documents.jsonl"), need: { [unowned self] in self.outputBytes })
+        stages.append(
+            stage(
+                "write", 6, input: plan.trainCount + plan.validationCount, removed: [:],
+                tokens: splits.values.reduce(0) { $0 + $1.tokens }, seconds: Date().timeIntervalSince(writeStart)))
+        return (splits, sources)
+    }
+
+    /// The counts of the streaming pass's stages (read, clean+filter, exact-dedup, near-dedup, tokenize).
+    private func passStages() -> [StageRecord] {
         let records = pass.records
-        for (k, name) in ["read", "clean+filter", "exact-dedup", "near-dedup", "tokenize"].enumerated() {
+        return ["read", "clean+filter", "exact-dedup", "near-dedup", "tokenize"].enumerated().map { k, name in
             var removed: [String: Int] = [:]
             var input = records.filter { $0.status.removedAt > k - 1 }.count
             var tokens: Int?
@@ -43,11 +77,24 @@ final class PreparationOutput {
                 if count > 0 { removed[k == 2 ? "duplicate" : "near_duplicate"] = count }
             default: tokens = records.reduce(0) { $0 + ($1.status.removedAt > 3 ? $1.tokens : 0) }
             }
-            stages.append(stage(name, k, input: input, removed: removed, tokens: tokens, seconds: pass.seconds[k]))
+            return stage(name, k, input: input, removed: removed, tokens: tokens, seconds: pass.seconds[k])
         }
+    }
 
-        // Split, then mix each side by the source weights.
-        let stageStart = Date()
+    /// What split+mix decided: each document's uses (0: left out) and side, over the documents kept by the pass.
+    struct Plan {
+        var alive: [Int]
+        var uses: [Int32]
+        var isValidation: [Bool]
+        var trainCount: Int
+        var validationCount: Int
+    }
+
+    /// The split+mix stage: split (by content hash, `--val-tokens`, or a validation source), then mix each side
+    /// by the source weights; marks the documents the mix leaves out.
+    private func splitAndMix() throws -> Plan {
+        let start = Date()
+        let records = pass.records
         let alive = records.indices.filter { records[$0].status == .kept }
         let items = alive.map {
             MixItem(source: Int(records[$0].source), hash: records[$0].hash, tokens: records[$0].tokens)
@@ -70,40 +117,17 @@ final class PreparationOutput {
             isValidation[index] = validation[k]
             if uses[index] == 0 { pass.markMixedOut(index) }
         }
-        let trainCount = alive.filter { !isValidation[$0] && uses[$0] > 0 }.count
-        let validationCount = alive.filter { isValidation[$0] && uses[$0] > 0 }.count
-        try checkSides(trainCount: trainCount, validationCount: validationCount, alive: alive.count)
+        let plan = Plan(
+            alive: alive, uses: uses, isValidation: isValidation,
+            trainCount: alive.filter { !isValidation[$0] && uses[$0] > 0 }.count,
+            validationCount: alive.filter { isValidation[$0] && uses[$0] > 0 }.count)
+        try checkSides(trainCount: plan.trainCount, validationCount: plan.validationCount, alive: alive.count)
         stages.append(
             stage(
                 "split+mix", 5, input: alive.count, removed: ["mixed_out": alive.filter { uses[$0] == 0 }.count],
                 tokens: alive.reduce(0) { $0 + records[$1].tokens * Int(uses[$1]) },
-                seconds: Date().timeIntervalSince(stageStart)))
-
-        // Shards and documents.jsonl.
-        let writeStart = Date()
-        let members = ["train", "validation"].map { name in alive.filter { isValidation[$0] == (name == "validation") }
-        }
-        toWrite = members.joined().reduce(0) { $0 + pass.records[$1].tokens * Int(uses[$1]) }
-        try checkFreeSpace()
-        var splits: [String: SplitRecord] = [:]
-        for (name, list) in zip(["train", "validation"], members) {
-            splits[name] = try writeSplit(name, members: list, uses: uses)
-        }
-        var sources = pass.sourceRecords
-        for index in alive where uses[index] > 0 {
-            let (side, use, tokens) = (isValidation[index], Int(uses[index]), pass.records[index].tokens)
-            let source = Int(pass.records[index].source)
-            sources[source].trainDocuments += side ? 0 : use
-            sources[source].trainTokens += side ? 0 : use * tokens
-            sources[source].validationDocuments += side ? use : 0
-            sources[source].validationTokens += side ? use * tokens : 0
-        }
-        try writeDocumentList(isValidation: isValidation, uses: uses)
-        stages.append(
-            stage(
-                "write", 6, input: trainCount + validationCount, removed: [:],
-                tokens: splits.values.reduce(0) { $0 + $1.tokens }, seconds: Date().timeIntervalSince(writeStart)))
-        return (splits, sources)
+                seconds: Date().timeIntervalSince(start)))
+        return plan
     }
 
     /// A stage's counts: the documents (and their characters) that no stage up to `index` removed.
@@ -272,71 +296,6 @@ final class PreparationOutput {
         }
         try close()
         return record
-    }
-
-    /// documents.jsonl: one line per input document — id, source, status, split, tokens, uses, hash, and the
-    /// document it duplicates.
-    private func writeDocumentList(isValidation: [Bool], uses: [Int32]) throws {
-        let file = try SequentialFile(folder.appendingPathComponent("documents.jsonl")) { [unowned self] in
-            self.outputBytes
-        }
-        let records = pass.records
-        var out: [UInt8] = []
-        out.reserveCapacity(1 << 20)
-        let names = config.sources.map { JSONNumber.string($0.name) }
-        let fileIDs = config.sources.indices.map { s in
-            pass.sourceFiles[s].map { Array(JSONNumber.string("\(config.sources[s].name):\($0)#").utf8.dropLast()) }
-        }
-        func number(_ value: Int) {
-            guard value >= 10 else { return out.append(UInt8(48 + value)) }
-            number(value / 10)
-            out.append(UInt8(48 + value % 10))
-        }
-        func id(_ i: Int) {
-            out += fileIDs[Int(records[i].source)][Int(records[i].file)]
-            number(records[i].ordinal)
-            out.append(0x22)
-        }
-        let hexDigits = Array("0123456789abcdef".utf8)
-        // Keys in sorted order, as JSONSerialization would write them (it, and string interpolation, are far
-        // slower for hundreds of thousands of lines).
-        for (i, record) in records.enumerated() {
-            out += #"{"characters":"#.utf8
-            number(record.characters)
-            if record.duplicateOf >= 0 {
-                out += #","duplicate_of":"#.utf8
-                id(Int(record.duplicateOf))
-            }
-            out += #","hash":""#.utf8
-            for word in [record.hash.high, record.hash.low] {
-                for shift in stride(from: 60, through: 0, by: -4) {
-                    out.append(hexDigits[Int((word >> UInt64(shift)) & 15)])
-                }
-            }
-            out += #"","id":"#.utf8
-            id(i)
-            out += #","source":"#.utf8
-            out += names[Int(record.source)].utf8
-            if record.status == .kept || record.status == .mixedOut {
-                out += (isValidation[i] ? #","split":"validation""# : #","split":"train""#).utf8
-            }
-            out += #","status":""#.utf8
-            out += record.status.rawValue.utf8
-            out.append(0x22)
-            if record.status == .kept {
-                out += #","tokens":"#.utf8
-                number(record.tokens)
-                out += #","uses":"#.utf8
-                number(Int(uses[i]))
-            }
-            out += "}\n".utf8
-            if out.count >= 1 << 20 {
-                try file.append(out)
-                out.removeAll(keepingCapacity: true)
-            }
-        }
-        try file.append(out)
-        _ = try file.finish()
     }
 }
 

@@ -351,7 +351,7 @@ final class PreparationPass {
 
     // MARK: - One batch
 
-    /// Runs clean+filter, exact dedup, near dedup and tokenisation over `batch`, then empties it.
+    /// Runs the streaming stages over `batch` (its documents become records `first...`), then empties it.
     private func process(_ batch: inout [Document]) throws {
         guard !batch.isEmpty else { return }
         let first = records.count
@@ -359,13 +359,22 @@ final class PreparationPass {
             records.append(
                 DocumentRecord(source: Int32(document.source), file: Int32(document.file), ordinal: document.ordinal))
         }
-        var clock = Date()
-        func lap(_ stage: Int) {
-            seconds[stage] += Date().timeIntervalSince(clock)
-            clock = Date()
-        }
+        timed(1) { cleanAndFilter(&batch, first: first) }
+        if config.removeExactDuplicates { timed(2) { removeExactDuplicates(from: first) } }
+        if config.removeNearDuplicates { try timed(3) { try removeNearDuplicates(batch, first: first) } }
+        try timed(4) { try tokenize(batch, first: first) }
+        batch.removeAll(keepingCapacity: true)
+    }
 
-        // Clean+filter, on all threads (each worker replaces its documents' text in place).
+    /// Runs `body`, adding its time to stage `stage`'s.
+    private func timed(_ stage: Int, _ body: () throws -> Void) rethrows {
+        let start = Date()
+        try body()
+        seconds[stage] += Date().timeIntervalSince(start)
+    }
+
+    /// Clean+filter on all threads: each worker replaces its documents' text with the cleaned text in place.
+    private func cleanAndFilter(_ batch: inout [Document], first: Int) {
         let (cleaner, english, config) = (self.cleaner, self.english, self.config)
         let outcomes = batch.withUnsafeMutableBufferPointer { documents in
             parallelMap(count: documents.count) { i, _ in
@@ -382,26 +391,22 @@ final class PreparationPass {
             if outcome.replacedInvalid && outcome.status != .invalidEncoding { replacedInvalid += 1 }
             controlsRemoved += outcome.controls
         }
-        lap(1)
+    }
 
-        // Exact dedup, in document order.
-        if config.removeExactDuplicates {
-            for i in first..<records.count where records[i].status == .kept {
-                if let original = firstOfHash[records[i].hash] {
-                    records[i].status = .duplicate
-                    records[i].duplicateOf = original
-                } else {
-                    firstOfHash[records[i].hash] = Int32(i)
-                }
+    /// Exact dedup in document order: the first document of each cleaned text is kept.
+    private func removeExactDuplicates(from first: Int) {
+        for i in first..<records.count where records[i].status == .kept {
+            if let original = firstOfHash[records[i].hash] {
+                records[i].status = .duplicate
+                records[i].duplicateOf = original
+            } else {
+                firstOfHash[records[i].hash] = Int32(i)
             }
         }
-        lap(2)
+    }
 
-        // Near dedup: signatures on all threads, then LSH in document order.
-        if config.removeNearDuplicates { try removeNearDuplicates(batch, first: first) }
-        lap(3)
-
-        // Tokenise on all threads; the tokens go to the work file.
+    /// Tokenisation on all threads; the tokens (and loss masks) go to the work files.
+    private func tokenize(_ batch: [Document], first: Int) throws {
         let encoder = self.encoder
         let encoded = batch.withUnsafeBufferPointer { documents in
             records.withUnsafeBufferPointer { records in
@@ -433,8 +438,6 @@ final class PreparationPass {
         }
         try tokens.append(tokenBytes)
         try masks.append(maskBytes)
-        batch.removeAll(keepingCapacity: true)
-        lap(4)
     }
 
     /// MinHash signatures of the batch's kept documents, then each checked against the kept documents before it.
