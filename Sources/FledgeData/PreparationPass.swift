@@ -37,7 +37,8 @@ final class PreparationPass {
     private(set) var nearRecord: NearDuplicateRecord
     /// Some document has a loss mask (question/answer data).
     private(set) var hasMask = false
-    /// Seconds in read, clean+filter, exact-dedup, near-dedup and tokenize.
+    /// Seconds in read, clean+filter, exact-dedup, near-dedup and tokenize (reading runs beside the other stages
+    /// on a thread of its own: its seconds are those the stages waited for it).
     private(set) var seconds = [Double](repeating: 0, count: 5)
 
     /// Token ids of the tokenised documents (in `kind`'s element type), their loss masks, and the signatures of
@@ -165,40 +166,79 @@ final class PreparationPass {
         } else if checkpoint != nil {
             try restart()
         }
-        var lastCheckpoint = Date()
-        var batch: [Document] = []
-        var batchText = 0
-        for (k, item) in order.enumerated() where k >= reused.files {
-            let file = try reader.read(item.url, source: item.source, file: item.file) { document, position in
-                batchText += document.text.count + (document.answer?.count ?? 0)
-                batch.append(document)
-                if batchText >= batchBytes {
-                    try process(&batch)
-                    batchText = 0
-                    report(doneBytes + position)
+        // A reading thread cuts the files into batches while this one runs the stages over the previous batch.
+        let handoff = Handoff(capacity: 2)
+        let readerDone = DispatchSemaphore(value: 0)
+        let job = UncheckedSendable(
+            (reader, order, reused.files, batchBytes, checkpointSeconds, handoff))  // the thread's own copies
+        Thread.detachNewThread {
+            defer { readerDone.signal() }
+            var (reader, order, firstFile, batchBytes, checkpointSeconds, handoff) = job.value
+            var batch: [Document] = []
+            var batchText = 0
+            var lastCheckpoint = Date()
+            do {
+                for k in firstFile..<order.count {
+                    let item = order[k]
+                    let file = try reader.read(item.url, source: item.source, file: item.file) { document, position in
+                        batchText += document.text.count + (document.answer?.count ?? 0)
+                        batch.append(document)
+                        if batchText >= batchBytes {
+                            guard handoff.put(.batch(batch, position: position)) else { throw CancellationError() }
+                            (batch, batchText) = ([], 0)
+                        }
+                    }
+                    // A checkpoint now and then, at a file's end, and after the last file (the split and the mix
+                    // may still refuse the result; a rerun with other split settings then starts from here).
+                    let checkpoint =
+                        k + 1 == order.count || Date().timeIntervalSince(lastCheckpoint) >= checkpointSeconds
+                    if checkpoint && !batch.isEmpty {
+                        guard handoff.put(.batch(batch, position: file.bytes)) else { return }
+                        (batch, batchText) = ([], 0)
+                    }
+                    guard handoff.put(.fileDone(k, file, reader: reader, checkpoint: checkpoint)) else { return }
+                    if checkpoint { lastCheckpoint = Date() }
                 }
-            }
-            files[item.source].append(file)
-            doneBytes += file.bytes
-            // A checkpoint now and then, and after the last file (the split and the mix may still refuse the
-            // result; a rerun with other split settings then starts from here).
-            if k + 1 == order.count || Date().timeIntervalSince(lastCheckpoint) >= checkpointSeconds {
-                try process(&batch)
-                batchText = 0
-                let elapsed = Date().timeIntervalSince(start)
-                var spent = zip(secondsBefore, seconds).map { $0 + $1 }
-                spent[0] = secondsBefore[0] + elapsed - seconds[1...].reduce(0, +)
-                try saveCheckpoint(
-                    completed: Array(order[...k]), skipped: skippedBefore + reader.skippedRecords,
-                    reasons: skippedFirst.adding(reader), seconds: spent)
-                lastCheckpoint = Date()
+                if !batch.isEmpty { guard handoff.put(.batch(batch, position: 0)) else { return } }
+                _ = handoff.put(.finished)
+            } catch is CancellationError {
+            } catch {
+                _ = handoff.put(.failed(error))
             }
         }
-        try process(&batch)
+        defer {
+            handoff.cancel()
+            readerDone.wait()
+        }
+        var lastReader = reader
+        var fileStart = doneBytes
+        reading: while true {
+            let waitStart = Date()
+            let next = handoff.take()
+            seconds[0] += Date().timeIntervalSince(waitStart)
+            switch next {
+            case .batch(var batch, let position):
+                try process(&batch)
+                report(fileStart + position)
+            case .fileDone(let k, let file, let reader, let checkpoint):
+                files[order[k].source].append(file)
+                doneBytes += file.bytes
+                fileStart = doneBytes
+                lastReader = reader
+                if checkpoint {
+                    var spent = zip(secondsBefore, seconds).map { $0 + $1 }
+                    spent[0] = secondsBefore[0] + seconds[0]
+                    try saveCheckpoint(
+                        completed: Array(order[...k]), skipped: skippedBefore + reader.skippedRecords,
+                        reasons: skippedFirst.adding(reader), seconds: spent)
+                }
+            case .finished: break reading
+            case .failed(let error): throw error
+            }
+        }
         report(doneBytes)
-        skippedRecords = skippedBefore + reader.skippedRecords
-        skipped = skippedFirst.adding(reader)
-        seconds[0] = Date().timeIntervalSince(start) - seconds[1...].reduce(0, +)
+        skippedRecords = skippedBefore + lastReader.skippedRecords
+        skipped = skippedFirst.adding(lastReader)
         seconds = zip(secondsBefore, seconds).map { $0 + $1 }
         nearRecord.clusters = clusterSizes.count
         nearRecord.largestCluster = clusterSizes.values.max() ?? 0
@@ -569,4 +609,51 @@ final class PreparationPass {
 struct UncheckedSendable<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
+}
+
+/// What the reading thread hands to the stages: batches of documents in order, each file's end (its record, the
+/// reader's skip counts so far, and whether a checkpoint is due), then the end or an error.
+enum ReadingEvent {
+    case batch([Document], position: Int)
+    case fileDone(Int, SourceFile, reader: DocumentReader, checkpoint: Bool)
+    case finished
+    case failed(any Error)
+}
+
+/// A bounded queue between the reading thread and the stages: `put` waits while `capacity` events wait.
+final class Handoff: @unchecked Sendable {
+    private var events: [ReadingEvent] = []
+    private let condition = NSCondition()
+    private let capacity: Int
+    private var cancelled = false
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// Queues `event`; false once the stages have stopped (the reader then stops too).
+    func put(_ event: ReadingEvent) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while events.count >= capacity && !cancelled { condition.wait() }
+        guard !cancelled else { return false }
+        events.append(event)
+        condition.broadcast()
+        return true
+    }
+
+    func take() -> ReadingEvent {
+        condition.lock()
+        defer { condition.unlock() }
+        while events.isEmpty { condition.wait() }
+        condition.broadcast()
+        return events.removeFirst()
+    }
+
+    /// The stages stopped (done or failed): a waiting or later `put` returns false.
+    func cancel() {
+        condition.lock()
+        cancelled = true
+        events.removeAll()
+        condition.broadcast()
+        condition.unlock()
+    }
 }
