@@ -138,7 +138,6 @@ final class PreparationPass {
     /// Reads every source and runs the streaming stages over their documents (after the files an earlier,
     /// interrupted run completed, when its checkpoint holds).
     func readSources() throws {
-        let start = Date()
         var reader = DocumentReader(config.input)
         reader.blockBytes = readBlockBytes
         let allFiles = try config.sources.map { try reader.files(of: $0.path) }
