@@ -72,6 +72,19 @@ final class InputFile {
         return bytes
     }
 
+    /// The SHA-256 of the rest of the file (all of it, when nothing was read yet) and how many bytes that was.
+    func sha256() throws -> (hex: String, bytes: Int) {
+        var hasher = SHA256()
+        var bytes = 0
+        while true {
+            let block = try read(upTo: 4 << 20)
+            if block.isEmpty { break }
+            hasher.update(block)
+            bytes += block.count
+        }
+        return (hasher.finalizeHex(), bytes)
+    }
+
     /// Throws when the file is not as it was when opened (another program wrote to it while it was read).
     func checkUnchanged(bytesRead: Int? = nil) throws {
         var info = stat()

@@ -99,6 +99,17 @@ public final class DataPreparer {
     /// Input files (and their bytes) that the last run took from an interrupted run's work instead of reading.
     public private(set) var reused = (files: 0, bytes: 0)
 
+    /// After a failure or an interruption: keeps the work folder `work` only when it holds a checkpoint to
+    /// continue from, and deletes it otherwise. True when it is kept.
+    @discardableResult
+    public static func keepWorkIfCheckpointed(_ work: URL) -> Bool {
+        if FileManager.default.fileExists(atPath: work.appendingPathComponent(PreparationCheckpoint.fileName).path) {
+            return true
+        }
+        try? FileManager.default.removeItem(at: work)
+        return false
+    }
+
     /// The folder beside `output` where the streaming pass keeps its work files and checkpoints: `.NAME.partial`.
     /// An interrupted or failed run leaves it, and the next run with the same settings continues from it.
     public static func workFolder(for output: URL) -> URL {
@@ -178,11 +189,7 @@ public final class DataPreparer {
             return manifest
         } catch {
             try? FileManager.default.removeItem(at: temporary)
-            // The work folder stays only when it holds a checkpoint to continue from.
-            if !FileManager.default.fileExists(atPath: work.appendingPathComponent(PreparationCheckpoint.fileName).path)
-            {
-                try? FileManager.default.removeItem(at: work)
-            }
+            DataPreparer.keepWorkIfCheckpointed(work)
             if error is DataError { throw error }
             if let error = error as? FileError { throw DataError(error.message, hint: error.hint) }
             throw DataError(

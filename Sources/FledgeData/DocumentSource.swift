@@ -185,24 +185,13 @@ public struct DocumentReader {
     ) throws -> SourceFile {
         let input = try InputFile(url)
         var hasher = SHA256()
+        var digest: String?
         var bytesRead = 0
         var position = 0
         let make = { (ordinal: Int, text: [UInt8], answer: [UInt8]?) throws in
             try emit(Document(source: source, file: file, ordinal: ordinal, text: text, answer: answer), position)
         }
         var pending = try input.read(upTo: blockBytes)
-        /// Hands the rest of the file to `hasher` (for formats that are not read front to back).
-        func hashWhole() throws {
-            hasher = SHA256()
-            bytesRead = 0
-            let whole = try InputFile(url)
-            while true {
-                let block = try whole.read(upTo: blockBytes)
-                if block.isEmpty { break }
-                hasher.update(block)
-                bytesRead += block.count
-            }
-        }
         if config.format == .auto && ["jsonl", "ndjson"].contains(url.pathExtension.lowercased()) {
             while !pending.contains(0x0A) {  // the first line decides between text records and pairs
                 let block = try input.read(upTo: blockBytes)
@@ -214,8 +203,8 @@ public struct DocumentReader {
         let jsonArray =
             format == .qa && pending.first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) == UInt8(ascii: "[")
         switch format {
-        case .parquet:
-            try hashWhole()
+        case .parquet:  // read by byte ranges: the digest is a pass of its own over the whole file
+            (digest, bytesRead) = try InputFile(url).sha256()
             let parquet = try ParquetFile(url: url)
             try readParquet(parquet, atRowGroup: { position = input.size * $0 / max(1, parquet.rowGroupCount) }, make)
         case .qa where jsonArray:
@@ -258,7 +247,7 @@ public struct DocumentReader {
         }
         try input.checkUnchanged(bytesRead: bytesRead)
         let modified = input.modified.map { ISO8601DateFormatter().string(from: $0) } ?? ""
-        return SourceFile(path: url.path, bytes: input.size, sha256: hasher.finalizeHex(), modified: modified)
+        return SourceFile(path: url.path, bytes: input.size, sha256: digest ?? hasher.finalizeHex(), modified: modified)
     }
 
     /// Reads all of file `url`'s documents, appending them to `documents`.

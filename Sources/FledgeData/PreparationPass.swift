@@ -309,13 +309,7 @@ final class PreparationPass {
             guard done.source == item.source, done.file == item.file, done.record.path == item.url.path,
                 let input = try? InputFile(item.url), input.size == done.record.bytes
             else { return false }
-            var hasher = SHA256()
-            while true {
-                let block = try input.read(upTo: 4 << 20)
-                if block.isEmpty { break }
-                hasher.update(block)
-            }
-            guard hasher.finalizeHex() == done.record.sha256 else { return false }
+            guard try input.sha256().hex == done.record.sha256 else { return false }
         }
         // The records, then the indexes rebuilt from them and from the signatures.
         var bytes = [UInt8](repeating: 0, count: checkpoint.records * DocumentRecord.encodedBytes)

@@ -254,11 +254,10 @@ func formatBytes(_ bytes: Int) -> String {
 final class CleanupOnInterrupt {
     private let sources: [DispatchSourceSignal]
 
-    /// What to tell the user about a work folder left for the next run (nil: none with a checkpoint).
+    /// What to tell the user about a work folder left for the next run (nil, and the folder deleted, when it
+    /// holds no checkpoint).
     static func keptWork(_ work: URL) -> String? {
-        guard FileManager.default.fileExists(atPath: work.appendingPathComponent("progress.json").path) else {
-            return nil
-        }
+        guard DataPreparer.keepWorkIfCheckpointed(work) else { return nil }
         return "note: the work of the files read so far is kept in \(work.path); the same command continues from it "
             + "(delete that folder to start afresh)\n"
     }
@@ -276,12 +275,8 @@ final class CleanupOnInterrupt {
                             .path)
                 }
                 FileHandle.standardError.write(Data("\ninterrupted: no dataset was written\n".utf8))
-                if let work {
-                    if let kept = CleanupOnInterrupt.keptWork(work) {
-                        FileHandle.standardError.write(Data(kept.utf8))
-                    } else {
-                        try? FileManager.default.removeItem(at: work)  // no checkpoint yet: nothing to continue from
-                    }
+                if let work, let kept = CleanupOnInterrupt.keptWork(work) {
+                    FileHandle.standardError.write(Data(kept.utf8))
                 }
                 Foundation.exit(130)
             }
