@@ -14,3 +14,10 @@ public struct DataError: Error, CustomStringConvertible, Equatable {
 
     public var description: String { "\(message)\nHint: \(hint)" }
 }
+
+/// A preparation stopped because its caller asked it to (`DataPreparer.shouldStop`, e.g. after Ctrl-C): nothing
+/// was written at the output, and the work folder stays only when it holds a checkpoint.
+public struct PreparationInterrupted: Error, CustomStringConvertible {
+    public init() {}
+    public var description: String { "interrupted: no dataset was written" }
+}

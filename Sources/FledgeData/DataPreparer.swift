@@ -90,6 +90,10 @@ public final class DataPreparer {
     public let threads: Int
     /// Called on the calling thread between pieces of work.
     public var progress: (PreparationProgress) -> Void = { _ in }
+    /// Asked on the calling thread between pieces of work; true stops the run (it throws
+    /// `PreparationInterrupted` after deleting its temporary folder, keeping the work folder only with a
+    /// checkpoint). A signal handler sets it instead of deleting folders that this thread may still write to.
+    public var shouldStop: () -> Bool = { false }
     /// Text bytes of one batch of documents (the unit that flows through clean, dedup and tokenise), and bytes
     /// read from a text file at a time. Neither changes the result, only memory and speed.
     public var batchBytes = 8 << 20
@@ -167,7 +171,7 @@ public final class DataPreparer {
             let pass = try PreparationPass(
                 config: config, encoder: encoder, tokenizerSHA256: SHA256.hex(tokenizerJSON), threads: threads,
                 work: work, batchBytes: batchBytes, readBlockBytes: readBlockBytes,
-                checkpointSeconds: checkpointSeconds, progress: progress)
+                checkpointSeconds: checkpointSeconds, progress: progress, shouldStop: shouldStop)
             try pass.readSources()
             reused = pass.reused
             let writer = try PreparationOutput(pass: pass, folder: temporary, progress: progress)
@@ -190,7 +194,7 @@ public final class DataPreparer {
         } catch {
             try? FileManager.default.removeItem(at: temporary)
             DataPreparer.keepWorkIfCheckpointed(work)
-            if error is DataError { throw error }
+            if error is DataError || error is PreparationInterrupted { throw error }
             if let error = error as? FileError { throw DataError(error.message, hint: error.hint) }
             throw DataError(
                 "writing \(output.path) failed: \(error.localizedDescription)",

@@ -286,6 +286,7 @@ final class PreparationOutput {
                     written += take
                     if inShard == shard!.count { try close() }
                     if written % (1 << 22) < take {
+                        try pass.stopIfAsked()
                         progress(
                             PreparationProgress(
                                 stage: "write", done: written, total: toWrite, unit: "tokens",

@@ -21,6 +21,9 @@ final class PreparationPass {
     let work: URL
     let checkpointSeconds: Double
     let progress: (PreparationProgress) -> Void
+    /// Asked between batches (and between files being checked for a resume): true stops the run with
+    /// `PreparationInterrupted`.
+    let shouldStop: () -> Bool
 
     /// One record per document read, in input order.
     private(set) var records: [DocumentRecord] = []
@@ -75,7 +78,7 @@ final class PreparationPass {
     init(
         config: PreparationConfig, encoder: DocumentEncoder, tokenizerSHA256: String, threads: Int, work: URL,
         batchBytes: Int, readBlockBytes: Int, checkpointSeconds: Double,
-        progress: @escaping (PreparationProgress) -> Void
+        progress: @escaping (PreparationProgress) -> Void, shouldStop: @escaping () -> Bool = { false }
     ) throws {
         self.config = config
         self.encoder = encoder
@@ -86,6 +89,7 @@ final class PreparationPass {
         self.readBlockBytes = max(1, readBlockBytes)
         self.checkpointSeconds = checkpointSeconds
         self.progress = progress
+        self.shouldStop = shouldStop
         kind = ShardKind.tokens(forVocabularySize: encoder.tokenizer.vocabularySize)
         cleaner = TextCleaner(config.cleaning)
         hasher = MinHasher(config.nearDuplicates)
@@ -215,6 +219,7 @@ final class PreparationPass {
             let waitStart = Date()
             let next = handoff.take()
             seconds[0] += Date().timeIntervalSince(waitStart)
+            try stopIfAsked()
             switch next {
             case .batch(var batch, let position):
                 try process(&batch)
@@ -309,6 +314,7 @@ final class PreparationPass {
             guard done.source == item.source, done.file == item.file, done.record.path == item.url.path,
                 let input = try? InputFile(item.url), input.size == done.record.bytes
             else { return false }
+            try stopIfAsked()
             guard try input.sha256().hex == done.record.sha256 else { return false }
         }
         // The records, then the indexes rebuilt from them and from the signatures.
@@ -364,6 +370,11 @@ final class PreparationPass {
         for file in [tokens, masks, signatures, recordFile, slotFile] { try file.truncate() }
         try? FileManager.default.removeItem(at: work.appendingPathComponent(PreparationCheckpoint.fileName))
         checkpoint = nil
+    }
+
+    /// Throws `PreparationInterrupted` once `shouldStop` says so.
+    func stopIfAsked() throws {
+        if shouldStop() { throw PreparationInterrupted() }
     }
 
     private func report(_ bytes: Int) {

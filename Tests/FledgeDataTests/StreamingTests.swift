@@ -172,6 +172,49 @@ struct InterruptedPreparationTests {
         #expect(continued.sources.map(\.files.count) == reference.sources.map(\.files.count))
     }
 
+    /// A stop asked at each point where the run looks (as after Ctrl-C): the run throws
+    /// `PreparationInterrupted`, leaves no output and no temporary folder, keeps the work folder only with a
+    /// checkpoint, and the same run afterwards makes what a run from nothing makes.
+    @Test func aStopAskedAtAnyPointLeavesNothingHalfWritten() throws {
+        let folder = DataFixtures.scratch()
+        let input = inputs(in: folder, brokenLast: false)
+        let fresh = folder.appendingPathComponent("fresh")
+        let reference = try preparer(input).run(output: fresh)
+        var looks = 0
+        let counting = preparer(input)
+        counting.shouldStop = {
+            looks += 1
+            return false
+        }
+        _ = try counting.run(output: folder.appendingPathComponent("counted"))
+        #expect(looks > 5)
+        let streaming = StreamingTests()
+        for stopAt in [1, 2, looks / 2, looks - 1, looks] {
+            let output = folder.appendingPathComponent("stopped-\(stopAt)")
+            let stopping = preparer(input)
+            var asked = 0
+            stopping.shouldStop = {
+                asked += 1
+                return asked >= stopAt
+            }
+            #expect(throws: PreparationInterrupted.self) { _ = try stopping.run(output: output) }
+            let left = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter {
+                $0.hasPrefix(".stopped-\(stopAt).") && !$0.hasSuffix(".partial")
+            }
+            #expect(left.isEmpty, "left \(left) after a stop at look \(stopAt)")
+            #expect(!FileManager.default.fileExists(atPath: output.path))
+            let work = DataPreparer.workFolder(for: output)
+            if FileManager.default.fileExists(atPath: work.path) {
+                #expect(FileManager.default.fileExists(atPath: work.appendingPathComponent("progress.json").path))
+            }
+            let rerun = preparer(input)
+            let manifest = try rerun.run(output: output)
+            let (a, b) = (try streaming.result(output, manifest), try streaming.result(fresh, reference))
+            for (name, data) in b where name != "manifest" { #expect(a[name] == data, "\(name) differs") }
+            #expect(!FileManager.default.fileExists(atPath: work.path))
+        }
+    }
+
     @Test func workFromOtherSettingsOrChangedFilesIsNotReused() throws {
         let folder = DataFixtures.scratch()
         let input = inputs(in: folder, brokenLast: true)
