@@ -11,7 +11,8 @@ import FledgeTensor
 struct BlockActivations {
     var norm1Out = 0, norm1Mean = 0, norm1Rstd = 0  // (B,T,C), (B,T), (B,T)
     var qkv = 0  // (B,T,QKV), q and k rotated when positions are rotary
-    var probabilities = 0  // (B,NH,T,K)
+    var probabilities = 0  // (B,NH,T,K), with a KV cache only
+    var attentionLSE = 0  // (B,NH,T), without a cache: each attention row's log-sum-exp (tiled attention)
     var attentionOut = 0  // (B,T,NH·HS) before the output projection
     var residual1 = 0  // (B,T,C) x + attention branch
     var norm2Out = 0, norm2Mean = 0, norm2Rstd = 0  // (B,T,C), (B,T), (B,T)
@@ -24,7 +25,8 @@ struct BlockActivations {
 public final class Activations: @unchecked Sendable {
     public let batchSize: Int
     public let sequenceLength: Int
-    /// Floats between rows of an attention probability matrix (T for training, a cache's capacity for decoding).
+    /// Floats between rows of an attention probability matrix: a KV cache's capacity (T without a cache, where
+    /// the attention is tiled and keeps no probabilities).
     public let keyCapacity: Int
     /// Whether the gradient scratch is planned (false for inference-only plans).
     public let forTraining: Bool
@@ -43,7 +45,6 @@ public final class Activations: @unchecked Sendable {
     var dQKV = 0  // (B,T,QKV)
     var dFC = 0  // (B,T,F2)
     var dActivated = 0  // (B,T,F)
-    var dProbabilities = 0  // (B,NH,T,K)
     /// Floats in the arena.
     public let count: Int
     /// Targets that count toward the loss in the last forward pass.
@@ -58,7 +59,7 @@ public final class Activations: @unchecked Sendable {
         config: ModelConfig, batchSize: Int, sequenceLength: Int, forTraining: Bool = true
     ) -> Int {
         var plan = Planner()
-        _ = plan.layout(config, batchSize, sequenceLength, sequenceLength, forTraining)
+        _ = plan.layout(config, batchSize, sequenceLength, nil, forTraining)
         return plan.total * 4
     }
 
@@ -78,7 +79,7 @@ public final class Activations: @unchecked Sendable {
         self.keyCapacity = keyCapacity ?? sequenceLength
         self.forTraining = forTraining
         var planner = Planner()
-        let offsets = planner.layout(config, batchSize, sequenceLength, self.keyCapacity, forTraining)
+        let offsets = planner.layout(config, batchSize, sequenceLength, keyCapacity, forTraining)
         count = planner.total
         do {
             storage = try Storage<Float>(count: count)
@@ -94,10 +95,10 @@ public final class Activations: @unchecked Sendable {
                 offsets.encoded, offsets.blocks, offsets.finalNormOut, offsets.finalNormMean, offsets.finalNormRstd,
                 offsets.logits, offsets.losses, offsets.logSumExp
             )
-        (dResidual, dNorm, dBranch, dAttention, dQKV, dFC, dActivated, dProbabilities) =
+        (dResidual, dNorm, dBranch, dAttention, dQKV, dFC, dActivated) =
             (
                 offsets.dResidual, offsets.dNorm, offsets.dBranch, offsets.dAttention, offsets.dQKV, offsets.dFC,
-                offsets.dActivated, offsets.dProbabilities
+                offsets.dActivated
             )
     }
 
@@ -116,7 +117,6 @@ private struct Planner {
     struct Offsets {
         var encoded = 0, finalNormOut = 0, finalNormMean = 0, finalNormRstd = 0, logits = 0, losses = 0, logSumExp = 0
         var dResidual = 0, dNorm = 0, dBranch = 0, dAttention = 0, dQKV = 0, dFC = 0, dActivated = 0
-        var dProbabilities = 0
         var blocks: [BlockActivations] = []
     }
 
@@ -125,7 +125,9 @@ private struct Planner {
         return total
     }
 
-    mutating func layout(_ c: ModelConfig, _ b: Int, _ t: Int, _ k: Int, _ training: Bool) -> Offsets {
+    mutating func layout(_ c: ModelConfig, _ b: Int, _ t: Int, _ k: Int?, _ training: Bool) -> Offsets {
+        let cached = k != nil
+        let k = k ?? t
         let bt = b * t
         var o = Offsets()
         o.encoded = take(bt * c.width)
@@ -136,7 +138,9 @@ private struct Planner {
             a.norm1Mean = take(bt)
             a.norm1Rstd = take(bt)
             a.qkv = take(bt * c.qkvWidth)
-            a.probabilities = take(b * c.heads * t * k)
+            // Without a KV cache the attention is tiled: no (T × K) probabilities, only each row's log-sum-exp,
+            // so the activations grow linearly in T. Decoding with a cache keeps its probabilities.
+            if cached { a.probabilities = take(b * c.heads * t * k) } else { a.attentionLSE = take(b * c.heads * t) }
             a.attentionOut = take(bt * c.attentionWidth)
             a.residual1 = take(bt * c.width)
             if !c.parallelBlock {
@@ -163,7 +167,6 @@ private struct Planner {
             o.dQKV = take(bt * c.qkvWidth)
             o.dFC = take(bt * c.mlpInnerWidth)
             o.dActivated = take(bt * c.mlpWidth)
-            o.dProbabilities = take(b * c.heads * t * k)
         }
         return o
     }

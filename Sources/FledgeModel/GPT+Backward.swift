@@ -172,10 +172,10 @@ extension GPT {
         let qkv = a + s.qkv
         let dqkv = a + acts.dQKV
         let shape = attentionShape(acts, batchSize: b, length: t)
-        backend.attentionBackward(
+        backend.tiledAttentionBackward(
             dQuery: dqkv, dKey: dqkv + c.heads * hs, dValue: dqkv + (c.heads + c.kvHeads) * hs,
-            dOutput: a + acts.dAttention, probabilities: a + s.probabilities, query: qkv, key: qkv + c.heads * hs,
-            value: qkv + (c.heads + c.kvHeads) * hs, scratch: a + acts.dProbabilities, shape: shape)
+            dOutput: a + acts.dAttention, output: a + s.attentionOut, logSumExp: a + s.attentionLSE, query: qkv,
+            key: qkv + c.heads * hs, value: qkv + (c.heads + c.kvHeads) * hs, shape: shape)
         if c.positions == .rotary {
             // The rotation is orthogonal, so its backward is the rotation by the opposite angle.
             rotate(m, dqkv, heads: c.heads, batchSize: b, length: t, positionOffset: 0, inverse: true)

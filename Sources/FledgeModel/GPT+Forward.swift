@@ -351,9 +351,15 @@ extension GPT {
             shape.kvRowStride = kvWidth
             shape.kvBatchStride = cache.capacity * kvWidth
         }
-        backend.attention(
-            output: a + s.attentionOut, probabilities: a + s.probabilities, query: qkv, key: keys,
-            value: values, shape: shape)
+        if cache == nil {
+            backend.tiledAttention(
+                output: a + s.attentionOut, logSumExp: a + s.attentionLSE, query: qkv, key: keys, value: values,
+                shape: shape)
+        } else {
+            backend.attention(
+                output: a + s.attentionOut, probabilities: a + s.probabilities, query: qkv, key: keys,
+                value: values, shape: shape)
+        }
     }
 
     /// output = fc₂(act(fc₁(input))), without the residual add.

@@ -175,6 +175,21 @@ public protocol Backend: AnyObject, Sendable {
         output: FloatPointer, probabilities: FloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
         value: ConstFloatPointer, shape: AttentionShape)
 
+    /// The same causal attention without the probabilities: it keeps no (Tq × Tk) matrix (FlashAttention's
+    /// tiles and online softmax), so training's activation memory grows linearly in T. Writes out
+    /// (B, Tq, NH·HS) and, for each row, the log-sum-exp of its scaled scores at logSumExp (B, NH, Tq), from
+    /// which `tiledAttentionBackward` recomputes the probabilities.
+    func tiledAttention(
+        output: FloatPointer, logSumExp: FloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
+        value: ConstFloatPointer, shape: AttentionShape)
+
+    /// Backward of `tiledAttention`, from its output and log-sum-exp: dQuery, dKey, dValue are overwritten as
+    /// by `attentionBackward`.
+    func tiledAttentionBackward(
+        dQuery: FloatPointer, dKey: FloatPointer, dValue: FloatPointer, dOutput: ConstFloatPointer,
+        output: ConstFloatPointer, logSumExp: ConstFloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
+        value: ConstFloatPointer, shape: AttentionShape)
+
     /// Attention of a decoding batch: batch row r has one query (at query + r·queryBatchStride) and attends the
     /// first `rows[r].keys` positions of its own cache row (keys at key + rows[r].cacheRow·kvBatchStride, rows
     /// kvRowStride apart). `shape.queryLength` is 1 and `shape.keyOffset` is unused. Writes out (B, NH·HS)

@@ -11,11 +11,16 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     public let pool: ThreadPool
     /// Per-thread partial sums for reductions (padded to a cache line per thread).
     let partials: Storage<Double>
+    /// The block and tile sizes of `tiledAttention`, and its per-thread tiles.
+    public let attentionTiles: AttentionTiles
+    let tileWorkspace: Storage<Float>
 
     /// Creates the backend with `threadCount` threads (default: the core count); BLAS is set to one thread.
-    public init(threadCount: Int = ThreadPool.coreCount) {
+    public init(threadCount: Int = ThreadPool.coreCount, attentionTiles: AttentionTiles = .standard) {
         pool = ThreadPool(threadCount: threadCount)
         partials = try! Storage<Double>(count: max(1, threadCount) * 8)
+        self.attentionTiles = attentionTiles
+        tileWorkspace = try! Storage<Float>(count: pool.threadCount * CPUBackend.tileWorkspaceCount(attentionTiles))
         _ = BLAS.libraryName  // load and configure the BLAS before the first product
     }
 

@@ -325,6 +325,109 @@ public final class ReferenceBackend: Backend {
         }
     }
 
+    /// Query row t of head h in batch row b: its scaled scores over the keys it sees (0...keyOffset + t).
+    private func scores(
+        _ b: Int, _ h: Int, _ t: Int, query: ConstFloatPointer, key: ConstFloatPointer, _ shape: AttentionShape
+    )
+        -> [Double]
+    {
+        let hs = shape.headSize
+        let g = h / shape.groupSize
+        let q = query + b * shape.queryBatchStride + t * shape.queryRowStride + h * hs
+        let scale = 1 / Double(hs).squareRoot()
+        return (0...(shape.keyOffset + t)).map { j in
+            let k = key + b * shape.kvBatchStride + j * shape.kvRowStride + g * hs
+            var dot = 0.0
+            for i in 0..<hs { dot += Double(q[i]) * Double(k[i]) }
+            return dot * scale
+        }
+    }
+
+    public func tiledAttention(
+        output: FloatPointer, logSumExp: FloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
+        value: ConstFloatPointer, shape: AttentionShape
+    ) {
+        let hs = shape.headSize
+        for b in 0..<shape.batchSize {
+            for h in 0..<shape.heads {
+                let g = h / shape.groupSize
+                for t in 0..<shape.queryLength {
+                    let s = scores(b, h, t, query: query, key: key, shape)
+                    let maximum = s.max()!
+                    let lse = maximum + Foundation.log(s.reduce(0) { $0 + Foundation.exp($1 - maximum) })
+                    logSumExp[(b * shape.heads + h) * shape.queryLength + t] = Float(lse)
+                    let o = output + (b * shape.queryLength + t) * shape.outputRowStride + h * hs
+                    for i in 0..<hs {
+                        var acc = 0.0
+                        for (j, score) in s.enumerated() {
+                            acc +=
+                                Foundation.exp(score - lse)
+                                * Double(value[b * shape.kvBatchStride + j * shape.kvRowStride + g * hs + i])
+                        }
+                        o[i] = Float(acc)
+                    }
+                }
+            }
+        }
+    }
+
+    public func tiledAttentionBackward(
+        dQuery: FloatPointer, dKey: FloatPointer, dValue: FloatPointer, dOutput: ConstFloatPointer,
+        output: ConstFloatPointer, logSumExp: ConstFloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
+        value: ConstFloatPointer, shape: AttentionShape
+    ) {
+        let hs = shape.headSize
+        let scale = 1 / Double(hs).squareRoot()
+        var dq = [Double](repeating: 0, count: shape.batchSize * shape.queryLength * shape.heads * hs)
+        var dk = [Double](repeating: 0, count: shape.batchSize * shape.keyLength * shape.kvHeads * hs)
+        var dv = dk
+        for b in 0..<shape.batchSize {
+            for h in 0..<shape.heads {
+                let g = h / shape.groupSize
+                for t in 0..<shape.queryLength {
+                    let s = scores(b, h, t, query: query, key: key, shape)
+                    let lse = Double(logSumExp[(b * shape.heads + h) * shape.queryLength + t])
+                    let row = (b * shape.queryLength + t) * shape.outputRowStride + h * hs
+                    var weighted = 0.0  // D = dO·O
+                    for i in 0..<hs { weighted += Double(dOutput[row + i]) * Double(output[row + i]) }
+                    let q = query + b * shape.queryBatchStride + t * shape.queryRowStride + h * hs
+                    let dqRow = ((b * shape.queryLength + t) * shape.heads + h) * hs
+                    for (j, score) in s.enumerated() {
+                        let p = Foundation.exp(score - lse)
+                        let kv = b * shape.kvBatchStride + j * shape.kvRowStride + g * hs
+                        let kvRow = ((b * shape.keyLength + j) * shape.kvHeads + g) * hs
+                        var dp = 0.0
+                        for i in 0..<hs { dp += Double(dOutput[row + i]) * Double(value[kv + i]) }
+                        let dScore = p * (dp - weighted) * scale
+                        for i in 0..<hs {
+                            dv[kvRow + i] += p * Double(dOutput[row + i])
+                            dq[dqRow + i] += dScore * Double(key[kv + i])
+                            dk[kvRow + i] += dScore * Double(q[i])
+                        }
+                    }
+                }
+            }
+            for t in 0..<shape.queryLength {
+                for h in 0..<shape.heads {
+                    let at = b * shape.queryBatchStride + t * shape.queryRowStride + h * hs
+                    for i in 0..<hs {
+                        dQuery[at + i] = Float(dq[((b * shape.queryLength + t) * shape.heads + h) * hs + i])
+                    }
+                }
+            }
+            for j in 0..<shape.keyLength {
+                for g in 0..<shape.kvHeads {
+                    let at = b * shape.kvBatchStride + j * shape.kvRowStride + g * hs
+                    let from = ((b * shape.keyLength + j) * shape.kvHeads + g) * hs
+                    for i in 0..<hs {
+                        dKey[at + i] = Float(dk[from + i])
+                        dValue[at + i] = Float(dv[from + i])
+                    }
+                }
+            }
+        }
+    }
+
     public func activation(_ function: ActivationFunction, output: FloatPointer, input: ConstFloatPointer, count: Int) {
         for i in 0..<count { output[i] = Float(ActivationMath.value(function, Double(input[i]))) }
     }

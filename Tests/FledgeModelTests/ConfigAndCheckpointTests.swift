@@ -132,23 +132,33 @@ struct ConfigTests {
         #expect(c.vocabularySize == 2048 && c.normPlacement == .pre && !c.parallelBlock && c.activation == .gelu)
         let (b, t) = (4, 64)
         let (bt, width, vocabulary, layers) = (b * t, 128, 2048, 4)
-        let probabilities = b * 4 * t * t  // one T×T softmax per head and row
-        // Saved per layer: ln_1 out, mean and rstd; q, k, v; the probabilities; the attention output; the first
-        // residual; ln_2 out, mean and rstd; the MLP's hidden layer before and after GELU; the second residual.
+        // The attention is tiled: it saves one log-sum-exp per head and row, no T×T softmax (which a KV cache's
+        // decoding keeps, below).
+        let logSumExps = b * 4 * t
+        // Saved per layer: ln_1 out, mean and rstd; q, k, v; the attention's log-sum-exps; the attention output; the
+        // first residual; ln_2 out, mean and rstd; the MLP's hidden layer before and after GELU; the second residual.
         let perLayer =
-            bt * width + 2 * bt + 3 * bt * width + probabilities + bt * width + bt * width + bt * width + 2 * bt
+            bt * width + 2 * bt + 3 * bt * width + logSumExps + bt * width + bt * width + bt * width + 2 * bt
             + 4 * bt * width + 4 * bt * width + bt * width
         // Once: the embedding sum; ln_f out, mean and rstd; the logits; per-position losses and log-sum-exps.
         let once = bt * width + bt * width + 2 * bt + bt * vocabulary + 2 * bt
         // The backward's scratch: gradients of the residual stream, a norm's output and a branch; of the
-        // attention output and of q, k, v; of the MLP's hidden layer before and after GELU; of the probabilities.
-        let scratch = 3 * bt * width + bt * width + 3 * bt * width + 4 * bt * width + 4 * bt * width + probabilities
+        // attention output and of q, k, v; of the MLP's hidden layer before and after GELU.
+        let scratch = 3 * bt * width + bt * width + 3 * bt * width + 4 * bt * width + 4 * bt * width
         let training = layers * perLayer + once + scratch
         #expect(try Activations(config: c, batchSize: b, sequenceLength: t).count == training)
         #expect(Activations.estimatedBytes(config: c, batchSize: b, sequenceLength: t) == 4 * training)
         // Inference keeps no layer's activations for a backward: one layer's buffers are reused, no scratch.
         #expect(
             try Activations(config: c, batchSize: b, sequenceLength: t, forTraining: false).count == perLayer + once)
+        // With a KV cache of K positions, the probabilities (B, NH, T, K) instead of the log-sum-exps.
+        let k = 96
+        #expect(
+            try Activations(config: c, batchSize: b, sequenceLength: t, keyCapacity: k, forTraining: false).count
+                == perLayer - logSumExps + b * 4 * t * k + once)
+        // Linear in T: doubling the sequence doubles the arena (the logits and every saved tensor are per position).
+        #expect(
+            try Activations(config: c, batchSize: b, sequenceLength: 2 * t).count == 2 * training)
     }
 
     @Test func weightDecayAppliesToMatricesOnly() {
