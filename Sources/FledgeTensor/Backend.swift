@@ -183,8 +183,8 @@ public protocol Backend: AnyObject, Sendable {
         output: FloatPointer, logSumExp: FloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
         value: ConstFloatPointer, shape: AttentionShape)
 
-    /// Backward of `tiledAttention`, from its output and log-sum-exp: dQuery, dKey, dValue are overwritten as
-    /// by `attentionBackward`.
+    /// Backward of `tiledAttention`, from its output and log-sum-exp: dQuery, dKey, dValue are overwritten
+    /// (same strides as query, key, value; the entries between heads are left untouched).
     func tiledAttentionBackward(
         dQuery: FloatPointer, dKey: FloatPointer, dValue: FloatPointer, dOutput: ConstFloatPointer,
         output: ConstFloatPointer, logSumExp: ConstFloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
@@ -197,13 +197,6 @@ public protocol Backend: AnyObject, Sendable {
     func decodeAttention(
         output: FloatPointer, probabilities: FloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
         value: ConstFloatPointer, rows: UnsafeBufferPointer<DecodeRow>, shape: AttentionShape)
-
-    /// Backward of `attention`: dQuery, dKey, dValue are overwritten (same strides as query, key, value;
-    /// the entries between heads are left untouched). `scratch` holds `shape.probabilityCount` floats.
-    func attentionBackward(
-        dQuery: FloatPointer, dKey: FloatPointer, dValue: FloatPointer, dOutput: ConstFloatPointer,
-        probabilities: ConstFloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
-        value: ConstFloatPointer, scratch: FloatPointer, shape: AttentionShape)
 
     /// out (N) = f(input (N)).
     func activation(_ function: ActivationFunction, output: FloatPointer, input: ConstFloatPointer, count: Int)

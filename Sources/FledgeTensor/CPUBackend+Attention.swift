@@ -1,8 +1,8 @@
-// CPUBackend+Attention: causal (grouped-query) attention as per-head GEMMs on strided views of the fused
-// QKV buffer, so nothing is copied. Query rows go in blocks of `attentionBlock`; block [r0, r1) multiplies
-// only keys 0..<keyOffset + r1, which skips most of the masked upper triangle.
-// Forward is parallel over (batch, head); backward over (batch, key/value head) so that heads sharing a
-// key/value head accumulate dK and dV on one thread (no races, deterministic).
+// CPUBackend+Attention: causal (grouped-query) attention that writes its probabilities, for decoding with a KV
+// cache (without one, the attention is CPUBackend+TiledAttention), as per-head GEMMs on strided views of the
+// fused QKV buffer or the cache, so nothing is copied. Query rows go in blocks of `attentionBlock`; block
+// [r0, r1) multiplies only keys 0..<keyOffset + r1, which skips most of the masked upper triangle. Parallel over
+// (batch, head).
 
 extension CPUBackend {
     /// Query rows per GEMM block.
@@ -33,17 +33,6 @@ extension CPUBackend {
         pool.parallelFor(rows.count, job)
     }
 
-    public func attentionBackward(
-        dQuery: FloatPointer, dKey: FloatPointer, dValue: FloatPointer, dOutput: ConstFloatPointer,
-        probabilities: ConstFloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
-        value: ConstFloatPointer, scratch: FloatPointer, shape: AttentionShape
-    ) {
-        let job = AttentionGradientGroups(
-            dQuery: dQuery, dKey: dKey, dValue: dValue, dOutput: dOutput, probabilities: probabilities, query: query,
-            key: key, value: value, scratch: scratch, shape: shape)
-        pool.parallelFor(shape.batchSize * shape.kvHeads, job)
-    }
-
     /// row[0..<count] = softmax(row[0..<count]).
     @inline(__always)
     static func softmaxInPlace(_ row: FloatPointer, count: Int) {
@@ -57,19 +46,6 @@ extension CPUBackend {
         }
         let inverse = 1 / sum.sum()
         forEachChunk16(0..<count) { i, lanes in storeLanes(loadLanes(row + i, lanes) * inverse, row + i, lanes) }
-    }
-
-    /// d[0..<count] = p ⊙ (d − Σ_{j<visible} p·d) · scale, with d holding dP on entry.
-    @inline(__always)
-    static func softmaxBackwardInPlace(
-        _ d: FloatPointer, probabilities p: ConstFloatPointer, count: Int, visible: Int, scale: Float
-    ) {
-        var dot = Vec16()
-        forEachChunk16(0..<visible) { i, lanes in dot.addProduct(loadLanes(p + i, lanes), loadLanes(d + i, lanes)) }
-        let weighted = dot.sum()
-        forEachChunk16(0..<count) { i, lanes in
-            storeLanes(loadLanes(p + i, lanes) * (loadLanes(d + i, lanes) - weighted) * scale, d + i, lanes)
-        }
     }
 }
 
@@ -210,59 +186,6 @@ struct DecodeAttentionRows: ParallelRangeJob {
                 value: value + row.cacheRow * s.kvBatchStride,
                 probabilities: probabilities + r * s.heads * s.probabilityRowStride,
                 output: output + r * s.outputRowStride, heads: 0..<s.heads, keys: row.keys, shape: s)
-        }
-    }
-}
-
-/// Attention backward for a range of (batch, key/value head) units: the heads of a group accumulate their
-/// dK and dV on one thread.
-struct AttentionGradientGroups: ParallelRangeJob {
-    let dQuery: FloatPointer, dKey: FloatPointer, dValue: FloatPointer, dOutput: ConstFloatPointer
-    let probabilities: ConstFloatPointer, query: ConstFloatPointer, key: ConstFloatPointer, value: ConstFloatPointer
-    let scratch: FloatPointer
-    let shape: AttentionShape
-
-    func run(_ units: Range<Int>) {
-        let s = shape
-        let (hs, group, scale) = (s.headSize, s.groupSize, s.scale)
-        let (qrs, kvrs, ors, prs) = (s.queryRowStride, s.kvRowStride, s.outputRowStride, s.probabilityRowStride)
-        for unit in units {
-            let (b, g) = unit.quotientAndRemainder(dividingBy: s.kvHeads)
-            let k = key + b * s.kvBatchStride + g * hs
-            let v = value + b * s.kvBatchStride + g * hs
-            let dk = dKey + b * s.kvBatchStride + g * hs
-            let dv = dValue + b * s.kvBatchStride + g * hs
-            for j in 0..<s.keyLength {
-                (dk + j * kvrs).update(repeating: 0, count: hs)
-                (dv + j * kvrs).update(repeating: 0, count: hs)
-            }
-            for h in g * group..<(g + 1) * group {
-                let q = query + b * s.queryBatchStride + h * hs
-                let dq = dQuery + b * s.queryBatchStride + h * hs
-                let dO = dOutput + b * s.queryLength * ors + h * hs
-                let p = probabilities + (b * s.heads + h) * s.queryLength * prs
-                let dS = scratch + (b * s.heads + h) * s.queryLength * prs
-                var r0 = 0
-                while r0 < s.queryLength {
-                    let r1 = min(s.queryLength, r0 + CPUBackend.attentionBlock)
-                    let keys = s.keyOffset + r1
-                    let rows = r1 - r0
-                    // dP = dO·Vᵀ
-                    CPUBackend.sgemm(false, true, rows, keys, hs, 1, dO + r0 * ors, ors, v, kvrs, 0, dS + r0 * prs, prs)
-                    // dS = P ⊙ (dP − Σⱼ P·dP) / √HS (softmax backward); P is 0 past the causal edge.
-                    for t in r0..<r1 {
-                        CPUBackend.softmaxBackwardInPlace(
-                            dS + t * prs, probabilities: p + t * prs, count: keys, visible: s.keyOffset + t + 1,
-                            scale: scale)
-                    }
-                    // dQ = dS·K;  dK += dSᵀ·Q;  dV += Pᵀ·dO
-                    CPUBackend.sgemm(
-                        false, false, rows, hs, keys, 1, dS + r0 * prs, prs, k, kvrs, 0, dq + r0 * qrs, qrs)
-                    CPUBackend.sgemm(true, false, keys, hs, rows, 1, dS + r0 * prs, prs, q + r0 * qrs, qrs, 1, dk, kvrs)
-                    CPUBackend.sgemm(true, false, keys, hs, rows, 1, p + r0 * prs, prs, dO + r0 * ors, ors, 1, dv, kvrs)
-                    r0 = r1
-                }
-            }
         }
     }
 }

@@ -82,12 +82,14 @@ extension CPUBackend {
     }
 
     public func sumOfSquares(_ data: ConstFloatPointer, count: Int) -> Double {
-        partials.withUnsafeMutableBufferPointer { partial in
-            let slots = partial.baseAddress!
-            pool.parallel(SumOfSquaresShares(data: data, count: count, slots: slots))
-            var sum = 0.0
-            for t in 0..<pool.threadCount { sum += slots[t * 8] }
-            return sum
+        withScratch {
+            partials.withUnsafeMutableBufferPointer { partial in
+                let slots = partial.baseAddress!
+                pool.parallel(SumOfSquaresShares(data: data, count: count, slots: slots))
+                var sum = 0.0
+                for t in 0..<pool.threadCount { sum += slots[t * 8] }
+                return sum
+            }
         }
     }
 }

@@ -17,11 +17,13 @@ extension CPUBackend {
         output: FloatPointer, logSumExp: FloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
         value: ConstFloatPointer, shape: AttentionShape
     ) {
-        tileWorkspace.withUnsafeMutableBufferPointer { workspace in
-            let job = TiledAttentionHeads(
-                output: output, logSumExp: logSumExp, query: query, key: key, value: value, shape: shape,
-                tiles: attentionTiles, workspace: workspace.baseAddress!)
-            pool.parallel(job)
+        withScratch {
+            tileWorkspace.withUnsafeMutableBufferPointer { workspace in
+                let job = TiledAttentionHeads(
+                    output: output, logSumExp: logSumExp, query: query, key: key, value: value, shape: shape,
+                    tiles: attentionTiles, workspace: workspace.baseAddress!)
+                pool.parallel(job)
+            }
         }
     }
 
@@ -30,12 +32,14 @@ extension CPUBackend {
         output: ConstFloatPointer, logSumExp: ConstFloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
         value: ConstFloatPointer, shape: AttentionShape
     ) {
-        tileWorkspace.withUnsafeMutableBufferPointer { workspace in
-            let job = TiledAttentionGradientGroups(
-                dQuery: dQuery, dKey: dKey, dValue: dValue, dOutput: dOutput, output: output, logSumExp: logSumExp,
-                query: query, key: key, value: value, shape: shape, tiles: attentionTiles,
-                workspace: workspace.baseAddress!)
-            pool.parallel(job)
+        withScratch {
+            tileWorkspace.withUnsafeMutableBufferPointer { workspace in
+                let job = TiledAttentionGradientGroups(
+                    dQuery: dQuery, dKey: dKey, dValue: dValue, dOutput: dOutput, output: output,
+                    logSumExp: logSumExp, query: query, key: key, value: value, shape: shape, tiles: attentionTiles,
+                    workspace: workspace.baseAddress!)
+                pool.parallel(job)
+            }
         }
     }
 

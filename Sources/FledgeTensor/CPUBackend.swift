@@ -3,6 +3,7 @@
 // ReferenceBackend. Kernel families live in CPUBackend+<Family>.swift; this file has GEMM and linear.
 
 import COpenBLAS
+import Foundation
 
 /// Fast CPU kernels: CBLAS for matrix products, SIMD loops on a persistent thread pool for the rest.
 public final class CPUBackend: Backend, @unchecked Sendable {
@@ -14,6 +15,10 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     /// The block and tile sizes of `tiledAttention`, and its per-thread tiles.
     public let attentionTiles: AttentionTiles
     let tileWorkspace: Storage<Float>
+    /// The backend's own scratch (`partials`, `tileWorkspace`) serves one kernel at a time: threads that share a
+    /// backend (tests in parallel, a server beside a benchmark) take turns for it. A kernel called while the
+    /// pool is busy runs its shares inline on the calling thread, in the same slots as the running region's.
+    private let scratchLock = NSLock()
 
     /// Creates the backend with `threadCount` threads (default: the core count); BLAS is set to one thread.
     public init(threadCount: Int = ThreadPool.coreCount, attentionTiles: AttentionTiles = .standard) {
@@ -22,6 +27,14 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         self.attentionTiles = attentionTiles
         tileWorkspace = try! Storage<Float>(count: pool.threadCount * CPUBackend.tileWorkspaceCount(attentionTiles))
         _ = BLAS.libraryName  // load and configure the BLAS before the first product
+    }
+
+    /// Runs `body` holding the backend's scratch.
+    @inline(__always)
+    func withScratch<R>(_ body: () -> R) -> R {
+        scratchLock.lock()
+        defer { scratchLock.unlock() }
+        return body()
     }
 
     /// Threads used by every kernel.

@@ -88,40 +88,6 @@ struct FiniteDifferenceTests {
         if layerNorm { check("layerNorm dBias", input: b, analytic: db.array, weights: r.array, forward: forward) }
     }
 
-    @Test(arguments: [(4, 4), (4, 2), (3, 1)])
-    func attentionBackward(heads: Int, kvHeads: Int) {
-        let (b, t, hs) = (2, 6, 8)
-        let row = (heads + 2 * kvHeads) * hs
-        let qkv = Buffer(b * t * row, seed: 9)
-        let r = Buffer(b * t * heads * hs, seed: 10)
-        let shape = AttentionShape(
-            batchSize: b, queryLength: t, keyOffset: 0, heads: heads, kvHeads: kvHeads, headSize: hs,
-            queryRowStride: row,
-            queryBatchStride: t * row, kvRowStride: row, kvBatchStride: t * row, outputRowStride: heads * hs,
-            probabilityRowStride: t)
-        let (out, probs, scratch) = (
-            Buffer(zeros: b * t * heads * hs), Buffer(zeros: shape.probabilityCount),
-            Buffer(zeros: shape.probabilityCount)
-        )
-        let forward = {
-            fast.attention(
-                output: out.pointer, probabilities: probs.pointer, query: qkv.pointer, key: qkv.pointer + heads * hs,
-                value: qkv.pointer + (heads + kvHeads) * hs, shape: shape)
-            return out.array
-        }
-        _ = forward()
-        let dqkv = Buffer(zeros: b * t * row)
-        fast.attentionBackward(
-            dQuery: dqkv.pointer, dKey: dqkv.pointer + heads * hs, dValue: dqkv.pointer + (heads + kvHeads) * hs,
-            dOutput: r.pointer,
-            probabilities: probs.pointer, query: qkv.pointer, key: qkv.pointer + heads * hs,
-            value: qkv.pointer + (heads + kvHeads) * hs,
-            scratch: scratch.pointer, shape: shape)
-        check(
-            "attention dQKV (\(heads)/\(kvHeads) heads)", input: qkv, analytic: dqkv.array, weights: r.array, h: 1e-3,
-            forward: forward)
-    }
-
     @Test(arguments: ActivationFunction.allCases)
     func activationBackward(function: ActivationFunction) {
         let n = 40

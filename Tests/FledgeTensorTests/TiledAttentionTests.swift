@@ -132,6 +132,19 @@ struct TiledAttentionTests {
         #expect(lse.array.allSatisfy { $0.isFinite })
     }
 
+    /// Two threads sharing one backend (as tests in parallel do) each get what the backend gives one caller:
+    /// the per-thread tiles are the backend's, and a call while its pool is busy runs inline in the same slots.
+    @Test func aBackendSharedByTwoThreadsGivesEachTheSame() {
+        let callers = SharedBackendCallers()
+        let alone = callers.attend()
+        DispatchQueue.concurrentPerform(iterations: 2) { caller in
+            callers.mismatches[caller] = (0..<30).filter { _ in callers.attend() != alone }.count
+        }
+        #expect(
+            Array(callers.mismatches) == [0, 0],
+            "results that differed from a lone caller's: \(Array(callers.mismatches))")
+    }
+
     @Test(arguments: [(4, 4), (4, 2), (3, 1)])
     func backwardIsTheDerivative(heads: Int, kvHeads: Int) {
         let (b, t, hs) = (2, 6, 8)
@@ -160,5 +173,36 @@ struct TiledAttentionTests {
         FiniteDifferenceTests().check(
             "tiled attention dQKV (\(heads)/\(kvHeads) heads)", input: qkv, analytic: dqkv.array, weights: r.array,
             h: 1e-3, forward: forward)
+    }
+}
+
+/// One backend and one input for two concurrent callers; each caller writes only its own mismatch count.
+private final class SharedBackendCallers: @unchecked Sendable {
+    let (b, t, heads, hs) = (2, 150, 4, 16)
+    let qkv: Buffer
+    let shape: AttentionShape
+    let backend = CPUBackend(threadCount: 2, attentionTiles: AttentionTiles(queries: 16, keys: 32))
+    /// Each caller's count of results that differed (a slot each: no shared array is mutated).
+    let mismatches = UnsafeMutableBufferPointer<Int>.allocate(capacity: 2)
+
+    init() {
+        let row = 3 * heads * hs
+        qkv = Buffer(b * t * row, seed: 44)
+        shape = AttentionShape(
+            batchSize: b, queryLength: t, keyOffset: 0, heads: heads, kvHeads: heads, headSize: hs, queryRowStride: row,
+            queryBatchStride: t * row, kvRowStride: row, kvBatchStride: t * row, outputRowStride: heads * hs,
+            probabilityRowStride: t)
+        mismatches.initialize(repeating: 0)
+    }
+
+    deinit { mismatches.deallocate() }
+
+    /// The output and log-sum-exp of one call.
+    func attend() -> [Float] {
+        let (out, lse) = (Buffer(zeros: b * t * heads * hs), Buffer(zeros: b * heads * t))
+        backend.tiledAttention(
+            output: out.pointer, logSumExp: lse.pointer, query: qkv.pointer, key: qkv.pointer + heads * hs,
+            value: qkv.pointer + 2 * heads * hs, shape: shape)
+        return out.array + lse.array
     }
 }
