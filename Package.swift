@@ -82,22 +82,26 @@ let package = Package(
             ],
             swiftSettings: checkedSettings
         ),
-        // Helpers shared by the test targets (scratch folders removed when the test process exits).
-        .target(name: "FledgeTestSupport", path: "Tests/FledgeTestSupport", swiftSettings: checkedSettings),
+        // Helpers shared by the test targets: scratch folders removed when the test process exits, the bundled
+        // corpus and small tokenizers trained on it, the `slow` tag.
+        .target(
+            name: "FledgeTestSupport", dependencies: ["FledgeTokenizer"], path: "Tests/FledgeTestSupport",
+            swiftSettings: checkedSettings),
         .testTarget(name: "FledgeTensorTests", dependencies: ["FledgeTensor"], swiftSettings: checkedSettings),
         .testTarget(
             name: "FledgeFilesTests", dependencies: ["FledgeFiles", "FledgeTestSupport"], swiftSettings: checkedSettings
         ),
         .testTarget(
             name: "FledgeTokenizerTests",
-            dependencies: ["FledgeTokenizer"],
+            dependencies: ["FledgeTokenizer", "FledgeTestSupport"],
             resources: [.copy("Fixtures")],
             swiftSettings: checkedSettings
         ),
         .testTarget(
             name: "FledgeDataTests", dependencies: ["FledgeData", "FledgeTestSupport"], swiftSettings: checkedSettings),
         .testTarget(
-            name: "FledgeGenerationTests", dependencies: ["FledgeGeneration"], swiftSettings: checkedSettings),
+            name: "FledgeGenerationTests", dependencies: ["FledgeGeneration", "FledgeTestSupport"],
+            swiftSettings: checkedSettings),
         .testTarget(
             name: "FledgeTrainingTests",
             dependencies: ["FledgeTraining", "FledgeKit", "FledgeDistributed", "FledgeTestSupport"],
@@ -110,7 +114,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FledgeModelTests",
-            dependencies: ["FledgeModel"],
+            dependencies: ["FledgeModel", "FledgeTestSupport"],
             resources: [.copy("Fixtures")],
             swiftSettings: checkedSettings
         ),

@@ -2,6 +2,7 @@
 // first; documents that merely share a theme are kept apart; detection follows the Jaccard threshold.
 
 import FledgeData
+import FledgeTestSupport
 import Foundation
 import Testing
 
@@ -20,7 +21,7 @@ struct DeduplicationTests {
         }.joined(separator: " ")
     }
 
-    @Test func signaturesEstimateJaccard() {
+    @Test(.tags(.slow), .skippedInQuickRuns) func signaturesEstimateJaccard() {
         let hasher = MinHasher(NearDuplicateConfig())
         let base = DataFixtures.paragraphs(1, from: 40)[0] + " " + DataFixtures.paragraphs(1, from: 41)[0]
         for every in [3, 8, 30] {

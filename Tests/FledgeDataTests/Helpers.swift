@@ -1,5 +1,5 @@
-// Shared helpers for FledgeData tests: a scratch folder per test, a small tokenizer trained once, and the
-// package root (for the bundled corpus).
+// Shared helpers for FledgeData tests: a scratch folder per test and a small tokenizer trained once (both from
+// FledgeTestSupport), and paragraphs of the bundled corpus.
 
 import FledgeData
 import FledgeTestSupport
@@ -7,23 +7,11 @@ import FledgeTokenizer
 import Foundation
 
 enum DataFixtures {
-    /// The package root (tests run from it under `swift test`; fall back to this file's location).
-    static let root: URL = {
-        let here = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
-        if FileManager.default.fileExists(atPath: here.appendingPathComponent("Package.swift").path) { return here }
-        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-    }()
-
-    static let shakespeare = root.appendingPathComponent("data/shakespeare/shakespeare.txt")
+    static let root = TestCorpus.root
+    static let shakespeare = TestCorpus.shakespeare
 
     /// A byte-level BPE (vocabulary 512, special tokens <pad> <unk> <bos> <eos>) trained on a slice of Shakespeare.
-    static let tokenizer: BPETokenizer = {
-        let text = String(decoding: try! Data(contentsOf: shakespeare).prefix(100_000), as: UTF8.self)
-        var config = BPETrainingConfig(vocabularySize: 512)
-        config.threads = 1
-        return try! BPETrainer(config: config).train(texts: [text])
-    }()
+    static let tokenizer = TestCorpus.bpe(vocabularySize: 512, text: TestCorpus.shakespeareText(prefix: 100_000))
 
     /// A fresh empty folder under the temporary directory, removed when the test process exits.
     static func scratch(_ name: String = #function) -> URL { ScratchFolder.make("data-tests", name) }

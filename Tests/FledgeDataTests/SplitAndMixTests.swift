@@ -3,6 +3,7 @@
 // is honoured.
 
 import FledgeData
+import FledgeTestSupport
 import Foundation
 import Testing
 
@@ -16,7 +17,7 @@ struct SplitAndMixTests {
         return sides
     }
 
-    @Test func splitIsDeterministicAndStableWhenSourcesAreAdded() throws {
+    @Test(.tags(.slow), .skippedInQuickRuns) func splitIsDeterministicAndStableWhenSourcesAreAdded() throws {
         let folder = DataFixtures.scratch()
         let a = DataFixtures.write(DataFixtures.paragraphs(300, from: 0).joined(separator: "\n\n"), "a.txt", in: folder)
         let b = DataFixtures.write(
@@ -69,7 +70,7 @@ struct SplitAndMixTests {
         #expect(train.isDisjoint(with: validation))
     }
 
-    @Test func mixReachesTheWeightsByTokens() throws {
+    @Test(.tags(.slow), .skippedInQuickRuns) func mixReachesTheWeightsByTokens() throws {
         let folder = DataFixtures.scratch()
         let stories = DataFixtures.write(
             DataFixtures.paragraphs(400, from: 0).joined(separator: "\n\n"), "s.txt", in: folder)

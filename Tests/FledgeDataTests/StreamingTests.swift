@@ -5,6 +5,7 @@
 // manifest's counts must be identical. A file that grows while it is read is refused.
 
 import FledgeData
+import FledgeTestSupport
 import Foundation
 import Testing
 
@@ -54,7 +55,7 @@ struct StreamingTests {
         return files
     }
 
-    @Test(arguments: [DocumentBoundary.blankLine, .line, .separator, .file])
+    @Test(.tags(.slow), .skippedInQuickRuns, arguments: [DocumentBoundary.blankLine, .line, .separator, .file])
     func batchesAndBlocksDoNotChangeTheResult(boundary: DocumentBoundary) throws {
         let folder = DataFixtures.scratch("streaming-\(boundary.rawValue)")
         let input = try corpus(in: folder)
@@ -142,7 +143,7 @@ struct InterruptedPreparationTests {
         return preparer
     }
 
-    @Test func aRerunContinuesFromTheFilesAFailedRunCompleted() throws {
+    @Test(.tags(.slow), .skippedInQuickRuns) func aRerunContinuesFromTheFilesAFailedRunCompleted() throws {
         let folder = DataFixtures.scratch()
         let input = inputs(in: folder, brokenLast: true)
         let output = folder.appendingPathComponent("prepared")
@@ -175,7 +176,7 @@ struct InterruptedPreparationTests {
     /// A stop asked at each point where the run looks (as after Ctrl-C): the run throws
     /// `PreparationInterrupted`, leaves no output and no temporary folder, keeps the work folder only with a
     /// checkpoint, and the same run afterwards makes what a run from nothing makes.
-    @Test func aStopAskedAtAnyPointLeavesNothingHalfWritten() throws {
+    @Test(.tags(.slow), .skippedInQuickRuns) func aStopAskedAtAnyPointLeavesNothingHalfWritten() throws {
         let folder = DataFixtures.scratch()
         let input = inputs(in: folder, brokenLast: false)
         let fresh = folder.appendingPathComponent("fresh")
@@ -215,7 +216,7 @@ struct InterruptedPreparationTests {
         }
     }
 
-    @Test func workFromOtherSettingsOrChangedFilesIsNotReused() throws {
+    @Test(.tags(.slow), .skippedInQuickRuns) func workFromOtherSettingsOrChangedFilesIsNotReused() throws {
         let folder = DataFixtures.scratch()
         let input = inputs(in: folder, brokenLast: true)
         let output = folder.appendingPathComponent("prepared")

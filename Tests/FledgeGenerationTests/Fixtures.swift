@@ -6,26 +6,13 @@ import FledgeData
 import FledgeGeneration
 import FledgeModel
 import FledgeTensor
+import FledgeTestSupport
 import FledgeTokenizer
 import Foundation
 
 enum Fixtures {
-    static let root: URL = {
-        let here = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
-        if FileManager.default.fileExists(atPath: here.appendingPathComponent("Package.swift").path) { return here }
-        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-    }()
-
-    static let text = String(
-        decoding: try! Data(contentsOf: root.appendingPathComponent("data/shakespeare/shakespeare.txt")).prefix(60_000),
-        as: UTF8.self)
-
-    static let bpe: BPETokenizer = {
-        var config = BPETrainingConfig(vocabularySize: 320)
-        config.threads = 1
-        return try! BPETrainer(config: config).train(texts: [text])
-    }()
+    static let text = TestCorpus.shakespeareText(prefix: 60_000)
+    static let bpe = TestCorpus.bpe(vocabularySize: 320, text: text)
 
     static let words: WordLevelTokenizer = {
         let specials = ["<pad>", "<unk>", "<bos>", "<eos>"]

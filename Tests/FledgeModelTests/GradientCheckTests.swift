@@ -5,10 +5,11 @@
 
 import FledgeModel
 import FledgeTensor
+import FledgeTestSupport
 import Testing
 
 struct GradientCheckTests {
-    @Test(arguments: Fixture.variants)
+    @Test(.tags(.slow), .skippedInQuickRuns, arguments: Fixture.variants)
     func modelGradientsMatchFiniteDifferences(variant: String) throws {
         let fixture = try Fixture(variant)
         var config = fixture.config

@@ -3,6 +3,7 @@
 // Scripts/make_tokenizer_reference.py (corpus passages plus edge cases: whitespace runs, contractions,
 // digits, emoji, mixed scripts, invalid-looking sequences).
 
+import FledgeTestSupport
 import FledgeTokenizer
 import Foundation
 import Testing
@@ -15,12 +16,7 @@ enum TokenizerFixtures {
 
     static let texts: [String] = try! json("texts", as: [String].self)
 
-    /// The package root (tests run from it under `swift test`; fall back to this file's location).
-    static let root: URL = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url
-    }()
+    static let root = TestCorpus.root
 
     static let gpt2Folder = root.appendingPathComponent("data/tokenizers/gpt2")
 

@@ -2,6 +2,7 @@
 // does; Fledge's own files round-trip; malformed or unsupported files are refused naming the field.
 // (The other direction — HF loading Fledge's file — is checked by Scripts/make_tokenizer_reference.py.)
 
+import FledgeTestSupport
 import FledgeTokenizer
 import Foundation
 import Testing
@@ -30,7 +31,7 @@ struct TokenizerJSONTests {
         for text in TokenizerFixtures.texts.prefix(20) { #expect(loaded.encode(text) == trained.encode(text)) }
     }
 
-    @Test func gpt2RoundTripsThroughTokenizerJSON() throws {
+    @Test(.tags(.slow), .skippedInQuickRuns) func gpt2RoundTripsThroughTokenizerJSON() throws {
         let gpt2 = TokenizerFixtures.gpt2
         let loaded = try TokenizerJSON.load(try TokenizerJSON.data(for: gpt2), path: "memory")
         #expect(loaded.vocabularySize == 50257)

@@ -1,6 +1,7 @@
 // BPE training: deterministic for any thread count, respects the vocabulary size and minimum frequency,
 // and produces a tokenizer that round-trips and compresses; bad settings and empty input are refused.
 
+import FledgeTestSupport
 import FledgeTokenizer
 import Foundation
 import Testing
@@ -8,7 +9,7 @@ import Testing
 struct TrainerTests {
     static let corpus = TokenizerFixtures.root.appendingPathComponent("data/shakespeare/shakespeare.txt")
 
-    @Test func trainingIsDeterministicAcrossThreadCounts() throws {
+    @Test(.tags(.slow), .skippedInQuickRuns) func trainingIsDeterministicAcrossThreadCounts() throws {
         var config = BPETrainingConfig(vocabularySize: 600)
         config.threads = 1
         let one = try BPETrainer(config: config).train(files: [Self.corpus])

@@ -12,23 +12,8 @@ import Foundation
 import Testing
 
 enum TrainingFixtures {
-    static let root: URL = {
-        let here = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
-        if FileManager.default.fileExists(atPath: here.appendingPathComponent("Package.swift").path) { return here }
-        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-    }()
-
-    static let text = String(
-        decoding: try! Data(contentsOf: root.appendingPathComponent("data/shakespeare/shakespeare.txt")).prefix(
-            120_000),
-        as: UTF8.self)
-
-    static let tokenizer: BPETokenizer = {
-        var config = BPETrainingConfig(vocabularySize: 300)
-        config.threads = 1
-        return try! BPETrainer(config: config).train(texts: [text])
-    }()
+    static let text = TestCorpus.shakespeareText(prefix: 120_000)
+    static let tokenizer = TestCorpus.bpe(vocabularySize: 300, text: text)
 
     /// A fresh scratch folder, removed when the test process exits.
     static func scratch(_ name: String = #function) -> URL { ScratchFolder.make("train-tests", name) }
