@@ -44,47 +44,8 @@ extension GPT {
                 input: lastOutput, weight: p + headWeight, rows: bt, inFeatures: c.width, outFeatures: c.vocabularySize)
         }
         for l in stride(from: c.layers - 1, through: 0, by: -1) {
-            let w = blocks[l]
-            let s = acts.blocks[l]
             let x = l == 0 ? ConstFloatPointer(a + acts.encoded) : layerOutput(acts, l - 1, a)
-            // On entry dx = d(block output); on exit dx = d(block input x).
-            switch (c.normPlacement, c.parallelBlock) {
-            case (.pre, false):
-                mlpBackward(m, acts, layer: l, dOutput: dx, input: a + s.norm2Out, dInput: dNorm, accumulate: false)
-                normBackward(
-                    m, dInput: dx, accumulate: true, dOutput: dNorm, input: a + s.residual1, mean: a + s.norm2Mean,
-                    rstd: a + s.norm2Rstd, weight: w.norm2Weight!, bias: w.norm2Bias, rows: bt)
-                attentionBackward(
-                    m, acts, layer: l, dOutput: dx, input: a + s.norm1Out, dInput: dNorm, accumulate: false)
-                normBackward(
-                    m, dInput: dx, accumulate: true, dOutput: dNorm, input: x, mean: a + s.norm1Mean,
-                    rstd: a + s.norm1Rstd, weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
-            case (.pre, true):
-                mlpBackward(m, acts, layer: l, dOutput: dx, input: a + s.norm1Out, dInput: dNorm, accumulate: false)
-                attentionBackward(
-                    m, acts, layer: l, dOutput: dx, input: a + s.norm1Out, dInput: dNorm, accumulate: true)
-                normBackward(
-                    m, dInput: dx, accumulate: true, dOutput: dNorm, input: x, mean: a + s.norm1Mean,
-                    rstd: a + s.norm1Rstd, weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
-            case (.post, false):
-                // out = n2(r2), r2 = h + mlp(h), h = n1(r1), r1 = x + attn(x)
-                normBackward(
-                    m, dInput: dNorm, accumulate: false, dOutput: dx, input: a + s.residual2,
-                    mean: a + s.norm2Mean, rstd: a + s.norm2Rstd, weight: w.norm2Weight!, bias: w.norm2Bias, rows: bt)
-                mlpBackward(m, acts, layer: l, dOutput: dNorm, input: a + s.norm1Out, dInput: dNorm, accumulate: true)
-                normBackward(
-                    m, dInput: dx, accumulate: false, dOutput: dNorm, input: a + s.residual1,
-                    mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
-                attentionBackward(m, acts, layer: l, dOutput: dx, input: x, dInput: dx, accumulate: true)
-            case (.post, true):
-                // out = n1(r2), r2 = x + attn(x) + mlp(x)
-                normBackward(
-                    m, dInput: dNorm, accumulate: false, dOutput: dx, input: a + s.residual2,
-                    mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
-                mlpBackward(m, acts, layer: l, dOutput: dNorm, input: x, dInput: dx, accumulate: false)
-                attentionBackward(m, acts, layer: l, dOutput: dNorm, input: x, dInput: dx, accumulate: true)
-                backend.add(output: dx, dx, dNorm, count: bt * c.width)
-            }
+            blockBackward(m, acts, layer: l, input: x)
         }
         if c.dropout > 0 {
             backend.dropout(dx, count: bt * c.width, probability: c.dropout, seed: dropoutSeed(acts, c.layers, 0))
@@ -92,6 +53,57 @@ extension GPT {
         backend.embeddingBackward(
             dTokenTable: g + tokenEmbedding, dPositionTable: positionEmbedding.map { g + $0 }, dOutput: dx,
             tokens: m.tokens, batchSize: acts.batchSize, sequenceLength: acts.sequenceLength, width: c.width)
+    }
+
+    /// One block's backward, in the arrangement `blockForward` ran (its formulas are there). On entry dResidual
+    /// holds d(block output); on exit it holds d(block input x). dNorm carries the gradient at a norm's output.
+    private func blockBackward(_ m: Buffers, _ acts: Activations, layer l: Int, input x: ConstFloatPointer) {
+        let c = config
+        let a = m.activations
+        let w = blocks[l]
+        let s = acts.blocks[l]
+        let bt = acts.batchSize * acts.sequenceLength
+        let dx = a + acts.dResidual
+        let dNorm = a + acts.dNorm
+        switch (c.normPlacement, c.parallelBlock) {
+        case (.pre, false):
+            mlpBackward(m, acts, layer: l, dOutput: dx, input: a + s.norm2Out, dInput: dNorm, accumulate: false)
+            normBackward(
+                m, dInput: dx, accumulate: true, dOutput: dNorm, input: a + s.residual1, mean: a + s.norm2Mean,
+                rstd: a + s.norm2Rstd, weight: w.norm2Weight!, bias: w.norm2Bias, rows: bt)
+            attentionBackward(
+                m, acts, layer: l, dOutput: dx, input: a + s.norm1Out, dInput: dNorm, accumulate: false)
+            normBackward(
+                m, dInput: dx, accumulate: true, dOutput: dNorm, input: x, mean: a + s.norm1Mean,
+                rstd: a + s.norm1Rstd, weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
+        case (.pre, true):
+            mlpBackward(m, acts, layer: l, dOutput: dx, input: a + s.norm1Out, dInput: dNorm, accumulate: false)
+            attentionBackward(
+                m, acts, layer: l, dOutput: dx, input: a + s.norm1Out, dInput: dNorm, accumulate: true)
+            normBackward(
+                m, dInput: dx, accumulate: true, dOutput: dNorm, input: x, mean: a + s.norm1Mean,
+                rstd: a + s.norm1Rstd, weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
+        case (.post, false):
+            // out = n2(r2), r2 = h + mlp(h), h = n1(r1), r1 = x + attn(x). dNorm is the MLP's output gradient
+            // and, added to, its input's: d(h) = d(r2) + mlp′ᵀ·d(r2). mlpBackward reads its dOutput before it adds
+            // to dInput, so the two may be one buffer; the same holds for dx in the attention's call below.
+            normBackward(
+                m, dInput: dNorm, accumulate: false, dOutput: dx, input: a + s.residual2,
+                mean: a + s.norm2Mean, rstd: a + s.norm2Rstd, weight: w.norm2Weight!, bias: w.norm2Bias, rows: bt)
+            mlpBackward(m, acts, layer: l, dOutput: dNorm, input: a + s.norm1Out, dInput: dNorm, accumulate: true)
+            normBackward(
+                m, dInput: dx, accumulate: false, dOutput: dNorm, input: a + s.residual1,
+                mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
+            attentionBackward(m, acts, layer: l, dOutput: dx, input: x, dInput: dx, accumulate: true)
+        case (.post, true):
+            // out = n1(r2), r2 = x + attn(x) + mlp(x)
+            normBackward(
+                m, dInput: dNorm, accumulate: false, dOutput: dx, input: a + s.residual2,
+                mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
+            mlpBackward(m, acts, layer: l, dOutput: dNorm, input: x, dInput: dx, accumulate: false)
+            attentionBackward(m, acts, layer: l, dOutput: dNorm, input: x, dInput: dx, accumulate: true)
+            backend.add(output: dx, dx, dNorm, count: bt * c.width)
+        }
     }
 
     /// The output of block `l` as forward left it.
@@ -131,20 +143,13 @@ extension GPT {
             dInput: a + acts.dActivated, accumulateInput: false, dWeight: g + w.mlpProjWeight,
             dBias: w.mlpProjBias.map { g + $0 }, dOutput: dBranch, input: a + s.activated, weight: p + w.mlpProjWeight,
             rows: rows, inFeatures: c.mlpWidth, outFeatures: c.width)
-        let n = rows * c.mlpWidth
-        switch c.activation {
-        case .swiglu:
+        if let function = c.activation.elementwise {
+            backend.activationBackward(
+                function, dInput: a + acts.dFC, input: a + s.fc, dOutput: a + acts.dActivated,
+                count: rows * c.mlpWidth)
+        } else {
             backend.swigluBackward(
                 dInput: a + acts.dFC, input: a + s.fc, dOutput: a + acts.dActivated, rows: rows, width: c.mlpWidth)
-        case .gelu:
-            backend.activationBackward(
-                .gelu, dInput: a + acts.dFC, input: a + s.fc, dOutput: a + acts.dActivated, count: n)
-        case .relu:
-            backend.activationBackward(
-                .relu, dInput: a + acts.dFC, input: a + s.fc, dOutput: a + acts.dActivated, count: n)
-        case .silu:
-            backend.activationBackward(
-                .silu, dInput: a + acts.dFC, input: a + s.fc, dOutput: a + acts.dActivated, count: n)
         }
         backend.linearBackward(
             dInput: dInput, accumulateInput: accumulate, dWeight: g + w.fcWeight, dBias: w.fcBias.map { g + $0 },

@@ -162,69 +162,9 @@ extension GPT {
         }
         var x = ConstFloatPointer(x0)
         for l in 0..<c.layers {
-            let w = blocks[l]
-            let s = acts.blocks[acts.forTraining ? l : 0]
-            // Attention branch: residual1 = x + drop(attn(input)).
-            let attentionInput: ConstFloatPointer
-            if c.normPlacement == .pre {
-                normForward(
-                    m, out: a + s.norm1Out, mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, input: x,
-                    weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
-                attentionInput = ConstFloatPointer(a + s.norm1Out)
-            } else {
-                attentionInput = x
-            }
-            attentionForward(
-                m, acts, layer: l, s, input: attentionInput, batchSize: b, length: t,
-                positionOffset: positionOffset, cache: cache)
-            let r1 = a + s.residual1
-            backend.linear(
-                output: r1, input: a + s.attentionOut, weight: p + w.projWeight, bias: w.projBias.map { p + $0 },
-                rows: bt, inFeatures: c.attentionWidth, outFeatures: c.width)
-            if dropout > 0 {
-                backend.dropout(r1, count: bt * c.width, probability: dropout, seed: dropoutSeed(acts, l, 1))
-            }
-            backend.add(output: r1, r1, x, count: bt * c.width)
-            // MLP branch: residual2 = base + drop(mlp(input)).
-            let mlpInput: ConstFloatPointer
-            let base: ConstFloatPointer
-            switch (c.normPlacement, c.parallelBlock) {
-            case (.pre, false):
-                normForward(
-                    m, out: a + s.norm2Out, mean: a + s.norm2Mean, rstd: a + s.norm2Rstd, input: r1,
-                    weight: w.norm2Weight!, bias: w.norm2Bias, rows: bt)
-                (mlpInput, base) = (ConstFloatPointer(a + s.norm2Out), ConstFloatPointer(r1))
-            case (.pre, true):
-                (mlpInput, base) = (ConstFloatPointer(a + s.norm1Out), ConstFloatPointer(r1))
-            case (.post, false):
-                normForward(
-                    m, out: a + s.norm1Out, mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, input: r1,
-                    weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
-                (mlpInput, base) = (ConstFloatPointer(a + s.norm1Out), ConstFloatPointer(a + s.norm1Out))
-            case (.post, true):
-                (mlpInput, base) = (x, ConstFloatPointer(r1))
-            }
-            let r2 = a + s.residual2
-            mlpForward(m, layer: l, s, input: mlpInput, output: r2, rows: bt)
-            if dropout > 0 {
-                backend.dropout(r2, count: bt * c.width, probability: dropout, seed: dropoutSeed(acts, l, 2))
-            }
-            backend.add(output: r2, r2, base, count: bt * c.width)
-            // Post-norm: the block's output is normalised.
-            switch (c.normPlacement, c.parallelBlock) {
-            case (.pre, _):
-                x = ConstFloatPointer(r2)
-            case (.post, false):
-                normForward(
-                    m, out: a + s.norm2Out, mean: a + s.norm2Mean, rstd: a + s.norm2Rstd, input: r2,
-                    weight: w.norm2Weight!, bias: w.norm2Bias, rows: bt)
-                x = ConstFloatPointer(a + s.norm2Out)
-            case (.post, true):
-                normForward(
-                    m, out: a + s.norm1Out, mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, input: r2,
-                    weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
-                x = ConstFloatPointer(a + s.norm1Out)
-            }
+            x = blockForward(
+                m, acts, layer: l, input: x, batchSize: b, length: t, positionOffset: positionOffset, cache: cache,
+                dropout: dropout)
         }
         if let finalNormWeight {
             normForward(
@@ -258,6 +198,83 @@ extension GPT {
             backend.linear(
                 output: a + acts.logits, input: x, weight: p + headWeight, bias: nil, rows: bt,
                 inFeatures: c.width, outFeatures: c.vocabularySize)
+        }
+    }
+
+    /// One block: x + attention, then + MLP, in the configured arrangement; returns the block's output.
+    ///   pre-norm:             r1 = x + drop(attn(n1(x)));  out = r1 + drop(mlp(n2(r1)))
+    ///   pre-norm, parallel:   r1 = x + drop(attn(n1(x)));  out = r1 + drop(mlp(n1(x)))
+    ///   post-norm:            h = n1(x + drop(attn(x)));   out = n2(h + drop(mlp(h)))
+    ///   post-norm, parallel:  r1 = x + drop(attn(x));      out = n1(r1 + drop(mlp(x)))
+    private func blockForward(
+        _ m: Buffers, _ acts: Activations, layer l: Int, input x: ConstFloatPointer, batchSize b: Int, length t: Int,
+        positionOffset: Int, cache: CacheBuffers?, dropout: Float
+    ) -> ConstFloatPointer {
+        let c = config
+        let (p, a) = (m.parameters, m.activations)
+        let bt = b * t
+        let w = blocks[l]
+        let s = acts.blocks[acts.forTraining ? l : 0]
+        // Attention branch: residual1 = x + drop(attn(input)).
+        let attentionInput: ConstFloatPointer
+        if c.normPlacement == .pre {
+            normForward(
+                m, out: a + s.norm1Out, mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, input: x,
+                weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
+            attentionInput = ConstFloatPointer(a + s.norm1Out)
+        } else {
+            attentionInput = x
+        }
+        attentionForward(
+            m, acts, layer: l, s, input: attentionInput, batchSize: b, length: t,
+            positionOffset: positionOffset, cache: cache)
+        let r1 = a + s.residual1
+        backend.linear(
+            output: r1, input: a + s.attentionOut, weight: p + w.projWeight, bias: w.projBias.map { p + $0 },
+            rows: bt, inFeatures: c.attentionWidth, outFeatures: c.width)
+        if dropout > 0 {
+            backend.dropout(r1, count: bt * c.width, probability: dropout, seed: dropoutSeed(acts, l, 1))
+        }
+        backend.add(output: r1, r1, x, count: bt * c.width)
+        // MLP branch: residual2 = base + drop(mlp(input)).
+        let mlpInput: ConstFloatPointer
+        let base: ConstFloatPointer
+        switch (c.normPlacement, c.parallelBlock) {
+        case (.pre, false):
+            normForward(
+                m, out: a + s.norm2Out, mean: a + s.norm2Mean, rstd: a + s.norm2Rstd, input: r1,
+                weight: w.norm2Weight!, bias: w.norm2Bias, rows: bt)
+            (mlpInput, base) = (ConstFloatPointer(a + s.norm2Out), ConstFloatPointer(r1))
+        case (.pre, true):
+            (mlpInput, base) = (ConstFloatPointer(a + s.norm1Out), ConstFloatPointer(r1))
+        case (.post, false):
+            normForward(
+                m, out: a + s.norm1Out, mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, input: r1,
+                weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
+            (mlpInput, base) = (ConstFloatPointer(a + s.norm1Out), ConstFloatPointer(a + s.norm1Out))
+        case (.post, true):
+            (mlpInput, base) = (x, ConstFloatPointer(r1))
+        }
+        let r2 = a + s.residual2
+        mlpForward(m, layer: l, s, input: mlpInput, output: r2, rows: bt)
+        if dropout > 0 {
+            backend.dropout(r2, count: bt * c.width, probability: dropout, seed: dropoutSeed(acts, l, 2))
+        }
+        backend.add(output: r2, r2, base, count: bt * c.width)
+        // Post-norm: the block's output is normalised.
+        switch (c.normPlacement, c.parallelBlock) {
+        case (.pre, _):
+            return ConstFloatPointer(r2)
+        case (.post, false):
+            normForward(
+                m, out: a + s.norm2Out, mean: a + s.norm2Mean, rstd: a + s.norm2Rstd, input: r2,
+                weight: w.norm2Weight!, bias: w.norm2Bias, rows: bt)
+            return ConstFloatPointer(a + s.norm2Out)
+        case (.post, true):
+            normForward(
+                m, out: a + s.norm1Out, mean: a + s.norm1Mean, rstd: a + s.norm1Rstd, input: r2,
+                weight: w.norm1Weight, bias: w.norm1Bias, rows: bt)
+            return ConstFloatPointer(a + s.norm1Out)
         }
     }
 
@@ -372,11 +389,10 @@ extension GPT {
         backend.linear(
             output: a + s.fc, input: input, weight: p + w.fcWeight, bias: w.fcBias.map { p + $0 }, rows: rows,
             inFeatures: c.width, outFeatures: c.mlpInnerWidth)
-        switch c.activation {
-        case .swiglu: backend.swiglu(output: a + s.activated, input: a + s.fc, rows: rows, width: c.mlpWidth)
-        case .gelu: backend.activation(.gelu, output: a + s.activated, input: a + s.fc, count: rows * c.mlpWidth)
-        case .relu: backend.activation(.relu, output: a + s.activated, input: a + s.fc, count: rows * c.mlpWidth)
-        case .silu: backend.activation(.silu, output: a + s.activated, input: a + s.fc, count: rows * c.mlpWidth)
+        if let function = c.activation.elementwise {
+            backend.activation(function, output: a + s.activated, input: a + s.fc, count: rows * c.mlpWidth)
+        } else {
+            backend.swiglu(output: a + s.activated, input: a + s.fc, rows: rows, width: c.mlpWidth)
         }
         backend.linear(
             output: output, input: a + s.activated, weight: p + w.mlpProjWeight,

@@ -2,6 +2,7 @@
 // parameter count. The JSON form (config.json) uses the snake_case keys below; docs/checkpoint-format.md
 // lists them. Presets live in ModelConfig+Presets.swift.
 
+import FledgeTensor
 import Foundation
 
 /// Which normalisation layer the model uses.
@@ -33,6 +34,16 @@ public enum MLPActivation: String, Codable, Sendable, CaseIterable {
     case silu
     /// SiLU-gated linear unit: the first projection has 2·mlpWidth outputs [gate, up]; out = silu(gate)·up.
     case swiglu
+
+    /// The element-wise function of GELU, ReLU and SiLU (nil for SwiGLU, which gates).
+    var elementwise: ActivationFunction? {
+        switch self {
+        case .gelu: .gelu
+        case .relu: .relu
+        case .silu: .silu
+        case .swiglu: nil
+        }
+    }
 }
 
 /// The architecture of a decoder-only Transformer.
