@@ -28,8 +28,10 @@ public struct PreparationConfig: Codable, Sendable {
     public var sequence = SequenceFormat()
     /// Most tokens in one shard file.
     public var shardTokens = 100_000_000
-    /// `--mix upsample`: the most times a source may be repeated (nil: 10).
+    /// `--mix upsample`: the most times a source may be repeated (nil: `defaultMaximumUpsample`).
     public var maximumUpsample: Int?
+    /// The limit `maximumUpsample` nil stands for.
+    public static let defaultMaximumUpsample = 10
 
     public init() {}
 }
@@ -99,7 +101,8 @@ public final class DataPreparer {
     public var batchBytes = 8 << 20
     public var readBlockBytes = 4 << 20
     /// The least time between checkpoints of the streaming pass (one is always made after its last file).
-    public var checkpointSeconds = 30.0
+    public var checkpointSeconds = DataPreparer.defaultCheckpointSeconds
+    public static let defaultCheckpointSeconds = 30.0
     /// Input files (and their bytes) that the last run took from an interrupted run's work instead of reading.
     public private(set) var reused = (files: 0, bytes: 0)
 

@@ -146,7 +146,7 @@ final class PreparationOutput {
     /// Refuses a mix that repeats a source more than `maximumUpsample` times (a tiny source with a large
     /// weight would otherwise silently become gigabytes of copies).
     private func checkUpsampling(uses: [Int32]) throws {
-        let limit = config.maximumUpsample ?? 10
+        let limit = config.maximumUpsample ?? PreparationConfig.defaultMaximumUpsample
         var used = [Int](repeating: 0, count: config.sources.count)
         var available = used
         for (index, record) in pass.records.enumerated() where record.status == .kept {

@@ -33,8 +33,11 @@ public enum Launcher: Equatable, Sendable {
         return 1
     }
 
+    /// Seconds a rank waits for the others in a collective or at start-up before the job is stopped.
+    public static let defaultTimeout: Double = 300
+
     /// The communicator for this process: one process, or Open MPI's world.
-    public func communicator(timeout: Double) throws(DistributedError) -> Communicator {
+    public func communicator(timeout: Double = Launcher.defaultTimeout) throws(DistributedError) -> Communicator {
         switch self {
         case .none: return SingleProcess()
         case .openMPI(let rank, let size, _):

@@ -21,7 +21,10 @@ public struct BPETrainingConfig: Sendable {
     /// Worker threads for counting (default: all cores).
     public var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
-    public init(vocabularySize: Int) { self.vocabularySize = vocabularySize }
+    public init(vocabularySize: Int = BPETrainingConfig.defaultVocabularySize) { self.vocabularySize = vocabularySize }
+
+    /// The vocabulary `fledge tokenizer train` makes for BPE unless told otherwise.
+    public static let defaultVocabularySize = 8192
 }
 
 /// Progress of a training run, reported to a callback.

@@ -7,6 +7,9 @@ import Foundation
 
 /// A word-level tokenizer.
 public final class WordLevelTokenizer: @unchecked Sendable {
+    /// The vocabulary `fledge tokenizer train --kind word` makes unless told otherwise.
+    public static let defaultVocabularySize = 30_000
+
     /// The word of every id.
     public let words: [String]
     public let unknownToken: String
@@ -68,14 +71,17 @@ public final class WordLevelTokenizer: @unchecked Sendable {
     /// Trains on text files: special tokens first, then the most frequent words (ties in alphabetical
     /// order) seen at least `minimumFrequency` times, up to `vocabularySize`.
     public static func train(
-        files: [URL], vocabularySize: Int = 30_000, minimumFrequency: Int = 1, lowercase: Bool = false,
+        files: [URL], vocabularySize: Int = WordLevelTokenizer.defaultVocabularySize, minimumFrequency: Int = 1,
+        lowercase: Bool = false,
         specialTokens: [String] = ["<pad>", "<unk>", "<bos>", "<eos>"], unknownToken: String = "<unk>",
         threads: Int = ProcessInfo.processInfo.activeProcessorCount
     ) throws -> WordLevelTokenizer {
         guard vocabularySize > specialTokens.count else {
             throw TokenizerError(
                 "vocabulary size \(vocabularySize) leaves no room for words after \(specialTokens.count) special tokens",
-                hint: "use a larger --vocab-size (the default for word-level is 30000).")
+                hint:
+                    "use a larger --vocab-size (the default for word-level is \(WordLevelTokenizer.defaultVocabularySize))."
+            )
         }
         // Stream the files in line-aligned chunks and count words on all cores, as the BPE trainer does.
         var counts: [String: Int] = [:]

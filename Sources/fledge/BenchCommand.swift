@@ -121,7 +121,7 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Held-out text for compression.") var heldOut: String
         @Option(help: "Text to encode (default: the training text).") var encode: String?
         @Option(help: "Vocabulary for encoding: tokenizer.json, .tiktoken, or gpt2.") var tokenizer = "gpt2"
-        @Option(help: "Vocabulary size to train.") var vocabSize = 8192
+        @Option(help: "Vocabulary size to train.") var vocabSize = BPETrainingConfig.defaultVocabularySize
         @Option(help: "Repetitions (medians are reported).") var rounds = 3
         @Option(help: "Write the trained tokenizer.json here.") var output: String?
         @OptionGroup var threading: ThreadOptions

@@ -5,6 +5,9 @@ import ArgumentParser
 import FledgeKit
 import Foundation
 
+/// The library's defaults, which the options take (each default lives in PreparationConfig alone).
+private let preparationDefaults = PreparationConfig()
+
 extension InputFormat: ExpressibleByArgument {}
 extension DocumentBoundary: ExpressibleByArgument {}
 extension BadRecordPolicy: ExpressibleByArgument {}
@@ -33,22 +36,24 @@ struct DataCommand: ParsableCommand {
         @Option(help: "Output folder (shards, manifest.json, documents.jsonl, tokenizer.json).") var output: String
         @Flag(help: "Replace the output folder if it exists (only once the new one is complete).") var overwrite = false
 
-        @Option(help: "Input format: auto, text, jsonl, qa, parquet.") var format: InputFormat = .auto
-        @Option(help: "The JSONL field or Parquet column with the text.") var textField = "text"
+        @Option(help: "Input format: auto, text, jsonl, qa, parquet.") var format = preparationDefaults.input.format
+        @Option(help: "The JSONL field or Parquet column with the text.") var textField = preparationDefaults.input
+            .textField
         @Option(help: "Plain-text document boundary: file, line, blank-line, separator.")
-        var splitOn: DocumentBoundary = .file
-        @Option(help: "The separator string for --split-on separator.") var separator = "<|endoftext|>"
+        var splitOn = preparationDefaults.input.boundary
+        @Option(help: "The separator string for --split-on separator.") var separator = preparationDefaults.input
+            .separator
         @Option(help: "File-name glob for folders (repeatable; default: every non-hidden file).") var include:
             [String] = []
         @Option(help: "A JSON record that does not parse or lacks its field: stop or skip (and count).")
-        var onBadRecord: BadRecordPolicy = .stop
+        var onBadRecord = preparationDefaults.input.onBadRecord
 
         @Flag(help: "Skip Unicode NFC normalisation.") var noNfc = false
         @Flag(help: "Keep newlines and spaces as they are.") var keepWhitespace = false
         @Flag(help: "Keep control characters.") var keepControlCharacters = false
-        @Option(help: "Invalid UTF-8: replace (with U+FFFD) or drop the document.") var invalidUtf8: InvalidUTF8Policy =
-            .replace
-        @Option(help: "Drop documents with fewer characters.") var minChars = 1
+        @Option(help: "Invalid UTF-8: replace (with U+FFFD) or drop the document.") var invalidUtf8 =
+            preparationDefaults.cleaning.invalidEncoding
+        @Option(help: "Drop documents with fewer characters.") var minChars = preparationDefaults.minCharacters
         @Option(help: "Drop documents with more characters.") var maxChars: Int?
         @Flag(help: "Keep only documents that look English (see EnglishFilter.swift for the heuristic).")
         var englishOnly = false
@@ -56,10 +61,12 @@ struct DataCommand: ParsableCommand {
         @Flag(help: "Keep exact duplicates.") var keepDuplicates = false
         @Flag(help: "Keep near duplicates.") var keepNearDuplicates = false
         @Option(help: "Jaccard similarity of word shingles at which documents are near duplicates.")
-        var nearDuplicateThreshold = 0.8
-        @Option(help: "Words per shingle for near-duplicate detection.") var shingleWords = 5
+        var nearDuplicateThreshold = preparationDefaults.nearDuplicates.threshold
+        @Option(help: "Words per shingle for near-duplicate detection.") var shingleWords = preparationDefaults
+            .nearDuplicates.shingleWords
 
-        @Option(help: "Share of documents (by content hash) held out for validation.") var valFraction = 0.05
+        @Option(help: "Share of documents (by content hash) held out for validation.") var valFraction =
+            preparationDefaults.split.validationFraction
         @Option(help: "Hold out a fixed number of validation tokens instead.") var valTokens: Int?
         @Option(
             help:
@@ -73,14 +80,15 @@ struct DataCommand: ParsableCommand {
             String?
         @Flag(help: "Put the BOS token before each plain-text document.") var bos = false
         @Option(help: "Question/answer template; the loss mask starts at {answer}.")
-        var qaTemplate = "{bos}Question: {question}\nAnswer: {answer}{eos}"
-        @Option(help: "Most tokens per shard file.") var shardTokens = 100_000_000
-        @Option(help: "--mix upsample: refuse to repeat any source more than this many times.") var maxUpsample = 10
+        var qaTemplate = preparationDefaults.sequence.questionAnswerTemplate
+        @Option(help: "Most tokens per shard file.") var shardTokens = preparationDefaults.shardTokens
+        @Option(help: "--mix upsample: refuse to repeat any source more than this many times.") var maxUpsample =
+            PreparationConfig.defaultMaximumUpsample
         @Option(
             help:
                 "Seconds between checkpoints of the reading pass (at file ends), from which a rerun continues after Ctrl-C or a failure."
         )
-        var checkpointEvery: Double = 30
+        var checkpointEvery = DataPreparer.defaultCheckpointSeconds
         @OptionGroup var threading: ThreadOptions
 
         func validate() throws {

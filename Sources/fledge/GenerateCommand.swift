@@ -5,18 +5,25 @@ import ArgumentParser
 import FledgeKit
 import Foundation
 
+/// The library's sampling defaults, which the options take (each lives in SamplingConfig alone).
+private let samplingDefaults = SamplingConfig()
+
 /// Sampling flags shared by generate and chat.
 struct SamplingOptions: ParsableArguments {
     @Option(help: "Most tokens to generate (capped by the context length).") var tokens = 200
-    @Option(help: "Sampling temperature; 0 = greedy.") var temperature: Float = 0.8
-    @Option(help: "Keep the K most likely tokens, or 'off'.") var topK = "50"
+    @Option(help: "Sampling temperature; 0 = greedy.") var temperature = samplingDefaults.temperature
+    @Option(help: "Keep the K most likely tokens, or 'off'.") var topK = samplingDefaults.topK.map(String.init) ?? "off"
     @Option(help: "Nucleus sampling: keep the most likely tokens up to this probability mass (1 = off).")
-    var topP: Float = 0.95
-    @Option(help: "Keep tokens at least this fraction as likely as the best (0 = off).") var minP: Float = 0
-    @Option(help: "CTRL repetition penalty on tokens already present (1 = off).") var repetitionPenalty: Float = 1
-    @Option(help: "Subtract this × the count of each generated token.") var frequencyPenalty: Float = 0
-    @Option(help: "Subtract this from each token already generated.") var presencePenalty: Float = 0
-    @Option(help: "Never repeat an n-gram of this size (0 = off).") var noRepeatNgram = 0
+    var topP = samplingDefaults.topP
+    @Option(help: "Keep tokens at least this fraction as likely as the best (0 = off).") var minP = samplingDefaults
+        .minP
+    @Option(help: "CTRL repetition penalty on tokens already present (1 = off).") var repetitionPenalty =
+        samplingDefaults.repetitionPenalty
+    @Option(help: "Subtract this × the count of each generated token.") var frequencyPenalty = samplingDefaults
+        .frequencyPenalty
+    @Option(help: "Subtract this from each token already generated.") var presencePenalty = samplingDefaults
+        .presencePenalty
+    @Option(help: "Never repeat an n-gram of this size (0 = off).") var noRepeatNgram = samplingDefaults.noRepeatNGram
     @Option(help: "Random seed (default: a fresh one, printed so the run can be repeated).") var seed: UInt64?
     @Option(help: "Stop before this text (repeatable; \\n is a newline).") var stop: [String] = []
 

@@ -6,19 +6,23 @@ import FledgeKit
 import FledgeServe
 import Foundation
 
+/// The library's defaults, which the options take (each lives in ServeConfig alone).
+private let serveDefaults = ServeConfig()
+
 struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Serve a model over the OpenAI API (/v1/completions, /v1/chat/completions) with a web chat at /.")
 
     @Argument(help: "A run (its final/, latest/ or best/) or a checkpoint folder.") var checkpoint: String
-    @Option(help: "Address to bind (default 127.0.0.1; 0.0.0.0 exposes it: set an API key).") var host = "127.0.0.1"
-    @Option(help: "Port (0 picks a free one).") var port = 8000
-    @Option(help: "Sequences decoded together (KV-cache slots).") var slots = 8
+    @Option(help: "Address to bind (0.0.0.0 exposes it: set an API key).") var host = serveDefaults.host
+    @Option(help: "Port (0 picks a free one).") var port = serveDefaults.port
+    @Option(help: "Sequences decoded together (KV-cache slots).") var slots = serveDefaults.slots
     @Option(help: "Requests that may wait for a slot; beyond them the server answers 503 with Retry-After.")
-    var queue = 32
-    @Option(help: "Largest request body in bytes.") var maxBody = 1 << 20
-    @Option(help: "Seconds a silent connection (a stalled request) is kept.") var idleTimeout = 30
+    var queue = serveDefaults.queue
+    @Option(help: "Largest request body in bytes.") var maxBody = serveDefaults.maxBodyBytes
+    @Option(help: "Seconds a silent connection (a stalled request) is kept.") var idleTimeout = serveDefaults
+        .idleTimeoutSeconds
     @Option(help: "A file holding the API key clients must send as 'Authorization: Bearer KEY'.") var apiKeyFile:
         String?
     @Option(help: "Allow browser pages from this origin (CORS; * for any). Off by default.") var cors: String?

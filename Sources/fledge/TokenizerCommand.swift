@@ -76,16 +76,17 @@ struct TokenizerCommand: ParsableCommand {
                 "A source NAME=PATH[:WEIGHT] (repeatable; a file or folder): the sources' text is taken in proportion to the weights, as `fledge data prepare --source` mixes them (the largest such mixture without repeats, by bytes).",
                 valueName: "source"))
         var source: [String] = []
-        @Option(help: "The column of .parquet inputs that holds the text.") var textField = "text"
+        @Option(help: "The column of .parquet inputs that holds the text.") var textField = InputConfig().textField
         @Option(help: "Tokenizer kind.") var kind: TokenizerKind = .bytelevelBPE
         @Option(
             help:
-                "Vocabulary size, special tokens (and for BPE the 256 bytes) included; default 8192 (BPE), 30000 (word)."
+                "Vocabulary size, special tokens (and for BPE the 256 bytes) included; default \(BPETrainingConfig.defaultVocabularySize) (BPE), \(WordLevelTokenizer.defaultVocabularySize) (word)."
         )
         var vocabSize: Int?
         @Flag(help: "Lower-case text before counting words (word-level only).") var lowercase = false
-        @Option(help: "Pairs seen fewer times are not merged.") var minFrequency: Int = 2
-        @Option(help: "Comma-separated special tokens (ids 0, 1, ...).") var specialTokens = "<pad>,<unk>,<bos>,<eos>"
+        @Option(help: "Pairs seen fewer times are not merged.") var minFrequency = BPETrainingConfig().minimumFrequency
+        @Option(help: "Comma-separated special tokens (ids 0, 1, ...).") var specialTokens = BPETrainingConfig()
+            .specialTokens.joined(separator: ",")
         @Option(help: "The special token for unknown characters or words (default: the one named like unk, any case).")
         var unkToken: String?
         @Option(help: "Pre-tokenizer: gpt2 or cl100k (whitespace with --kind bpe, which always uses it).")
@@ -145,7 +146,7 @@ struct TokenizerCommand: ParsableCommand {
 
         func run() throws {
             if kind == .word { return trainWordLevel() }
-            var config = BPETrainingConfig(vocabularySize: vocabSize ?? 8192)
+            var config = BPETrainingConfig(vocabularySize: vocabSize ?? BPETrainingConfig.defaultVocabularySize)
             config.minimumFrequency = minFrequency
             config.preTokenizer = kind == .bpe ? .whitespace : preTokenizer
             config.specialTokens = specialTokenList
@@ -264,7 +265,8 @@ struct TokenizerCommand: ParsableCommand {
             let specials = specialTokenList
             do {
                 let tokenizer = try WordLevelTokenizer.train(
-                    files: input.map { URL(fileURLWithPath: $0) }, vocabularySize: vocabSize ?? 30_000,
+                    files: input.map { URL(fileURLWithPath: $0) },
+                    vocabularySize: vocabSize ?? WordLevelTokenizer.defaultVocabularySize,
                     minimumFrequency: minFrequency, lowercase: lowercase, specialTokens: specials,
                     unknownToken: BPETrainer.unknownIndex(unkToken, in: specials).map { specials[$0] } ?? unkToken
                         ?? "<unk>",

@@ -100,6 +100,9 @@ struct ArchitectureOptions: ParsableArguments {
     }
 }
 
+/// The library's defaults, which the help texts quote (each default lives in TrainingConfig alone).
+private let trainingDefaults = TrainingConfig()
+
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train", abstract: "Train a model on prepared data; resume or fine-tune a run.")
@@ -112,47 +115,64 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Start from this run's (or checkpoint's) weights: fine-tuning.") var initFrom: String?
     @OptionGroup var architecture: ArchitectureOptions
 
-    @Option(help: "Sequences per micro-batch (default 16).") var batchSize: Int?
+    @Option(help: "Sequences per micro-batch (default \(trainingDefaults.batchSize)).") var batchSize: Int?
     @Option(
         help:
             "Tokens per training sequence (default: the model's context; at most the model's context, which --context sets)."
     ) var sequenceLength: Int?
-    @Option(help: "Micro-batches per update (gradient accumulation) (default 1).") var accumulation: Int?
-    @Option(help: "Updates (default 1000; with --resume, a new total: the schedule then ends there).") var steps: Int?
+    @Option(help: "Micro-batches per update (gradient accumulation) (default \(trainingDefaults.accumulationSteps)).")
+    var accumulation: Int?
+    @Option(
+        help:
+            "Updates (default \(trainingDefaults.maxSteps); with --resume, a new total: the schedule then ends there).")
+    var steps: Int?
     @Option(
         help:
             "Wall-clock budget in minutes (training stops at whichever budget ends first; with --resume, a new total)."
     ) var minutes: Double?
-    @Option(help: "Peak learning rate (default 1e-3).") var lr: Float?
-    @Option(help: "Warmup updates (default 100).") var warmup: Int?
-    @Option(help: "Schedule: cosine, constant, linear, wsd (default cosine).") var schedule: ScheduleKind?
-    @Option(help: "Learning-rate floor as a fraction of the peak (default 0.1).") var minLrFraction: Float?
-    @Option(help: "WSD: share of training spent decaying (default 0.2).") var decayFraction: Float?
-    @Option(help: "AdamW weight decay (matrices only) (default 0.1).") var weightDecay: Float?
-    @Option(help: "AdamW β1 (default 0.9).") var beta1: Float?
-    @Option(help: "AdamW β2 (default 0.95).") var beta2: Float?
-    @Option(help: "Gradient-norm clip (0 = off) (default 1).") var clip: Float?
-    @Option(help: "Seed for initialisation, data order and dropout (default 1337).") var seed: UInt64?
-    @Option(help: "Evaluate (and sample) every N updates (default 100).") var evalEvery: Int?
+    @Option(help: "Peak learning rate (default \(trainingDefaults.schedule.peak)).") var lr: Float?
+    @Option(help: "Warmup updates (default \(trainingDefaults.schedule.warmupSteps)).") var warmup: Int?
+    @Option(help: "Schedule: cosine, constant, linear, wsd (default \(trainingDefaults.schedule.kind.rawValue)).")
+    var schedule: ScheduleKind?
+    @Option(
+        help: "Learning-rate floor as a fraction of the peak (default \(trainingDefaults.schedule.minimumFraction)).")
+    var minLrFraction: Float?
+    @Option(help: "WSD: share of training spent decaying (default \(trainingDefaults.schedule.decayFraction)).")
+    var decayFraction: Float?
+    @Option(help: "AdamW weight decay (matrices only) (default \(trainingDefaults.optimizer.weightDecay)).")
+    var weightDecay: Float?
+    @Option(help: "AdamW β1 (default \(trainingDefaults.optimizer.beta1)).") var beta1: Float?
+    @Option(help: "AdamW β2 (default \(trainingDefaults.optimizer.beta2)).") var beta2: Float?
+    @Option(help: "Gradient-norm clip (0 = off) (default \(trainingDefaults.clipNorm)).") var clip: Float?
+    @Option(help: "Seed for initialisation, data order and dropout (default \(trainingDefaults.seed)).") var seed:
+        UInt64?
+    @Option(help: "Evaluate (and sample) every N updates (default \(trainingDefaults.evalEvery)).") var evalEvery: Int?
     @Option(
         help:
             "Validation batches per evaluation (default: 5% of the training tokens between evaluations, 2 to 20 batches)."
     )
     var evalBatches: Int?
     @Option(help: "A prompt to sample at each evaluation (repeatable).") var prompt: [String] = []
-    @Option(help: "Tokens per sample (default 120).") var sampleTokens: Int?
-    @Option(help: "Save latest/ every N updates (default 500).") var checkpointEvery: Int?
-    @Option(help: "…and every N minutes (default 10).") var checkpointMinutes: Double?
+    @Option(help: "Tokens per sample (default \(trainingDefaults.sampleTokens)).") var sampleTokens: Int?
+    @Option(help: "Save latest/ every N updates (default \(trainingDefaults.checkpointEvery)).") var checkpointEvery:
+        Int?
+    @Option(help: "…and every N minutes (default \(trainingDefaults.checkpointMinutes ?? 0)).") var checkpointMinutes:
+        Double?
     @Option(help: "Also keep a step-numbered copy of the weights, checkpoints/step-N/, every N updates.")
     var keepEvery: Int?
-    @Option(help: "A NaN/infinite loss or gradient: stop, or skip the update (default stop).") var onNan:
-        NonFinitePolicy?
+    @Option(
+        help:
+            "A NaN/infinite loss or gradient: stop, or skip the update (default \(trainingDefaults.onNonFinite.rawValue))."
+    ) var onNan: NonFinitePolicy?
     @OptionGroup var threading: ThreadOptions
     @Option(
         help:
             "Train with N processes on this host (data-parallel): starts Open MPI's `mpirun -n N` for you. The global batch is N × --batch-size × --accumulation."
     ) var processes: Int?
-    @Option(help: "Seconds a rank waits for the others (all-reduce, start-up) before the job is stopped (default 300).")
+    @Option(
+        help:
+            "Seconds a rank waits for the others (all-reduce, start-up) before the job is stopped (default \(Launcher.defaultTimeout))."
+    )
     var collectiveTimeout: Double?
 
     func trainingConfig() -> TrainingConfig {
@@ -242,7 +262,7 @@ struct TrainCommand: ParsableCommand {
     func run() throws {
         do {
             if let processes, processes > 1 { try Self.startRanks(processes) }
-            let communicator = try Launcher.detect().communicator(timeout: collectiveTimeout ?? 300)
+            let communicator = try Launcher.detect().communicator(timeout: collectiveTimeout ?? Launcher.defaultTimeout)
             Job.communicator = communicator
             let leader = communicator.isLeader
             let backend = CPUBackend(threadCount: threading.count)
