@@ -30,6 +30,8 @@ public final class Activations: @unchecked Sendable {
     public let keyCapacity: Int
     /// Whether the gradient scratch is planned (false for inference-only plans).
     public let forTraining: Bool
+    /// The model configuration the plan was made for: a model of another shape refuses it.
+    public let config: ModelConfig
     let storage: Storage<Float>
     let tokens: Storage<Int32>
     let targets: Storage<Int32>
@@ -78,6 +80,7 @@ public final class Activations: @unchecked Sendable {
         self.sequenceLength = sequenceLength
         self.keyCapacity = keyCapacity ?? sequenceLength
         self.forTraining = forTraining
+        self.config = config
         var planner = Planner()
         let offsets = planner.layout(config, batchSize, sequenceLength, keyCapacity, forTraining)
         count = planner.total

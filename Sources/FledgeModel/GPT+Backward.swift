@@ -8,6 +8,7 @@ import FledgeTensor
 extension GPT {
     /// Adds d(mean loss)/d(parameter) of the last `forward` (which must have had targets) to `gradients`.
     public func backward(activations acts: Activations) throws {
+        try checkPlan(acts)
         guard acts.forTraining, acts.hasLoss else {
             throw ModelError(
                 "backward called without a training forward pass with targets",

@@ -38,6 +38,7 @@ extension GPT {
         tokens: UnsafeBufferPointer<Int32>, count: Int, cache: KVCache, output: UnsafeMutableBufferPointer<Float>,
         keepAll: Bool
     ) throws {
+        try checkPlan(cache.activations, what: "this KV cache was")
         let b = cache.batchSize
         let v = config.vocabularySize
         guard count >= 1, tokens.count == b * count else {

@@ -55,6 +55,7 @@ extension GPT {
         tokens: UnsafeBufferPointer<Int32>, targets: UnsafeBufferPointer<Int32>?, activations acts: Activations,
         training: Bool = true, dropoutSeed: UInt64 = 0
     ) throws -> Float? {
+        try checkPlan(acts)
         let bt = acts.batchSize * acts.sequenceLength
         guard tokens.count == bt, targets.map({ $0.count == bt }) ?? true else {
             throw ModelError(
@@ -92,6 +93,23 @@ extension GPT {
             return try forward(
                 tokens: t, targets: nil, activations: activations, training: training, dropoutSeed: dropoutSeed)
         }
+    }
+
+    /// Refuses activations (or a KV cache) planned for a model of another configuration: its buffers would be
+    /// read and written out of their bounds.
+    func checkPlan(_ acts: Activations, what: String = "these activations were") throws {
+        guard acts.config != config else { return }
+        func describe(_ c: ModelConfig) -> String {
+            "width \(c.width), \(c.layers) layers, \(c.heads) heads (\(c.kvHeads) key/value), MLP \(c.mlpWidth) "
+                + "\(c.activation.rawValue), vocabulary \(c.vocabularySize), context \(c.contextLength), "
+                + "\(c.norm.rawValue) \(c.normPlacement.rawValue)-norm, \(c.positions.rawValue) positions"
+        }
+        let (planned, this) = (describe(acts.config), describe(config))
+        throw ModelError(
+            "\(what) planned for another model (\(planned)); this model has \(planned == this ? "other settings" : this)",
+            hint:
+                "plan activations and caches with this model's config (Activations(config: model.config, ...), KVCache(model:), SlotCache(model:))."
+        )
     }
 
     /// Calls `body` with raw pointers to the model's and the plan's memory.

@@ -76,6 +76,7 @@ extension GPT {
         slots: [Int], tokens: [Int32], prompts: [PromptChunk] = [], cache: SlotCache,
         logits: UnsafeMutableBufferPointer<Float>
     ) throws {
+        try checkPlan(cache.passActivations, what: "this slot cache was")
         let v = config.vocabularySize
         let sequences = slots.count + prompts.count
         let promptTokens = prompts.reduce(0) { $0 + $1.tokens.count }

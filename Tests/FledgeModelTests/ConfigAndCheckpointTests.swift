@@ -329,4 +329,42 @@ struct CheckpointTests {
         #expect(target.contains("target id -5"))
         #expect(throws: ModelError.self) { try Activations(config: model.config, batchSize: 1, sequenceLength: 17) }
     }
+
+    /// Activations, a KV cache or a slot cache planned for another model are refused by name before any kernel
+    /// touches them (they would be read and written out of bounds).
+    @Test func aPlanForAnotherModelIsRefused() throws {
+        let fixture = try Fixture("gpt2")
+        let model = try fixture.model(backend: ReferenceBackend())
+        var wider = model.config
+        wider.width *= 2
+        let other = try Activations(config: wider, batchSize: 1, sequenceLength: 4)
+        let text = errorText { try model.forward(tokens: [1, 2, 3, 4], targets: [2, 3, 4, 5], activations: other) }
+        #expect(text.contains("these activations were planned for another model (width \(wider.width)"))
+        #expect(text.contains("this model has width \(model.config.width)"))
+        var otherNorm = model.config
+        otherNorm.norm = otherNorm.norm == .layerNorm ? .rmsNorm : .layerNorm
+        let sameSizes = try Activations(config: otherNorm, batchSize: 1, sequenceLength: 4)
+        #expect(
+            errorText { try model.forward(tokens: [1, 2, 3, 4], targets: nil, activations: sameSizes) }
+                .contains("this model has width"))
+        // backward on a plan of another model, and caches made for another model.
+        let own = try Activations(config: model.config, batchSize: 1, sequenceLength: 4)
+        try model.forward(tokens: [1, 2, 3, 4], targets: [2, 3, 4, 5], activations: own)
+        #expect(errorText { try model.backward(activations: other) }.contains("planned for another model"))
+        var deeper = try Fixture("llama").model(backend: ReferenceBackend())
+        if deeper.config == model.config { deeper = try Fixture("smallm").model(backend: ReferenceBackend()) }
+        let cache = try KVCache(model: deeper, batchSize: 1)
+        #expect(
+            errorText { _ = try model.decode(tokens: [1, 2], count: 2, cache: cache) }.contains("this KV cache was"))
+        let slots = try SlotCache(model: deeper, slots: 1, chunkSize: 2)
+        var logits = [Float](repeating: 0, count: model.config.vocabularySize)
+        let refused = errorText {
+            try logits.withUnsafeMutableBufferPointer {
+                try model.pass(
+                    slots: [], tokens: [], prompts: [PromptChunk(slot: 0, tokens: [1, 2][...])], cache: slots,
+                    logits: $0)
+            }
+        }
+        #expect(refused.contains("this slot cache was"))
+    }
 }
