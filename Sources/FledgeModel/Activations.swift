@@ -9,16 +9,18 @@ import FledgeTensor
 
 /// Offsets of one block's saved activations.
 struct BlockActivations {
-    var norm1Out = 0, norm1Mean = 0, norm1Rstd = 0  // (B,T,C), (B,T), (B,T)
-    var qkv = 0  // (B,T,QKV), q and k rotated when positions are rotary
-    var probabilities = 0  // (B,NH,T,K), with a KV cache only
-    var attentionLSE = 0  // (B,NH,T), without a cache: each attention row's log-sum-exp (tiled attention)
-    var attentionOut = 0  // (B,T,NH·HS) before the output projection
-    var residual1 = 0  // (B,T,C) x + attention branch
-    var norm2Out = 0, norm2Mean = 0, norm2Rstd = 0  // (B,T,C), (B,T), (B,T)
-    var fc = 0  // (B,T,F2)
-    var activated = 0  // (B,T,F)
-    var residual2 = 0  // (B,T,C) residual1 + MLP branch
+    var norm1Out = ActivationOffset.unplanned, norm1Mean = ActivationOffset.unplanned,
+        norm1Rstd = ActivationOffset.unplanned  // (B,T,C), (B,T), (B,T)
+    var qkv = ActivationOffset.unplanned  // (B,T,QKV), q and k rotated when positions are rotary
+    var probabilities = ActivationOffset.unplanned  // (B,NH,T,K), with a KV cache only
+    var attentionLSE = ActivationOffset.unplanned  // (B,NH,T), without a cache: each attention row's log-sum-exp (tiled attention)
+    var attentionOut = ActivationOffset.unplanned  // (B,T,NH·HS) before the output projection
+    var residual1 = ActivationOffset.unplanned  // (B,T,C) x + attention branch
+    var norm2Out = ActivationOffset.unplanned, norm2Mean = ActivationOffset.unplanned,
+        norm2Rstd = ActivationOffset.unplanned  // (B,T,C), (B,T), (B,T)
+    var fc = ActivationOffset.unplanned  // (B,T,F2)
+    var activated = ActivationOffset.unplanned  // (B,T,F)
+    var residual2 = ActivationOffset.unplanned  // (B,T,C) residual1 + MLP branch
 }
 
 /// Planned activation memory for a model at a fixed (batch, sequence length).
@@ -36,17 +38,19 @@ public final class Activations: @unchecked Sendable {
     let tokens: Storage<Int32>
     let targets: Storage<Int32>
 
-    var encoded = 0  // (B,T,C)
+    var encoded = ActivationOffset.unplanned  // (B,T,C)
     var blocks: [BlockActivations] = []
-    var finalNormOut = 0, finalNormMean = 0, finalNormRstd = 0  // (B,T,C), (B,T), (B,T)
-    var logits = 0  // (B,T,V); holds dLogits after backward
-    var losses = 0, logSumExp = 0  // (B,T)
+    var finalNormOut = ActivationOffset.unplanned, finalNormMean = ActivationOffset.unplanned,
+        finalNormRstd = ActivationOffset.unplanned  // (B,T,C), (B,T), (B,T)
+    var logits = ActivationOffset.unplanned  // (B,T,V); holds dLogits after backward
+    var losses = ActivationOffset.unplanned, logSumExp = ActivationOffset.unplanned  // (B,T)
     // Gradient scratch, shared by all layers.
-    var dResidual = 0, dNorm = 0, dBranch = 0  // (B,T,C) each
-    var dAttention = 0  // (B,T,NH·HS)
-    var dQKV = 0  // (B,T,QKV)
-    var dFC = 0  // (B,T,F2)
-    var dActivated = 0  // (B,T,F)
+    var dResidual = ActivationOffset.unplanned, dNorm = ActivationOffset.unplanned,
+        dBranch = ActivationOffset.unplanned  // (B,T,C) each
+    var dAttention = ActivationOffset.unplanned  // (B,T,NH·HS)
+    var dQKV = ActivationOffset.unplanned  // (B,T,QKV)
+    var dFC = ActivationOffset.unplanned  // (B,T,F2)
+    var dActivated = ActivationOffset.unplanned  // (B,T,F)
     /// Floats in the arena.
     public let count: Int
     /// Targets that count toward the loss in the last forward pass.
@@ -108,7 +112,9 @@ public final class Activations: @unchecked Sendable {
     /// The logits (B, T, V) of the last forward pass (valid until `backward` overwrites them).
     public func withLogits<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R, vocabularySize: Int) rethrows -> R {
         try storage.withUnsafeBufferPointer { all in
-            try body(UnsafeBufferPointer(rebasing: all[logits..<logits + batchSize * sequenceLength * vocabularySize]))
+            try body(
+                UnsafeBufferPointer(
+                    rebasing: all[logits.value..<logits.value + batchSize * sequenceLength * vocabularySize]))
         }
     }
 }
@@ -118,14 +124,19 @@ private struct Planner {
     var total = 0
 
     struct Offsets {
-        var encoded = 0, finalNormOut = 0, finalNormMean = 0, finalNormRstd = 0, logits = 0, losses = 0, logSumExp = 0
-        var dResidual = 0, dNorm = 0, dBranch = 0, dAttention = 0, dQKV = 0, dFC = 0, dActivated = 0
+        var encoded = ActivationOffset.unplanned, finalNormOut = ActivationOffset.unplanned,
+            finalNormMean = ActivationOffset.unplanned, finalNormRstd = ActivationOffset.unplanned,
+            logits = ActivationOffset.unplanned, losses = ActivationOffset.unplanned,
+            logSumExp = ActivationOffset.unplanned
+        var dResidual = ActivationOffset.unplanned, dNorm = ActivationOffset.unplanned,
+            dBranch = ActivationOffset.unplanned, dAttention = ActivationOffset.unplanned,
+            dQKV = ActivationOffset.unplanned, dFC = ActivationOffset.unplanned, dActivated = ActivationOffset.unplanned
         var blocks: [BlockActivations] = []
     }
 
-    mutating func take(_ n: Int) -> Int {
+    mutating func take(_ n: Int) -> ActivationOffset {
         defer { total += (n + 15) / 16 * 16 }  // keep every buffer 64-byte aligned
-        return total
+        return ActivationOffset(total)
     }
 
     mutating func layout(_ c: ModelConfig, _ b: Int, _ t: Int, _ k: Int?, _ training: Bool) -> Offsets {

@@ -108,7 +108,7 @@ extension GPT {
     }
 
     /// The output of block `l` as forward left it.
-    private func layerOutput(_ acts: Activations, _ l: Int, _ a: FloatPointer) -> ConstFloatPointer {
+    private func layerOutput(_ acts: Activations, _ l: Int, _ a: ActivationMemory) -> ConstFloatPointer {
         let s = acts.blocks[l]
         switch (config.normPlacement, config.parallelBlock) {
         case (.pre, _): return ConstFloatPointer(a + s.residual2)
@@ -196,7 +196,7 @@ extension GPT {
     /// Backward of the configured norm.
     private func normBackward(
         _ m: Buffers, dInput: FloatPointer, accumulate: Bool, dOutput: ConstFloatPointer, input: ConstFloatPointer,
-        mean: ConstFloatPointer, rstd: ConstFloatPointer, weight: Int, bias: Int?, rows: Int
+        mean: ConstFloatPointer, rstd: ConstFloatPointer, weight: ParameterOffset, bias: ParameterOffset?, rows: Int
     ) {
         let (p, g) = (m.parameters, m.gradients)
         switch config.norm {

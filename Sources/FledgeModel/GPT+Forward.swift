@@ -10,9 +10,9 @@ import FledgeTensor
 
 /// Raw pointers to a model's and a plan's memory, valid only inside `GPT.withBuffers`.
 struct Buffers {
-    let parameters: FloatPointer
-    let gradients: FloatPointer
-    let activations: FloatPointer
+    let parameters: ParameterMemory
+    let gradients: ParameterMemory
+    let activations: ActivationMemory
     let tables: FloatPointer
     let tokens: UnsafeMutablePointer<Int32>
     let targets: UnsafeMutablePointer<Int32>
@@ -122,8 +122,9 @@ extension GPT {
                             try acts.targets.withUnsafeMutableBufferPointer { targets in
                                 try body(
                                     Buffers(
-                                        parameters: p.baseAddress!, gradients: g.baseAddress!,
-                                        activations: a.baseAddress!,
+                                        parameters: ParameterMemory(base: p.baseAddress!),
+                                        gradients: ParameterMemory(base: g.baseAddress!),
+                                        activations: ActivationMemory(base: a.baseAddress!),
                                         tables: tables.baseAddress ?? p.baseAddress!, tokens: tokens.baseAddress!,
                                         targets: targets.baseAddress!))
                             }
@@ -143,7 +144,7 @@ extension GPT {
         var sum = 0.0
         var counted = 0
         for r in 0..<rows where m.targets[r] != Self.ignoreIndex {
-            sum += Double(a[acts.losses + r])
+            sum += Double((a + acts.losses)[r])
             counted += 1
         }
         acts.targetCount = counted
@@ -429,7 +430,7 @@ extension GPT {
     /// LayerNorm or RMSNorm, as configured (RMSNorm leaves `mean` untouched).
     func normForward(
         _ m: Buffers, out: FloatPointer, mean: FloatPointer, rstd: FloatPointer, input: ConstFloatPointer,
-        weight: Int, bias: Int?, rows: Int
+        weight: ParameterOffset, bias: ParameterOffset?, rows: Int
     ) {
         let p = m.parameters
         switch config.norm {

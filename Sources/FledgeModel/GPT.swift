@@ -8,33 +8,33 @@ import Foundation
 
 /// Offsets of one Transformer block's parameters in the flat buffer (nil where the config has none).
 struct BlockParameters {
-    let norm1Weight: Int
-    let norm1Bias: Int?
-    let qkvWeight: Int
-    let qkvBias: Int?
-    let projWeight: Int
-    let projBias: Int?
-    let norm2Weight: Int?
-    let norm2Bias: Int?
-    let fcWeight: Int
-    let fcBias: Int?
-    let mlpProjWeight: Int
-    let mlpProjBias: Int?
+    let norm1Weight: ParameterOffset
+    let norm1Bias: ParameterOffset?
+    let qkvWeight: ParameterOffset
+    let qkvBias: ParameterOffset?
+    let projWeight: ParameterOffset
+    let projBias: ParameterOffset?
+    let norm2Weight: ParameterOffset?
+    let norm2Bias: ParameterOffset?
+    let fcWeight: ParameterOffset
+    let fcBias: ParameterOffset?
+    let mlpProjWeight: ParameterOffset
+    let mlpProjBias: ParameterOffset?
 
     init(layer: Int, layout: ParameterLayout) {
         let p = "h.\(layer)."
-        norm1Weight = layout.offset(p + "ln_1.weight")
-        norm1Bias = layout.optionalOffset(p + "ln_1.bias")
-        qkvWeight = layout.offset(p + "attn.qkv.weight")
-        qkvBias = layout.optionalOffset(p + "attn.qkv.bias")
-        projWeight = layout.offset(p + "attn.proj.weight")
-        projBias = layout.optionalOffset(p + "attn.proj.bias")
-        norm2Weight = layout.optionalOffset(p + "ln_2.weight")
-        norm2Bias = layout.optionalOffset(p + "ln_2.bias")
-        fcWeight = layout.offset(p + "mlp.fc.weight")
-        fcBias = layout.optionalOffset(p + "mlp.fc.bias")
-        mlpProjWeight = layout.offset(p + "mlp.proj.weight")
-        mlpProjBias = layout.optionalOffset(p + "mlp.proj.bias")
+        norm1Weight = ParameterOffset(layout.offset(p + "ln_1.weight"))
+        norm1Bias = layout.optionalOffset(p + "ln_1.bias").map(ParameterOffset.init)
+        qkvWeight = ParameterOffset(layout.offset(p + "attn.qkv.weight"))
+        qkvBias = layout.optionalOffset(p + "attn.qkv.bias").map(ParameterOffset.init)
+        projWeight = ParameterOffset(layout.offset(p + "attn.proj.weight"))
+        projBias = layout.optionalOffset(p + "attn.proj.bias").map(ParameterOffset.init)
+        norm2Weight = layout.optionalOffset(p + "ln_2.weight").map(ParameterOffset.init)
+        norm2Bias = layout.optionalOffset(p + "ln_2.bias").map(ParameterOffset.init)
+        fcWeight = ParameterOffset(layout.offset(p + "mlp.fc.weight"))
+        fcBias = layout.optionalOffset(p + "mlp.fc.bias").map(ParameterOffset.init)
+        mlpProjWeight = ParameterOffset(layout.offset(p + "mlp.proj.weight"))
+        mlpProjBias = layout.optionalOffset(p + "mlp.proj.bias").map(ParameterOffset.init)
     }
 }
 
@@ -51,12 +51,12 @@ public final class GPT: @unchecked Sendable {
     public let backend: any Backend
 
     let blocks: [BlockParameters]
-    let tokenEmbedding: Int
-    let positionEmbedding: Int?
-    let finalNormWeight: Int?
-    let finalNormBias: Int?
+    let tokenEmbedding: ParameterOffset
+    let positionEmbedding: ParameterOffset?
+    let finalNormWeight: ParameterOffset?
+    let finalNormBias: ParameterOffset?
     /// The output head: `lm_head.weight`, or `wte.weight` when tied.
-    let headWeight: Int
+    let headWeight: ParameterOffset
     /// Fixed tables: sinusoidal (contextLength, C), or rotary cos and sin (contextLength, HS/2) each.
     let positionTables: Storage<Float>
 
@@ -74,11 +74,11 @@ public final class GPT: @unchecked Sendable {
         parameters = try Storage<Float>(count: layout.totalCount)
         gradients = try Storage<Float>(count: 0)
         blocks = (0..<config.layers).map { BlockParameters(layer: $0, layout: layout) }
-        tokenEmbedding = layout.offset("wte.weight")
-        positionEmbedding = layout.optionalOffset("wpe.weight")
-        finalNormWeight = layout.optionalOffset("ln_f.weight")
-        finalNormBias = layout.optionalOffset("ln_f.bias")
-        headWeight = layout.optionalOffset("lm_head.weight") ?? tokenEmbedding
+        tokenEmbedding = ParameterOffset(layout.offset("wte.weight"))
+        positionEmbedding = layout.optionalOffset("wpe.weight").map(ParameterOffset.init)
+        finalNormWeight = layout.optionalOffset("ln_f.weight").map(ParameterOffset.init)
+        finalNormBias = layout.optionalOffset("ln_f.bias").map(ParameterOffset.init)
+        headWeight = layout.optionalOffset("lm_head.weight").map(ParameterOffset.init) ?? tokenEmbedding
         positionTables = try Storage<Float>(count: Self.positionTableCount(config))
         fillPositionTables()
         initialize(seed: seed)
