@@ -124,7 +124,7 @@ extension GPT {
         guard config.dropout > 0 else { return dOutput }
         let n = acts.batchSize * acts.sequenceLength * config.width
         let copy = m.activations + acts.dBranch
-        copy.update(from: dOutput, count: n)
+        backend.copy(copy, from: dOutput, count: n)
         backend.dropout(copy, count: n, probability: config.dropout, seed: seed)
         return copy
     }

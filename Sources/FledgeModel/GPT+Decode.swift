@@ -63,7 +63,8 @@ extension GPT {
             let n = min(cache.chunkSize, count - start)
             acts.tokens.withUnsafeMutableBufferPointer { dst in
                 for row in 0..<b {
-                    for i in 0..<n { dst[row * n + i] = tokens[row * count + start + i] }
+                    backend.copyFromHost(
+                        dst.baseAddress! + row * n, from: tokens.baseAddress! + row * count + start, count: n)
                 }
             }
             cache.keys.withUnsafeMutableBufferPointer { keys in
@@ -78,10 +79,12 @@ extension GPT {
                         let logits = m.activations + acts.logits
                         for row in 0..<b {
                             if keepAll {
-                                (output.baseAddress! + (row * count + start) * v).update(
-                                    from: logits + row * n * v, count: n * v)
+                                backend.copyToHost(
+                                    output.baseAddress! + (row * count + start) * v, from: logits + row * n * v,
+                                    count: n * v)
                             } else if start + n == count {
-                                (output.baseAddress! + row * v).update(from: logits + (row * n + n - 1) * v, count: v)
+                                backend.copyToHost(
+                                    output.baseAddress! + row * v, from: logits + (row * n + n - 1) * v, count: v)
                             }
                         }
                     }

@@ -63,9 +63,13 @@ extension GPT {
                 hint: "pass exactly batch × sequence tokens (and as many targets), or plan activations for this shape.")
         }
         try checkTokens(tokens, targets: targets)
-        acts.tokens.withUnsafeMutableBufferPointer { dst in _ = dst.update(fromContentsOf: tokens) }
+        acts.tokens.withUnsafeMutableBufferPointer { dst in
+            backend.copyFromHost(dst.baseAddress!, from: tokens.baseAddress!, count: bt)
+        }
         if let targets {
-            acts.targets.withUnsafeMutableBufferPointer { dst in _ = dst.update(fromContentsOf: targets) }
+            acts.targets.withUnsafeMutableBufferPointer { dst in
+                backend.copyFromHost(dst.baseAddress!, from: targets.baseAddress!, count: bt)
+            }
         }
         acts.dropoutSeed = dropoutSeed
         acts.hasLoss = false
@@ -141,12 +145,8 @@ extension GPT {
         backend.crossEntropy(
             losses: a + acts.losses, logSumExp: a + acts.logSumExp, logits: a + acts.logits, targets: m.targets,
             rows: rows, vocabularySize: config.vocabularySize, ignoreIndex: Self.ignoreIndex)
-        var sum = 0.0
-        var counted = 0
-        for r in 0..<rows where m.targets[r] != Self.ignoreIndex {
-            sum += Double((a + acts.losses)[r])
-            counted += 1
-        }
+        let (sum, counted) = backend.maskedSum(
+            a + acts.losses, targets: m.targets, count: rows, ignoreIndex: Self.ignoreIndex)
         acts.targetCount = counted
         acts.hasLoss = true
         return counted == 0 ? 0 : Float(sum / Double(counted))
@@ -332,13 +332,9 @@ extension GPT {
             // Each sequence appends to its own cache row at its own position and attends over that row alone.
             let layerBase = cache.layerBase(l, kvWidth: kvWidth)
             for slot in slots {
-                let rowBase = layerBase + slot.row * cache.capacity * kvWidth
-                for i in 0..<slot.length {
-                    let dst = rowBase + (slot.position + i) * kvWidth
-                    let src = qkv + (slot.start + i) * qkvWidth
-                    (cache.keys + dst).update(from: src + c.heads * hs, count: kvWidth)
-                    (cache.values + dst).update(from: src + (c.heads + c.kvHeads) * hs, count: kvWidth)
-                }
+                let dst = layerBase + (slot.row * cache.capacity + slot.position) * kvWidth
+                let src = qkv + slot.start * qkvWidth
+                appendToCache(cache, at: dst, from: src, rows: slot.length)
             }
             // The decoding sequences (one token each, listed first): one call for all of them.
             let decoding = cache.decodeRows.count
@@ -374,12 +370,8 @@ extension GPT {
             // Append this chunk's keys and values, then attend over everything cached so far.
             let layerBase = cache.layerBase(l, kvWidth: kvWidth)
             for row in 0..<b {
-                for i in 0..<t {
-                    let dst = layerBase + (row * cache.capacity + positionOffset + i) * kvWidth
-                    let src = qkv + (row * t + i) * qkvWidth
-                    (cache.keys + dst).update(from: src + c.heads * hs, count: kvWidth)
-                    (cache.values + dst).update(from: src + (c.heads + c.kvHeads) * hs, count: kvWidth)
-                }
+                let dst = layerBase + (row * cache.capacity + positionOffset) * kvWidth
+                appendToCache(cache, at: dst, from: qkv + row * t * qkvWidth, rows: t)
             }
             keys = ConstFloatPointer(cache.keys + layerBase)
             values = ConstFloatPointer(cache.values + layerBase)
@@ -396,6 +388,19 @@ extension GPT {
                 output: a + s.attentionOut, probabilities: a + s.probabilities, query: qkv, key: keys,
                 value: values, shape: shape)
         }
+    }
+
+    /// Copies the keys and values of `rows` consecutive (B, T, QKV) rows at `source` into the cache's keys and
+    /// values from offset `offset` on (rows of NKV·HS).
+    private func appendToCache(_ cache: CacheBuffers, at offset: Int, from source: FloatPointer, rows: Int) {
+        let c = config
+        let kvWidth = c.kvHeads * c.headSize
+        backend.copyRows(
+            cache.keys + offset, destinationStride: kvWidth, from: source + c.heads * c.headSize,
+            sourceStride: c.qkvWidth, rows: rows, width: kvWidth)
+        backend.copyRows(
+            cache.values + offset, destinationStride: kvWidth, from: source + (c.heads + c.kvHeads) * c.headSize,
+            sourceStride: c.qkvWidth, rows: rows, width: kvWidth)
     }
 
     /// output = fc₂(act(fc₁(input))), without the residual add.

@@ -107,13 +107,19 @@ extension GPT {
         var spans: [SlotSpan] = []
         spans.reserveCapacity(sequences)
         acts.tokens.withUnsafeMutableBufferPointer { dst in
+            if !tokens.isEmpty {  // prompt chunks only: no decoding token
+                tokens.withUnsafeBufferPointer {
+                    backend.copyFromHost(dst.baseAddress!, from: $0.baseAddress!, count: $0.count)
+                }
+            }
             for (i, slot) in slots.enumerated() {
-                dst[i] = tokens[i]
                 spans.append(SlotSpan(row: slot, position: cache.lengths[slot], start: i, length: 1))
             }
             var start = slots.count
             for chunk in prompts {
-                for (i, token) in chunk.tokens.enumerated() { dst[start + i] = token }
+                chunk.tokens.withUnsafeBufferPointer {
+                    backend.copyFromHost(dst.baseAddress! + start, from: $0.baseAddress!, count: $0.count)
+                }
                 spans.append(
                     SlotSpan(
                         row: chunk.slot, position: cache.lengths[chunk.slot], start: start, length: chunk.tokens.count))
@@ -130,7 +136,7 @@ extension GPT {
                     runForward(
                         m, acts, batchSize: slots.count + promptTokens, length: 1, positionOffset: 0, cache: buffers,
                         training: false)
-                    logits.baseAddress!.update(from: m.activations + acts.logits, count: sequences * v)
+                    backend.copyToHost(logits.baseAddress!, from: m.activations + acts.logits, count: sequences * v)
                 }
             }
         }

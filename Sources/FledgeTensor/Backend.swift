@@ -236,6 +236,26 @@ public protocol Backend: AnyObject, Sendable {
         parameters: FloatPointer, gradients: ConstFloatPointer, firstMoment: FloatPointer,
         secondMoment: FloatPointer, count: Int, hyper: AdamWStep)
 
+    /// destination (N) = source (N), both in the backend's memory.
+    func copy(_ destination: FloatPointer, from source: ConstFloatPointer, count: Int)
+
+    /// `rows` rows of `width` floats from source (rows `sourceStride` apart) to destination (rows
+    /// `destinationStride` apart), both in the backend's memory: a KV-cache append.
+    func copyRows(
+        _ destination: FloatPointer, destinationStride: Int, from source: ConstFloatPointer, sourceStride: Int,
+        rows: Int, width: Int)
+
+    /// The sum of values[i] over the i where targets[i] ≠ ignoreIndex, and how many there are, read back to the
+    /// host (the mean loss).
+    func maskedSum(_ values: ConstFloatPointer, targets: UnsafePointer<Int32>, count: Int, ignoreIndex: Int32)
+        -> (sum: Double, counted: Int)
+
+    /// Reads `count` floats of the backend's memory into host memory (logits for sampling).
+    func copyToHost(_ destination: UnsafeMutablePointer<Float>, from source: ConstFloatPointer, count: Int)
+
+    /// Writes `count` token ids from host memory into the backend's memory.
+    func copyFromHost(_ destination: UnsafeMutablePointer<Int32>, from source: UnsafePointer<Int32>, count: Int)
+
     /// Σ x² over N elements, accumulated in double precision.
     func sumOfSquares(_ data: ConstFloatPointer, count: Int) -> Double
 

@@ -363,3 +363,45 @@ struct CountShares: ParallelJob {
         counts[share] += 1
     }
 }
+
+/// The kernels that move data (what a device backend turns into copies between its memory and the host's):
+/// the CPU's against the reference's, with strides and a masked sum.
+struct DataMovementTests {
+    @Test func copiesAndTheMaskedSumMatchTheReference() {
+        let source = Buffer(200, seed: 61)
+        for backend in [fast as Backend, reference] {
+            let copied = Buffer(zeros: 200)
+            backend.copy(copied.pointer, from: source.pointer, count: 197)
+            #expect(
+                Array(copied.array[..<197]) == Array(source.array[..<197])
+                    && copied.array[197...].allSatisfy { $0 == 0 })
+            // 5 rows of 7 from rows 13 apart into rows 9 apart; what lies between rows is untouched.
+            let rows = Buffer(zeros: 50)
+            backend.copyRows(
+                rows.pointer + 1, destinationStride: 9, from: source.pointer + 2, sourceStride: 13, rows: 5, width: 7)
+            var expected = [Float](repeating: 0, count: 50)
+            for r in 0..<5 { for i in 0..<7 { expected[1 + r * 9 + i] = source.array[2 + r * 13 + i] } }
+            #expect(rows.array == expected, "\(backend.name) copyRows")
+            let host = UnsafeMutablePointer<Float>.allocate(capacity: 10)
+            defer { host.deallocate() }
+            backend.copyToHost(host, from: source.pointer + 3, count: 10)
+            #expect((0..<10).allSatisfy { host[$0] == source.array[3 + $0] })
+            var ids: [Int32] = [4, 5, 6]
+            var into = [Int32](repeating: 0, count: 4)
+            ids.withUnsafeMutableBufferPointer { from in
+                into.withUnsafeMutableBufferPointer {
+                    backend.copyFromHost($0.baseAddress! + 1, from: from.baseAddress!, count: 3)
+                }
+            }
+            #expect(into == [0, 4, 5, 6])
+            // The sum and count of the values whose target is not ignored.
+            let targets: [Int32] = (0..<200).map { $0 % 3 == 0 ? -100 : Int32($0) }
+            let (sum, counted) = targets.withUnsafeBufferPointer {
+                backend.maskedSum(source.pointer, targets: $0.baseAddress!, count: 200, ignoreIndex: -100)
+            }
+            let kept = (0..<200).filter { $0 % 3 != 0 }
+            #expect(counted == kept.count)
+            #expect(abs(sum - kept.reduce(0.0) { $0 + Double(source.array[$1]) }) < 1e-9)
+        }
+    }
+}
