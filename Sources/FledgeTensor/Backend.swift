@@ -299,3 +299,42 @@ public func dropoutKeeps(seed: UInt64, index: Int, threshold: UInt32) -> Bool {
 public func dropoutThreshold(_ probability: Float) -> UInt32 {
     UInt32(min(Double(UInt32.max), (Double(probability) * 4_294_967_296.0).rounded()))
 }
+
+/// A backend whose memory is the host's (the CPU and reference backends): moving data between it and the host
+/// is copying memory, written once here. A device backend implements these as transfers.
+public protocol HostMemoryBackend: Backend {}
+
+extension HostMemoryBackend {
+    public func copy(_ destination: FloatPointer, from source: ConstFloatPointer, count: Int) {
+        destination.update(from: source, count: count)
+    }
+
+    public func copyRows(
+        _ destination: FloatPointer, destinationStride: Int, from source: ConstFloatPointer, sourceStride: Int,
+        rows: Int, width: Int
+    ) {
+        for r in 0..<rows {
+            (destination + r * destinationStride).update(from: source + r * sourceStride, count: width)
+        }
+    }
+
+    public func maskedSum(_ values: ConstFloatPointer, targets: UnsafePointer<Int32>, count: Int, ignoreIndex: Int32)
+        -> (sum: Double, counted: Int)
+    {
+        var (sum, counted) = (0.0, 0)
+        for i in 0..<count where targets[i] != ignoreIndex {
+            sum += Double(values[i])
+            counted += 1
+        }
+        return (sum, counted)
+    }
+
+    public func copyToHost(_ destination: UnsafeMutablePointer<Float>, from source: ConstFloatPointer, count: Int) {
+        destination.update(from: source, count: count)
+    }
+
+    public func copyFromHost(_ destination: UnsafeMutablePointer<Int32>, from source: UnsafePointer<Int32>, count: Int)
+    {
+        destination.update(from: source, count: count)
+    }
+}

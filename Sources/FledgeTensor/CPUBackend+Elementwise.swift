@@ -81,42 +81,6 @@ extension CPUBackend {
             count, alignment: 16, minimumPerThread: Self.elementwiseGrain, ScaleChunks(data: data, factor: factor))
     }
 
-    // Moving data: the host is the CPU backend's memory, so these are memory copies; a device backend moves
-    // them between its memory and the host's.
-
-    public func copy(_ destination: FloatPointer, from source: ConstFloatPointer, count: Int) {
-        destination.update(from: source, count: count)
-    }
-
-    public func copyRows(
-        _ destination: FloatPointer, destinationStride: Int, from source: ConstFloatPointer, sourceStride: Int,
-        rows: Int, width: Int
-    ) {
-        for r in 0..<rows {
-            (destination + r * destinationStride).update(from: source + r * sourceStride, count: width)
-        }
-    }
-
-    public func maskedSum(_ values: ConstFloatPointer, targets: UnsafePointer<Int32>, count: Int, ignoreIndex: Int32)
-        -> (sum: Double, counted: Int)
-    {
-        var (sum, counted) = (0.0, 0)
-        for i in 0..<count where targets[i] != ignoreIndex {
-            sum += Double(values[i])
-            counted += 1
-        }
-        return (sum, counted)
-    }
-
-    public func copyToHost(_ destination: UnsafeMutablePointer<Float>, from source: ConstFloatPointer, count: Int) {
-        destination.update(from: source, count: count)
-    }
-
-    public func copyFromHost(_ destination: UnsafeMutablePointer<Int32>, from source: UnsafePointer<Int32>, count: Int)
-    {
-        destination.update(from: source, count: count)
-    }
-
     public func sumOfSquares(_ data: ConstFloatPointer, count: Int) -> Double {
         withScratch {
             partials.withUnsafeMutableBufferPointer { partial in

@@ -6,7 +6,7 @@ import COpenBLAS
 import Foundation
 
 /// Fast CPU kernels: CBLAS for matrix products, SIMD loops on a persistent thread pool for the rest.
-public final class CPUBackend: Backend, @unchecked Sendable {
+public final class CPUBackend: HostMemoryBackend, @unchecked Sendable {
     public let name = "cpu"
     /// The pool every kernel runs on.
     public let pool: ThreadPool

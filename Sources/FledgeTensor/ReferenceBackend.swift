@@ -6,7 +6,7 @@
 import Foundation
 
 /// Plain, serial, obviously-correct kernels.
-public final class ReferenceBackend: Backend {
+public final class ReferenceBackend: HostMemoryBackend {
     public let name = "reference"
 
     public init() {}
@@ -531,39 +531,6 @@ public final class ReferenceBackend: Backend {
             secondMoment[i] = Float(v)
             parameters[i] = Float(p)
         }
-    }
-
-    public func copy(_ destination: FloatPointer, from source: ConstFloatPointer, count: Int) {
-        for i in 0..<count { destination[i] = source[i] }
-    }
-
-    public func copyRows(
-        _ destination: FloatPointer, destinationStride: Int, from source: ConstFloatPointer, sourceStride: Int,
-        rows: Int, width: Int
-    ) {
-        for r in 0..<rows {
-            for i in 0..<width { destination[r * destinationStride + i] = source[r * sourceStride + i] }
-        }
-    }
-
-    public func maskedSum(_ values: ConstFloatPointer, targets: UnsafePointer<Int32>, count: Int, ignoreIndex: Int32)
-        -> (sum: Double, counted: Int)
-    {
-        var (sum, counted) = (0.0, 0)
-        for i in 0..<count where targets[i] != ignoreIndex {
-            sum += Double(values[i])
-            counted += 1
-        }
-        return (sum, counted)
-    }
-
-    public func copyToHost(_ destination: UnsafeMutablePointer<Float>, from source: ConstFloatPointer, count: Int) {
-        for i in 0..<count { destination[i] = source[i] }
-    }
-
-    public func copyFromHost(_ destination: UnsafeMutablePointer<Int32>, from source: UnsafePointer<Int32>, count: Int)
-    {
-        for i in 0..<count { destination[i] = source[i] }
     }
 
     public func sumOfSquares(_ data: ConstFloatPointer, count: Int) -> Double {

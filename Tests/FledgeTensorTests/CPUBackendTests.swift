@@ -364,8 +364,8 @@ struct CountShares: ParallelJob {
     }
 }
 
-/// The kernels that move data (what a device backend turns into copies between its memory and the host's):
-/// the CPU's against the reference's, with strides and a masked sum.
+/// The kernels that move data (what a device backend turns into transfers between its memory and the host's),
+/// on both host-memory backends, against values written out here: strides, and a masked sum.
 struct DataMovementTests {
     @Test func copiesAndTheMaskedSumMatchTheReference() {
         let source = Buffer(200, seed: 61)
