@@ -13,7 +13,7 @@ struct BlockActivations {
         norm1Rstd = ActivationOffset.unplanned  // (B,T,C), (B,T), (B,T)
     var qkv = ActivationOffset.unplanned  // (B,T,QKV), q and k rotated when positions are rotary
     var probabilities = ActivationOffset.unplanned  // (B,NH,T,K), with a KV cache only
-    var attentionLSE = ActivationOffset.unplanned  // (B,NH,T), without a cache: each attention row's log-sum-exp (tiled attention)
+    var attentionLSE = ActivationOffset.unplanned  // (B,NH,T), without a cache: each attention row's log-sum-exp
     var attentionOut = ActivationOffset.unplanned  // (B,T,NH·HS) before the output projection
     var residual1 = ActivationOffset.unplanned  // (B,T,C) x + attention branch
     var norm2Out = ActivationOffset.unplanned, norm2Mean = ActivationOffset.unplanned,
