@@ -183,7 +183,7 @@ struct DataCommand: ParsableCommand {
                 }
                 let outputURL = URL(fileURLWithPath: output)
                 let work = DataPreparer.workFolder(for: outputURL)
-                let interrupt = StopOnInterrupt(FolderSwap.temporary(for: outputURL), work: work)
+                let interrupt = preparationStopRequest(temporary: FolderSwap.temporary(for: outputURL), work: work)
                 defer { withExtendedLifetime(interrupt) {} }
                 preparer.shouldStop = { interrupt.requested }
                 let manifest: DataManifest
@@ -196,7 +196,7 @@ struct DataCommand: ParsableCommand {
                     if error is PreparationInterrupted {
                         FileHandle.standardError.write(Data("\(error)\n".utf8))
                     }
-                    if let kept = StopOnInterrupt.keptWork(work) { FileHandle.standardError.write(Data(kept.utf8)) }
+                    if let kept = keptWorkNote(work) { FileHandle.standardError.write(Data(kept.utf8)) }
                     if error is PreparationInterrupted { Foundation.exit(130) }
                     throw error
                 }
@@ -261,63 +261,27 @@ func formatBytes(_ bytes: Int) -> String {
     bytes >= 1_000_000 ? String(format: "%.1f MB", Double(bytes) / 1e6) : String(format: "%.1f kB", Double(bytes) / 1e3)
 }
 
-/// Ctrl-C or SIGTERM while preparing: the first asks the preparation to stop at its next piece of work
-/// (`DataPreparer.shouldStop`), so that the thread writing the folders is the one that deletes the temporary
-/// folder (no dataset is left half-written) and keeps the work folder only with a checkpoint, which the next run
-/// with the same settings continues from. A second exits at once, deleting what it can. A kill -9 leaves the
-/// temporary folder for the next run on the same output to delete.
-final class StopOnInterrupt: @unchecked Sendable {
-    private var sources: [DispatchSourceSignal] = []
-    private let lock = NSLock()
-    private var flag = false
+/// What to tell the user about a preparation's work folder left for the next run (nil, and the folder deleted,
+/// when it holds no checkpoint).
+func keptWorkNote(_ work: URL) -> String? {
+    guard DataPreparer.keepWorkIfCheckpointed(work) else { return nil }
+    return "note: the work of the files read so far is kept in \(work.path); the same command continues from it "
+        + "(delete that folder to start afresh)\n"
+}
 
-    /// What to tell the user about a work folder left for the next run (nil, and the folder deleted, when it
-    /// holds no checkpoint).
-    static func keptWork(_ work: URL) -> String? {
-        guard DataPreparer.keepWorkIfCheckpointed(work) else { return nil }
-        return "note: the work of the files read so far is kept in \(work.path); the same command continues from it "
-            + "(delete that folder to start afresh)\n"
-    }
-
-    var requested: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return flag
-    }
-
-    init(_ temporary: URL, work: URL) {
-        sources = [SIGINT, SIGTERM].map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { [unowned self] in signalled(temporary, work) }
-            source.resume()
-            return source
-        }
-    }
-
-    /// The first signal sets the flag; a second cleans up from the signal's thread and exits.
-    private func signalled(_ temporary: URL, _ work: URL) {
-        lock.lock()
-        let again = flag
-        flag = true
-        lock.unlock()
-        guard again else {
-            FileHandle.standardError.write(Data("\nstopping (Ctrl-C again to quit now)\n".utf8))
-            return
-        }
+/// Ctrl-C or SIGTERM while preparing: the first asks the preparation to stop at its next batch
+/// (`DataPreparer.shouldStop`), so that the thread writing the folders deletes the temporary folder (no dataset
+/// is left half-written) and keeps the work folder only with a checkpoint, which the next run with the same
+/// settings continues from. A second exits at once, deleting what it can. A kill -9 leaves the temporary folder
+/// for the next run on the same output to delete.
+func preparationStopRequest(temporary: URL, work: URL) -> StopRequest {
+    StopRequest(signals: [SIGINT, SIGTERM], message: "\nstopping (Ctrl-C again to quit now)\n") {
         try? FileManager.default.removeItem(at: temporary)
         let name = temporary.lastPathComponent
         if let end = name.range(of: ".tmp-") {  // .NAME.tmp-PID → the lock .NAME.lock beside it
             unlink(temporary.deletingLastPathComponent().appendingPathComponent(name[..<end.lowerBound] + ".lock").path)
         }
         FileHandle.standardError.write(Data("\ninterrupted: no dataset was written\n".utf8))
-        if let kept = StopOnInterrupt.keptWork(work) { FileHandle.standardError.write(Data(kept.utf8)) }
-        Foundation.exit(130)
-    }
-
-    deinit {
-        for source in sources { source.cancel() }
-        signal(SIGINT, SIG_DFL)
-        signal(SIGTERM, SIG_DFL)
+        if let kept = keptWorkNote(work) { FileHandle.standardError.write(Data(kept.utf8)) }
     }
 }

@@ -284,7 +284,7 @@ struct TrainCommand: ParsableCommand {
             if leader {
                 try Self.train(trainer, threads: threading.count)
             } else {
-                let interrupt = Interrupt(quiet: true)
+                let interrupt = trainingStopRequest(quiet: true)
                 trainer.shouldStop = { interrupt.requested }
                 _ = try trainer.train()
             }
@@ -361,7 +361,7 @@ struct TrainCommand: ParsableCommand {
         say(
             "evaluation: every \(config.evalEvery) updates, \(trainer.evaluationBatches) batches = \(evalTokens) validation tokens (\(String(format: "%.1f", 100 * Double(evalTokens) / Double(config.evalEvery * trainer.tokensPerUpdate)))% of the training tokens between evaluations; --eval-batches N to change)"
         )
-        let interrupt = Interrupt(quiet: false)
+        let interrupt = trainingStopRequest(quiet: false)
         trainer.shouldStop = { interrupt.requested }
         let line = ProgressLine()
         var printedEstimate = false
@@ -440,45 +440,13 @@ func duration(_ seconds: Double) -> String {
     return "\(s)s"
 }
 
-/// Ctrl-C (SIGINT): the first asks the trainer to save and stop; a second exits at once. SIGUSR1 (which mpirun
-/// forwards to every rank) asks for the same stop.
-final class Interrupt: @unchecked Sendable {
-    private let lock = NSLock()
-    private var flag = false
-    private let source: DispatchSourceSignal
-    private let request: DispatchSourceSignal
-
-    /// `quiet`: a data-parallel rank other than 0 stops as asked without saying so (rank 0 speaks).
-    init(quiet: Bool) {
-        signal(SIGINT, SIG_IGN)
-        signal(SIGUSR1, SIG_IGN)
-        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        request = DispatchSource.makeSignalSource(signal: SIGUSR1, queue: .global())
-        // SIGUSR1 (what mpirun forwards to every rank) asks for the same clean stop as a first Ctrl-C.
-        request.setEventHandler { [unowned self] in
-            lock.lock()
-            defer { lock.unlock() }
-            flag = true
-        }
-        request.resume()
-        source.setEventHandler { [unowned self] in
-            lock.lock()
-            defer { lock.unlock() }
-            if flag { Foundation.exit(130) }
-            flag = true
-            if !quiet {
-                FileHandle.standardError.write(
-                    Data("\nstopping after this step (saving latest/); Ctrl-C again to quit now\n".utf8))
-            }
-        }
-        source.resume()
-    }
-
-    var requested: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return flag
-    }
+/// Ctrl-C: the first asks the trainer to save latest/ and stop after this step; a second exits at once. SIGUSR1
+/// (which mpirun forwards to every rank) asks for the same stop. `quiet`: a data-parallel rank other than 0 stops
+/// as asked without saying so (rank 0 speaks).
+func trainingStopRequest(quiet: Bool) -> StopRequest {
+    StopRequest(
+        signals: [SIGINT], requestOnly: [SIGUSR1],
+        message: quiet ? nil : "\nstopping after this step (saving latest/); Ctrl-C again to quit now\n")
 }
 
 /// Prints a line and flushes it at once, so progress reaches a log file as it happens (and the run's
