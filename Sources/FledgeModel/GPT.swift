@@ -23,18 +23,18 @@ struct BlockParameters {
 
     init(layer: Int, layout: ParameterLayout) {
         let p = "h.\(layer)."
-        norm1Weight = ParameterOffset(layout.offset(p + "ln_1.weight"))
-        norm1Bias = layout.optionalOffset(p + "ln_1.bias").map(ParameterOffset.init)
-        qkvWeight = ParameterOffset(layout.offset(p + "attn.qkv.weight"))
-        qkvBias = layout.optionalOffset(p + "attn.qkv.bias").map(ParameterOffset.init)
-        projWeight = ParameterOffset(layout.offset(p + "attn.proj.weight"))
-        projBias = layout.optionalOffset(p + "attn.proj.bias").map(ParameterOffset.init)
-        norm2Weight = layout.optionalOffset(p + "ln_2.weight").map(ParameterOffset.init)
-        norm2Bias = layout.optionalOffset(p + "ln_2.bias").map(ParameterOffset.init)
-        fcWeight = ParameterOffset(layout.offset(p + "mlp.fc.weight"))
-        fcBias = layout.optionalOffset(p + "mlp.fc.bias").map(ParameterOffset.init)
-        mlpProjWeight = ParameterOffset(layout.offset(p + "mlp.proj.weight"))
-        mlpProjBias = layout.optionalOffset(p + "mlp.proj.bias").map(ParameterOffset.init)
+        norm1Weight = layout.offset(p + "ln_1.weight")
+        norm1Bias = layout.optionalOffset(p + "ln_1.bias")
+        qkvWeight = layout.offset(p + "attn.qkv.weight")
+        qkvBias = layout.optionalOffset(p + "attn.qkv.bias")
+        projWeight = layout.offset(p + "attn.proj.weight")
+        projBias = layout.optionalOffset(p + "attn.proj.bias")
+        norm2Weight = layout.optionalOffset(p + "ln_2.weight")
+        norm2Bias = layout.optionalOffset(p + "ln_2.bias")
+        fcWeight = layout.offset(p + "mlp.fc.weight")
+        fcBias = layout.optionalOffset(p + "mlp.fc.bias")
+        mlpProjWeight = layout.offset(p + "mlp.proj.weight")
+        mlpProjBias = layout.optionalOffset(p + "mlp.proj.bias")
     }
 }
 
@@ -74,11 +74,11 @@ public final class GPT: @unchecked Sendable {
         parameters = try Storage<Float>(count: layout.totalCount)
         gradients = try Storage<Float>(count: 0)
         blocks = (0..<config.layers).map { BlockParameters(layer: $0, layout: layout) }
-        tokenEmbedding = ParameterOffset(layout.offset("wte.weight"))
-        positionEmbedding = layout.optionalOffset("wpe.weight").map(ParameterOffset.init)
-        finalNormWeight = layout.optionalOffset("ln_f.weight").map(ParameterOffset.init)
-        finalNormBias = layout.optionalOffset("ln_f.bias").map(ParameterOffset.init)
-        headWeight = layout.optionalOffset("lm_head.weight").map(ParameterOffset.init) ?? tokenEmbedding
+        tokenEmbedding = layout.offset("wte.weight")
+        positionEmbedding = layout.optionalOffset("wpe.weight")
+        finalNormWeight = layout.optionalOffset("ln_f.weight")
+        finalNormBias = layout.optionalOffset("ln_f.bias")
+        headWeight = layout.optionalOffset("lm_head.weight") ?? tokenEmbedding
         positionTables = try Storage<Float>(count: Self.positionTableCount(config))
         fillPositionTables()
         initialize(seed: seed)

@@ -72,11 +72,11 @@ public struct ParameterLayout: Sendable {
     public subscript(name: String) -> ParameterEntry? { index[name].map { entries[$0] } }
 
     /// The offset of `name`; the model only asks for names its own layout defines.
-    func offset(_ name: String) -> Int {
+    func offset(_ name: String) -> ParameterOffset {
         guard let entry = self[name] else { preconditionFailure("no parameter named \(name)") }
-        return entry.offset
+        return ParameterOffset(entry.offset)
     }
 
     /// The offset of `name`, or nil when the layout has no such tensor (e.g. a bias that is switched off).
-    func optionalOffset(_ name: String) -> Int? { self[name]?.offset }
+    func optionalOffset(_ name: String) -> ParameterOffset? { self[name].map { ParameterOffset($0.offset) } }
 }
