@@ -64,14 +64,6 @@ public struct AttentionTiles: Sendable, Equatable {
     }
 }
 
-/// The (batch, head) units of thread `thread`: one contiguous chunk each.
-@inline(__always)
-private func units(_ count: Int, thread: Int, of threadCount: Int) -> Range<Int> {
-    let (base, extra) = count.quotientAndRemainder(dividingBy: threadCount)
-    let start = thread * base + min(thread, extra)
-    return start..<(start + base + (thread < extra ? 1 : 0))
-}
-
 /// Tiled attention forward for the (batch, head) units of each thread.
 struct TiledAttentionHeads: ParallelJob {
     let output: FloatPointer, logSumExp: FloatPointer
@@ -88,7 +80,7 @@ struct TiledAttentionHeads: ParallelJob {
         let scores = workspace + thread * CPUBackend.tileWorkspaceCount(tiles)
         let maximum = scores + 2 * br * bc
         let sum = maximum + br
-        for unit in units(s.batchSize * s.heads, thread: thread, of: threadCount) {
+        for unit in ThreadPool.chunk(s.batchSize * s.heads, share: thread, of: threadCount) {
             let (b, h) = unit.quotientAndRemainder(dividingBy: s.heads)
             let q = query + b * s.queryBatchStride + h * hs
             let k = key + b * s.kvBatchStride + (h / group) * hs
@@ -178,7 +170,7 @@ struct TiledAttentionGradientGroups: ParallelJob {
         let probabilities = workspace + thread * CPUBackend.tileWorkspaceCount(tiles)
         let dScores = probabilities + br * bc
         let weighted = dScores + br * bc
-        for unit in units(s.batchSize * s.kvHeads, thread: thread, of: threadCount) {
+        for unit in ThreadPool.chunk(s.batchSize * s.kvHeads, share: thread, of: threadCount) {
             let (b, g) = unit.quotientAndRemainder(dividingBy: s.kvHeads)
             let k = key + b * s.kvBatchStride + g * hs
             let v = value + b * s.kvBatchStride + g * hs

@@ -231,40 +231,17 @@ public final class ReferenceBackend: HostMemoryBackend {
         output: FloatPointer, probabilities: FloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
         value: ConstFloatPointer, shape: AttentionShape
     ) {
-        let hs = shape.headSize
-        let group = shape.heads / shape.kvHeads
-        let scale = 1 / Double(hs).squareRoot()
         for b in 0..<shape.batchSize {
             for h in 0..<shape.heads {
-                let g = h / group
                 for t in 0..<shape.queryLength {
-                    let q = query + b * shape.queryBatchStride + t * shape.queryRowStride + h * hs
+                    let s = scores(b, h, t, query: query, key: key, shape)
+                    let maximum = s.max()!
+                    let e = s.map { Foundation.exp($0 - maximum) }
+                    let sum = e.reduce(0, +)
+                    let weights = e.map { $0 / sum }
                     let p = probabilities + ((b * shape.heads + h) * shape.queryLength + t) * shape.probabilityRowStride
-                    let visible = shape.keyOffset + t + 1
-                    var maxScore = -Double.infinity
-                    var scores = [Double](repeating: 0, count: visible)
-                    for j in 0..<visible {
-                        let k = key + b * shape.kvBatchStride + j * shape.kvRowStride + g * hs
-                        var dot = 0.0
-                        for i in 0..<hs { dot += Double(q[i]) * Double(k[i]) }
-                        scores[j] = dot * scale
-                        maxScore = max(maxScore, scores[j])
-                    }
-                    var sum = 0.0
-                    for j in 0..<visible {
-                        scores[j] = Foundation.exp(scores[j] - maxScore)
-                        sum += scores[j]
-                    }
-                    for j in 0..<shape.probabilityRowStride { p[j] = j < visible ? Float(scores[j] / sum) : 0 }
-                    let o = output + (b * shape.queryLength + t) * shape.outputRowStride + h * hs
-                    for i in 0..<hs {
-                        var acc = 0.0
-                        for j in 0..<visible {
-                            let v = value + b * shape.kvBatchStride + j * shape.kvRowStride + g * hs
-                            acc += scores[j] / sum * Double(v[i])
-                        }
-                        o[i] = Float(acc)
-                    }
+                    for j in 0..<shape.probabilityRowStride { p[j] = j < weights.count ? Float(weights[j]) : 0 }
+                    weightedValues(weights, b, h, t, value: value, output: output, shape)
                 }
             }
         }
@@ -343,29 +320,33 @@ public final class ReferenceBackend: HostMemoryBackend {
         }
     }
 
+    /// Output row t of head h in batch row b: Σⱼ weights[j]·v_j over the keys it sees.
+    private func weightedValues(
+        _ weights: [Double], _ b: Int, _ h: Int, _ t: Int, value: ConstFloatPointer, output: FloatPointer,
+        _ shape: AttentionShape
+    ) {
+        let hs = shape.headSize
+        let v = value + b * shape.kvBatchStride + (h / shape.groupSize) * hs
+        let o = output + (b * shape.queryLength + t) * shape.outputRowStride + h * hs
+        for i in 0..<hs {
+            var acc = 0.0
+            for (j, weight) in weights.enumerated() { acc += weight * Double(v[j * shape.kvRowStride + i]) }
+            o[i] = Float(acc)
+        }
+    }
+
     public func tiledAttention(
         output: FloatPointer, logSumExp: FloatPointer, query: ConstFloatPointer, key: ConstFloatPointer,
         value: ConstFloatPointer, shape: AttentionShape
     ) {
-        let hs = shape.headSize
         for b in 0..<shape.batchSize {
             for h in 0..<shape.heads {
-                let g = h / shape.groupSize
                 for t in 0..<shape.queryLength {
                     let s = scores(b, h, t, query: query, key: key, shape)
                     let maximum = s.max()!
                     let lse = maximum + Foundation.log(s.reduce(0) { $0 + Foundation.exp($1 - maximum) })
                     logSumExp[(b * shape.heads + h) * shape.queryLength + t] = Float(lse)
-                    let o = output + (b * shape.queryLength + t) * shape.outputRowStride + h * hs
-                    for i in 0..<hs {
-                        var acc = 0.0
-                        for (j, score) in s.enumerated() {
-                            acc +=
-                                Foundation.exp(score - lse)
-                                * Double(value[b * shape.kvBatchStride + j * shape.kvRowStride + g * hs + i])
-                        }
-                        o[i] = Float(acc)
-                    }
+                    weightedValues(s.map { Foundation.exp($0 - lse) }, b, h, t, value: value, output: output, shape)
                 }
             }
         }

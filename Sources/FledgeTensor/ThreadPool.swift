@@ -41,10 +41,19 @@ struct ChunkedJob<Body: ParallelRangeJob>: ParallelJob {
 
     func run(thread index: Int, of threadCount: Int) {
         guard index < threads else { return }
+        let chunk = ThreadPool.chunk(count, share: index, of: threads, alignment: alignment)
+        if !chunk.isEmpty { body.run(chunk) }
+    }
+}
+
+extension ThreadPool {
+    /// Share `index` of `0..<count` cut into `shares` contiguous chunks whose boundaries are multiples of
+    /// `alignment` (empty when there is nothing left for it).
+    static func chunk(_ count: Int, share index: Int, of shares: Int, alignment: Int = 1) -> Range<Int> {
         let units = (count + alignment - 1) / alignment
-        let lo = min(count, (units * index / threads) * alignment)
-        let hi = min(count, (units * (index + 1) / threads) * alignment)
-        if lo < hi { body.run(lo..<hi) }
+        let lo = min(count, (units * index / shares) * alignment)
+        let hi = min(count, (units * (index + 1) / shares) * alignment)
+        return lo..<max(lo, hi)
     }
 }
 
