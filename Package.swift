@@ -85,7 +85,8 @@ let package = Package(
         // Helpers shared by the test targets: scratch folders removed when the test process exits, the bundled
         // corpus and small tokenizers trained on it, the `slow` tag.
         .target(
-            name: "FledgeTestSupport", dependencies: ["FledgeTokenizer"], path: "Tests/FledgeTestSupport",
+            name: "FledgeTestSupport", dependencies: ["FledgeTokenizer", "FledgeTensor"],
+            path: "Tests/FledgeTestSupport",
             swiftSettings: checkedSettings),
         .testTarget(name: "FledgeTensorTests", dependencies: ["FledgeTensor"], swiftSettings: checkedSettings),
         .testTarget(

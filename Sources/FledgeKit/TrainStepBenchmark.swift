@@ -88,7 +88,7 @@ public enum TrainStepBenchmark {
         let c = shape.config
         let model = try GPT(config: c, backend: backend, seed: seed)
         let optimizer = try AdamW(model: model)
-        let acts = try Activations(config: c, batchSize: shape.batchSize, sequenceLength: c.contextLength)
+        let acts = try Activations(model: model, batchSize: shape.batchSize, sequenceLength: c.contextLength)
         var rng = RandomSource(seed: seed)
         let n = shape.batchSize * c.contextLength
         let data = (0...n).map { _ in Int32(rng.next() % UInt64(c.vocabularySize)) }

@@ -1,6 +1,7 @@
 // Activations: the activation arena of one (batch, sequence length) shape, planned once and reused by
 // every step (llm.c's `ActivationTensors`). Forward writes what backward reads; backward's own scratch
-// (gradients of activations) lives in the same arena. Nothing here allocates after `init`.
+// (gradients of activations) lives in the same arena, in the model's backend's memory. Nothing here allocates
+// after `init`.
 //
 // Shape legend: B batch, T sequence length, C width, NH heads, QKV fused q/k/v width, F MLP width,
 // F2 first-MLP-projection width (2F for SwiGLU), V vocabulary, K key capacity (T, or a KV cache's length).
@@ -34,9 +35,9 @@ public final class Activations: @unchecked Sendable {
     public let forTraining: Bool
     /// The model configuration the plan was made for: a model of another shape refuses it.
     public let config: ModelConfig
-    let storage: Storage<Float>
-    let tokens: Storage<Int32>
-    let targets: Storage<Int32>
+    let storage: BackendBuffer<Float>
+    let tokens: BackendBuffer<Int32>
+    let targets: BackendBuffer<Int32>
 
     var encoded = ActivationOffset.unplanned  // (B,T,C)
     var blocks: [BlockActivations] = []
@@ -69,10 +70,12 @@ public final class Activations: @unchecked Sendable {
         return plan.total * 4
     }
 
-    /// Plans and allocates activation memory; throws with the size when it cannot be had.
+    /// Plans activation memory for `model` and allocates it on the model's backend; throws with the size when it
+    /// cannot be had.
     public init(
-        config: ModelConfig, batchSize: Int, sequenceLength: Int, keyCapacity: Int? = nil, forTraining: Bool = true
+        model: GPT, batchSize: Int, sequenceLength: Int, keyCapacity: Int? = nil, forTraining: Bool = true
     ) throws {
+        let config = model.config
         guard batchSize >= 1, sequenceLength >= 1, sequenceLength <= config.contextLength else {
             throw ModelError(
                 "batch size \(batchSize) × sequence length \(sequenceLength) is not a valid shape for this model",
@@ -89,9 +92,9 @@ public final class Activations: @unchecked Sendable {
         let offsets = planner.layout(config, batchSize, sequenceLength, keyCapacity, forTraining)
         count = planner.total
         do {
-            storage = try Storage<Float>(count: count)
-            tokens = try Storage<Int32>(count: batchSize * sequenceLength)
-            targets = try Storage<Int32>(count: batchSize * sequenceLength)
+            storage = try BackendBuffer<Float>(backend: model.backend, count: count)
+            tokens = try BackendBuffer<Int32>(backend: model.backend, count: batchSize * sequenceLength)
+            targets = try BackendBuffer<Int32>(backend: model.backend, count: batchSize * sequenceLength)
         } catch {
             throw ModelError(
                 "activations for batch \(batchSize) × sequence \(sequenceLength) need \(count * 4 / 1_048_576) MiB, which could not be allocated",
@@ -109,13 +112,9 @@ public final class Activations: @unchecked Sendable {
             )
     }
 
-    /// The logits (B, T, V) of the last forward pass (valid until `backward` overwrites them).
-    public func withLogits<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R, vocabularySize: Int) rethrows -> R {
-        try storage.withUnsafeBufferPointer { all in
-            try body(
-                UnsafeBufferPointer(
-                    rebasing: all[logits.value..<logits.value + batchSize * sequenceLength * vocabularySize]))
-        }
+    /// The logits (B, T, V) of the last forward pass, copied to the host (valid until `backward` overwrites them).
+    public func copyLogitsToHost() -> [Float] {
+        storage.copyToHost(logits.value..<logits.value + batchSize * sequenceLength * config.vocabularySize)
     }
 }
 

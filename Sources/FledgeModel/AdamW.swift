@@ -32,16 +32,17 @@ public final class AdamW: @unchecked Sendable {
     public var config: AdamWConfig
     /// Updates taken so far.
     public var step = 0
-    public let firstMoment: Storage<Float>
-    public let secondMoment: Storage<Float>
+    /// The moments, in the model's backend's memory (`ParameterLayout`'s order).
+    public let firstMoment: BackendBuffer<Float>
+    public let secondMoment: BackendBuffer<Float>
     /// Runs of the layout with one weight-decay setting: (range, decays).
     let runs: [(range: Range<Int>, decays: Bool)]
 
     public init(model: GPT, config: AdamWConfig = AdamWConfig()) throws {
         try model.allocateGradients()  // the optimizer needs them; inference never makes them
         self.config = config
-        firstMoment = try Storage<Float>(count: model.parameterCount)
-        secondMoment = try Storage<Float>(count: model.parameterCount)
+        firstMoment = try BackendBuffer<Float>(backend: model.backend, count: model.parameterCount)
+        secondMoment = try BackendBuffer<Float>(backend: model.backend, count: model.parameterCount)
         var runs: [(range: Range<Int>, decays: Bool)] = []
         for entry in model.layout.entries {
             let decays = Self.decays(entry.kind, config)
@@ -66,23 +67,16 @@ public final class AdamW: @unchecked Sendable {
     /// Applies one update with `learningRate` to the model's parameters from its gradients.
     public func update(_ model: GPT, learningRate: Float) {
         step += 1
-        model.parameters.withUnsafeMutableBufferPointer { p in
-            model.gradients.withUnsafeBufferPointer { g in
-                firstMoment.withUnsafeMutableBufferPointer { m in
-                    secondMoment.withUnsafeMutableBufferPointer { v in
-                        for run in runs {
-                            let o = run.range.lowerBound
-                            let hyper = AdamWStep(
-                                learningRate: learningRate, beta1: config.beta1, beta2: config.beta2,
-                                epsilon: config.epsilon, weightDecay: run.decays ? config.weightDecay : 0, step: step)
-                            model.backend.adamW(
-                                parameters: p.baseAddress! + o, gradients: g.baseAddress! + o,
-                                firstMoment: m.baseAddress! + o, secondMoment: v.baseAddress! + o,
-                                count: run.range.count, hyper: hyper)
-                        }
-                    }
-                }
-            }
+        let (p, g) = (model.parameters.address, model.gradients.address)
+        let (m, v) = (firstMoment.address, secondMoment.address)
+        for run in runs {
+            let o = run.range.lowerBound
+            let hyper = AdamWStep(
+                learningRate: learningRate, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon,
+                weightDecay: run.decays ? config.weightDecay : 0, step: step)
+            model.backend.adamW(
+                parameters: p + o, gradients: g + o, firstMoment: m + o, secondMoment: v + o, count: run.range.count,
+                hyper: hyper)
         }
     }
 }
@@ -90,9 +84,7 @@ public final class AdamW: @unchecked Sendable {
 extension GPT {
     /// The global L2 norm of all gradients.
     public func gradientNorm() -> Float {
-        gradients.withUnsafeBufferPointer { g in
-            Float(backend.sumOfSquares(g.baseAddress!, count: g.count).squareRoot())
-        }
+        Float(backend.sumOfSquares(gradients.address, count: gradients.count).squareRoot())
     }
 
     /// Scales the gradients so their global norm is at most `maxNorm` (PyTorch `clip_grad_norm_`:
@@ -103,9 +95,7 @@ extension GPT {
         let norm = gradientNorm()
         let coefficient = maxNorm / (norm + 1e-6)
         if maxNorm > 0, norm.isFinite, coefficient < 1 {
-            gradients.withUnsafeMutableBufferPointer { g in
-                backend.scale(g.baseAddress!, count: g.count, by: coefficient)
-            }
+            backend.scale(gradients.address, count: gradients.count, by: coefficient)
         }
         return norm
     }

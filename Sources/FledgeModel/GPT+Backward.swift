@@ -16,7 +16,7 @@ extension GPT {
         }
         try allocateGradients()
         acts.hasLoss = false  // the logits are about to be overwritten by their gradient
-        withBuffers(acts) { m in runBackward(m, acts) }
+        runBackward(buffers(acts), acts)
     }
 
     private func runBackward(_ m: Buffers, _ acts: Activations) {

@@ -61,33 +61,23 @@ extension GPT {
         var start = 0
         while start < count {
             let n = min(cache.chunkSize, count - start)
-            acts.tokens.withUnsafeMutableBufferPointer { dst in
-                for row in 0..<b {
-                    backend.copyFromHost(
-                        dst.baseAddress! + row * n, from: tokens.baseAddress! + row * count + start, count: n)
-                }
+            for row in 0..<b {
+                backend.copyFromHost(
+                    acts.tokens.address + row * n, from: tokens.baseAddress! + row * count + start, count: n)
             }
-            cache.keys.withUnsafeMutableBufferPointer { keys in
-                cache.values.withUnsafeMutableBufferPointer { values in
-                    withBuffers(acts) { m in
-                        let buffers = CacheBuffers(
-                            keys: keys.baseAddress!, values: values.baseAddress!, capacity: cache.capacity,
-                            rows: b, slots: nil)
-                        runForward(
-                            m, acts, batchSize: b, length: n, positionOffset: cache.length, cache: buffers,
-                            training: false, lastLogitsOnly: !keepAll)
-                        let logits = m.activations + acts.logits
-                        for row in 0..<b {
-                            if keepAll {
-                                backend.copyToHost(
-                                    output.baseAddress! + (row * count + start) * v, from: logits + row * n * v,
-                                    count: n * v)
-                            } else if start + n == count {
-                                backend.copyToHost(
-                                    output.baseAddress! + row * v, from: logits + (row * n + n - 1) * v, count: v)
-                            }
-                        }
-                    }
+            let m = buffers(acts)
+            let cacheBuffers = CacheBuffers(
+                keys: cache.keys.address, values: cache.values.address, capacity: cache.capacity, rows: b, slots: nil)
+            runForward(
+                m, acts, batchSize: b, length: n, positionOffset: cache.length, cache: cacheBuffers, training: false,
+                lastLogitsOnly: !keepAll)
+            let logits = m.activations + acts.logits
+            for row in 0..<b {
+                if keepAll {
+                    backend.copyToHost(
+                        output.baseAddress! + (row * count + start) * v, from: logits + row * n * v, count: n * v)
+                } else if start + n == count {
+                    backend.copyToHost(output.baseAddress! + row * v, from: logits + (row * n + n - 1) * v, count: v)
                 }
             }
             cache.length += n

@@ -8,7 +8,7 @@
 
 import FledgeTensor
 
-/// Raw pointers to a model's and a plan's memory, valid only inside `GPT.withBuffers`.
+/// Addresses of a model's and a plan's memory in the backend's memory: for its kernels, never dereferenced here.
 struct Buffers {
     let parameters: ParameterMemory
     let gradients: ParameterMemory
@@ -63,23 +63,16 @@ extension GPT {
                 hint: "pass exactly batch × sequence tokens (and as many targets), or plan activations for this shape.")
         }
         try checkTokens(tokens, targets: targets)
-        acts.tokens.withUnsafeMutableBufferPointer { dst in
-            backend.copyFromHost(dst.baseAddress!, from: tokens.baseAddress!, count: bt)
-        }
-        if let targets {
-            acts.targets.withUnsafeMutableBufferPointer { dst in
-                backend.copyFromHost(dst.baseAddress!, from: targets.baseAddress!, count: bt)
-            }
-        }
+        acts.tokens.copyFromHost(tokens)
+        if let targets { acts.targets.copyFromHost(targets) }
         acts.dropoutSeed = dropoutSeed
         acts.hasLoss = false
-        return withBuffers(acts) { m in
-            runForward(
-                m, acts, batchSize: acts.batchSize, length: acts.sequenceLength, positionOffset: 0, cache: nil,
-                training: training && acts.forTraining)
-            guard targets != nil else { return nil }
-            return computeLoss(m, acts, rows: bt)
-        }
+        let m = buffers(acts)
+        runForward(
+            m, acts, batchSize: acts.batchSize, length: acts.sequenceLength, positionOffset: 0, cache: nil,
+            training: training && acts.forTraining)
+        guard targets != nil else { return nil }
+        return computeLoss(m, acts, rows: bt)
     }
 
     /// Array convenience for `forward(tokens:targets:activations:training:dropoutSeed:)`.
@@ -102,6 +95,13 @@ extension GPT {
     /// Refuses activations (or a KV cache) planned for a model of another configuration: its buffers would be
     /// read and written out of their bounds.
     func checkPlan(_ acts: Activations, what: String = "these activations were") throws {
+        guard acts.storage.isReadable(by: backend) else {
+            throw ModelError(
+                "\(what) allocated on the \(acts.storage.backend.name) backend, whose memory the model's \(backend.name) backend cannot read",
+                hint:
+                    "plan activations and caches from the model that uses them (Activations(model:), KVCache(model:), SlotCache(model:))."
+            )
+        }
         guard acts.config != config else { return }
         func describe(_ c: ModelConfig) -> String {
             "width \(c.width), \(c.layers) layers, \(c.heads) heads (\(c.kvHeads) key/value), MLP \(c.mlpWidth) "
@@ -112,31 +112,16 @@ extension GPT {
         throw ModelError(
             "\(what) planned for another model (\(planned)); this model has \(planned == this ? "other settings" : this)",
             hint:
-                "plan activations and caches with this model's config (Activations(config: model.config, ...), KVCache(model:), SlotCache(model:))."
+                "plan activations and caches from the model that uses them (Activations(model:), KVCache(model:), SlotCache(model:))."
         )
     }
 
-    /// Calls `body` with raw pointers to the model's and the plan's memory.
-    func withBuffers<R>(_ acts: Activations, _ body: (Buffers) throws -> R) rethrows -> R {
-        try parameters.withUnsafeMutableBufferPointer { p in
-            try gradients.withUnsafeMutableBufferPointer { g in
-                try acts.storage.withUnsafeMutableBufferPointer { a in
-                    try positionTables.withUnsafeMutableBufferPointer { tables in
-                        try acts.tokens.withUnsafeMutableBufferPointer { tokens in
-                            try acts.targets.withUnsafeMutableBufferPointer { targets in
-                                try body(
-                                    Buffers(
-                                        parameters: ParameterMemory(base: p.baseAddress!),
-                                        gradients: ParameterMemory(base: g.baseAddress!),
-                                        activations: ActivationMemory(base: a.baseAddress!),
-                                        tables: tables.baseAddress ?? p.baseAddress!, tokens: tokens.baseAddress!,
-                                        targets: targets.baseAddress!))
-                            }
-                        }
-                    }
-                }
-            }
-        }
+    /// The addresses of the model's and the plan's memory (valid while the model and `acts` live).
+    func buffers(_ acts: Activations) -> Buffers {
+        Buffers(
+            parameters: ParameterMemory(base: parameters.address), gradients: ParameterMemory(base: gradients.address),
+            activations: ActivationMemory(base: acts.storage.address), tables: positionTables.address,
+            tokens: acts.tokens.address, targets: acts.targets.address)
     }
 
     /// Mean cross-entropy over the targets that are not ignored (0 when every target is ignored).

@@ -42,12 +42,12 @@ struct BlockParameters {
 public final class GPT: @unchecked Sendable {
     public let config: ModelConfig
     public let layout: ParameterLayout
-    /// All parameters, laid out by `layout`.
-    public let parameters: Storage<Float>
+    /// All parameters, laid out by `layout`, in the backend's memory.
+    public let parameters: BackendBuffer<Float>
     /// Gradients of the parameters (same layout); `backward` adds to them. Empty until training needs them
     /// (`allocateGradients()`, called by AdamW and by the first backward): generation, chat, evaluation and
     /// serving hold no gradient memory.
-    public private(set) var gradients: Storage<Float>
+    public private(set) var gradients: BackendBuffer<Float>
     public let backend: any Backend
 
     let blocks: [BlockParameters]
@@ -58,7 +58,7 @@ public final class GPT: @unchecked Sendable {
     /// The output head: `lm_head.weight`, or `wte.weight` when tied.
     let headWeight: ParameterOffset
     /// Fixed tables: sinusoidal (contextLength, C), or rotary cos and sin (contextLength, HS/2) each.
-    let positionTables: Storage<Float>
+    let positionTables: BackendBuffer<Float>
 
     /// Value of a target that contributes no loss and no gradient (PyTorch's default `ignore_index`).
     public static let ignoreIndex: Int32 = -100
@@ -71,15 +71,15 @@ public final class GPT: @unchecked Sendable {
         self.backend = backend
         let layout = ParameterLayout(config: config)
         self.layout = layout
-        parameters = try Storage<Float>(count: layout.totalCount)
-        gradients = try Storage<Float>(count: 0)
+        parameters = try BackendBuffer<Float>(backend: backend, count: layout.totalCount)
+        gradients = try BackendBuffer<Float>(backend: backend, count: 0)
         blocks = (0..<config.layers).map { BlockParameters(layer: $0, layout: layout) }
         tokenEmbedding = layout.offset("wte.weight")
         positionEmbedding = layout.optionalOffset("wpe.weight")
         finalNormWeight = layout.optionalOffset("ln_f.weight")
         finalNormBias = layout.optionalOffset("ln_f.bias")
         headWeight = layout.optionalOffset("lm_head.weight") ?? tokenEmbedding
-        positionTables = try Storage<Float>(count: Self.positionTableCount(config))
+        positionTables = try BackendBuffer<Float>(backend: backend, count: Self.positionTableCount(config))
         fillPositionTables()
         initialize(seed: seed)
     }
@@ -92,7 +92,7 @@ public final class GPT: @unchecked Sendable {
     public func initialize(seed: UInt64) {
         var rng = RandomSource(seed: seed)
         let residualStd = Float(0.02 / (2.0 * Double(config.layers)).squareRoot())
-        parameters.withUnsafeMutableBufferPointer { p in
+        parameters.withHostAccess { p in
             for entry in layout.entries {
                 let slice = UnsafeMutableBufferPointer(rebasing: p[entry.range])
                 switch entry.kind {
@@ -111,7 +111,7 @@ public final class GPT: @unchecked Sendable {
     /// Gives the model its gradient buffer (zeroed), if it has none yet.
     public func allocateGradients() throws(TensorError) {
         guard gradients.count != layout.totalCount else { return }
-        gradients = try Storage<Float>(count: layout.totalCount)
+        gradients = try BackendBuffer<Float>(backend: backend, count: layout.totalCount)
     }
 
     private static func positionTableCount(_ c: ModelConfig) -> Int {
@@ -140,7 +140,7 @@ public final class GPT: @unchecked Sendable {
     /// Rotary: angle(pos, i) = pos·θ^(−2i/HS) for i < HS/2, in fp32 as PyTorch computes it (Su et al. 2021).
     private func fillPositionTables() {
         let c = config
-        positionTables.withUnsafeMutableBufferPointer { table in
+        positionTables.withHostAccess { table in
             switch c.positions {
             case .learned:
                 break

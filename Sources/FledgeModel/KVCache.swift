@@ -13,8 +13,8 @@ public final class KVCache: @unchecked Sendable {
     public let chunkSize: Int
     /// Positions filled so far (the same for every row).
     public internal(set) var length = 0
-    let keys: Storage<Float>  // (layers, B, capacity, NKV·HS)
-    let values: Storage<Float>  // (layers, B, capacity, NKV·HS)
+    let keys: BackendBuffer<Float>  // (layers, B, capacity, NKV·HS)
+    let values: BackendBuffer<Float>  // (layers, B, capacity, NKV·HS)
     let activations: Activations
 
     /// Plans a cache for `model`; `capacity` defaults to the context length.
@@ -30,10 +30,11 @@ public final class KVCache: @unchecked Sendable {
         self.capacity = capacity
         self.chunkSize = min(chunkSize, capacity)
         let count = c.layers * batchSize * capacity * c.kvHeads * c.headSize
-        keys = try Storage<Float>(count: count)
-        values = try Storage<Float>(count: count)
+        keys = try BackendBuffer<Float>(backend: model.backend, count: count)
+        values = try BackendBuffer<Float>(backend: model.backend, count: count)
         activations = try Activations(
-            config: c, batchSize: batchSize, sequenceLength: self.chunkSize, keyCapacity: capacity, forTraining: false)
+            model: model, batchSize: batchSize, sequenceLength: self.chunkSize, keyCapacity: capacity,
+            forTraining: false)
     }
 
     /// Forgets every cached position.

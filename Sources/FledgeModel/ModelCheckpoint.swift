@@ -105,9 +105,10 @@ public enum ModelCheckpoint {
 
     /// Writes a flat buffer laid out by `layout` as one F32 tensor per entry.
     public static func saveWeights(
-        _ storage: Storage<Float>, layout: ParameterLayout, metadata: [String: String] = ["format": "pt"], to url: URL
+        _ storage: BackendBuffer<Float>, layout: ParameterLayout, metadata: [String: String] = ["format": "pt"],
+        to url: URL
     ) throws {
-        try storage.withUnsafeBufferPointer { all in
+        try storage.withHostReadAccess { all in
             let raw = UnsafeRawBufferPointer(all)
             let tensors = layout.entries.map { entry in
                 SafetensorsWriter.Tensor(
@@ -119,14 +120,14 @@ public enum ModelCheckpoint {
     }
 
     /// Reads every tensor of `layout` from `url` into `storage`; rejects missing, extra, mis-shaped tensors.
-    public static func loadWeights(_ storage: Storage<Float>, layout: ParameterLayout, from url: URL) throws {
+    public static func loadWeights(_ storage: BackendBuffer<Float>, layout: ParameterLayout, from url: URL) throws {
         let file = try SafetensorsFile(url: url)
         for name in file.entries.keys.sorted() where layout[name] == nil {
             throw ModelError(
                 "\(url.path) has a tensor '\(name)' that this architecture does not have",
                 hint: "the weights belong to a different config.json; load them with the config saved beside them.")
         }
-        try storage.withUnsafeMutableBufferPointer { all in
+        try storage.withHostAccess { all in
             for entry in layout.entries {
                 try file.copyFloats(
                     entry.name, expectedShape: entry.shape, into: UnsafeMutableBufferPointer(rebasing: all[entry.range])

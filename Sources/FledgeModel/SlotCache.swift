@@ -16,8 +16,8 @@ public final class SlotCache: @unchecked Sendable {
     public let chunkSize: Int
     /// Positions filled in each slot.
     public private(set) var lengths: [Int]
-    let keys: Storage<Float>  // (layers, slots, capacity, NKV·HS)
-    let values: Storage<Float>
+    let keys: BackendBuffer<Float>  // (layers, slots, capacity, NKV·HS)
+    let values: BackendBuffer<Float>
     let passActivations: Activations  // slots + chunkSize tokens, one row each
 
     /// Plans the cache for `model`; `capacity` defaults to the context length. Sizes are checked before anything
@@ -41,10 +41,10 @@ public final class SlotCache: @unchecked Sendable {
         self.capacity = capacity
         self.chunkSize = min(chunkSize, capacity)
         lengths = [Int](repeating: 0, count: slots)
-        keys = try Storage<Float>(count: count)
-        values = try Storage<Float>(count: count)
+        keys = try BackendBuffer<Float>(backend: model.backend, count: count)
+        values = try BackendBuffer<Float>(backend: model.backend, count: count)
         passActivations = try Activations(
-            config: c, batchSize: slots + self.chunkSize, sequenceLength: 1, keyCapacity: capacity,
+            model: model, batchSize: slots + self.chunkSize, sequenceLength: 1, keyCapacity: capacity,
             forTraining: false)
     }
 
@@ -106,40 +106,26 @@ extension GPT {
         let acts = cache.passActivations
         var spans: [SlotSpan] = []
         spans.reserveCapacity(sequences)
-        acts.tokens.withUnsafeMutableBufferPointer { dst in
-            if !tokens.isEmpty {  // prompt chunks only: no decoding token
-                tokens.withUnsafeBufferPointer {
-                    backend.copyFromHost(dst.baseAddress!, from: $0.baseAddress!, count: $0.count)
-                }
-            }
-            for (i, slot) in slots.enumerated() {
-                spans.append(SlotSpan(row: slot, position: cache.lengths[slot], start: i, length: 1))
-            }
-            var start = slots.count
-            for chunk in prompts {
-                chunk.tokens.withUnsafeBufferPointer {
-                    backend.copyFromHost(dst.baseAddress! + start, from: $0.baseAddress!, count: $0.count)
-                }
-                spans.append(
-                    SlotSpan(
-                        row: chunk.slot, position: cache.lengths[chunk.slot], start: start, length: chunk.tokens.count))
-                start += chunk.tokens.count
-            }
+        tokens.withUnsafeBufferPointer { acts.tokens.copyFromHost($0) }  // empty for prompt chunks only
+        for (i, slot) in slots.enumerated() {
+            spans.append(SlotSpan(row: slot, position: cache.lengths[slot], start: i, length: 1))
         }
-        cache.keys.withUnsafeMutableBufferPointer { keys in
-            cache.values.withUnsafeMutableBufferPointer { values in
-                withBuffers(acts) { m in
-                    let buffers = CacheBuffers(
-                        keys: keys.baseAddress!, values: values.baseAddress!, capacity: cache.capacity,
-                        rows: cache.slots, slots: spans,
-                        decodeRows: spans[..<slots.count].map { DecodeRow(cacheRow: $0.row, keys: $0.position + 1) })
-                    runForward(
-                        m, acts, batchSize: slots.count + promptTokens, length: 1, positionOffset: 0, cache: buffers,
-                        training: false)
-                    backend.copyToHost(logits.baseAddress!, from: m.activations + acts.logits, count: sequences * v)
-                }
-            }
+        var start = slots.count
+        for chunk in prompts {
+            chunk.tokens.withUnsafeBufferPointer { acts.tokens.copyFromHost($0, at: start) }
+            spans.append(
+                SlotSpan(row: chunk.slot, position: cache.lengths[chunk.slot], start: start, length: chunk.tokens.count)
+            )
+            start += chunk.tokens.count
         }
+        let m = buffers(acts)
+        let cacheBuffers = CacheBuffers(
+            keys: cache.keys.address, values: cache.values.address, capacity: cache.capacity, rows: cache.slots,
+            slots: spans, decodeRows: spans[..<slots.count].map { DecodeRow(cacheRow: $0.row, keys: $0.position + 1) })
+        runForward(
+            m, acts, batchSize: slots.count + promptTokens, length: 1, positionOffset: 0, cache: cacheBuffers,
+            training: false)
+        backend.copyToHost(logits.baseAddress!, from: m.activations + acts.logits, count: sequences * v)
         for span in spans { cache.advance(span.row, by: span.length) }
     }
 

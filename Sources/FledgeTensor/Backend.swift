@@ -6,6 +6,11 @@
 // NKV key/value heads, HS head size, V vocabulary, F MLP width, N element count.
 // Conventions: weights are (OC, C) row-major as in PyTorch's nn.Linear; gradients of parameters are
 // accumulated (+=), so gradient accumulation and tied weights need no extra code.
+// Memory: every pointer a kernel takes is an address in the backend's own memory, which the backend allocated
+// (`allocate`, owned through `BackendBuffer`). The host reaches that memory only through the named copies
+// (`copyToHost`, `copyFromHost`), so a backend whose memory is not the host's (a GPU's) runs the same model code.
+
+import Foundation
 
 /// A mutable pointer to fp32 data.
 public typealias FloatPointer = UnsafeMutablePointer<Float>
@@ -250,11 +255,26 @@ public protocol Backend: AnyObject, Sendable {
     func maskedSum(_ values: ConstFloatPointer, targets: UnsafePointer<Int32>, count: Int, ignoreIndex: Int32)
         -> (sum: Double, counted: Int)
 
-    /// Reads `count` floats of the backend's memory into host memory (logits for sampling).
-    func copyToHost(_ destination: UnsafeMutablePointer<Float>, from source: ConstFloatPointer, count: Int)
+    /// Whether the host may read and write this backend's memory in place (the CPU and reference backends). When
+    /// false, the host reaches a buffer only through `copyToHost` and `copyFromHost` (`BackendBuffer` stages it).
+    var sharesHostMemory: Bool { get }
 
-    /// Writes `count` token ids from host memory into the backend's memory.
-    func copyFromHost(_ destination: UnsafeMutablePointer<Int32>, from source: UnsafePointer<Int32>, count: Int)
+    /// Allocates `bytes` zeroed bytes of the backend's memory, 64-byte aligned; throws when they cannot be had.
+    /// The result is an address in the backend's memory, which the host must not dereference unless
+    /// `sharesHostMemory`. `BackendBuffer` is the owning wrapper; call this directly only to build one.
+    func allocate(bytes: Int) throws(TensorError) -> UnsafeMutableRawPointer
+
+    /// Frees memory that `allocate` returned.
+    func deallocate(_ memory: UnsafeMutableRawPointer)
+
+    /// Sets `bytes` bytes of the backend's memory to zero.
+    func zero(_ memory: UnsafeMutableRawPointer, bytes: Int)
+
+    /// Reads `bytes` bytes of the backend's memory into host memory (a loss, logits for sampling, a checkpoint).
+    func copyToHost(_ destination: UnsafeMutableRawPointer, from source: UnsafeRawPointer, bytes: Int)
+
+    /// Writes `bytes` bytes of host memory into the backend's memory (tokens, loaded weights).
+    func copyFromHost(_ destination: UnsafeMutableRawPointer, from source: UnsafeRawPointer, bytes: Int)
 
     /// Σ x² over N elements, accumulated in double precision.
     func sumOfSquares(_ data: ConstFloatPointer, count: Int) -> Double
@@ -300,6 +320,28 @@ public func dropoutThreshold(_ probability: Float) -> UInt32 {
     UInt32(min(Double(UInt32.max), (Double(probability) * 4_294_967_296.0).rounded()))
 }
 
+extension Backend {
+    /// Reads `count` elements of the backend's memory into host memory.
+    @inlinable
+    public func copyToHost<Element: BitwiseCopyable>(
+        _ destination: UnsafeMutablePointer<Element>, from source: UnsafePointer<Element>, count: Int
+    ) {
+        copyToHost(
+            UnsafeMutableRawPointer(destination), from: UnsafeRawPointer(source),
+            bytes: count * MemoryLayout<Element>.stride)
+    }
+
+    /// Writes `count` elements of host memory into the backend's memory.
+    @inlinable
+    public func copyFromHost<Element: BitwiseCopyable>(
+        _ destination: UnsafeMutablePointer<Element>, from source: UnsafePointer<Element>, count: Int
+    ) {
+        copyFromHost(
+            UnsafeMutableRawPointer(destination), from: UnsafeRawPointer(source),
+            bytes: count * MemoryLayout<Element>.stride)
+    }
+}
+
 /// A backend whose memory is the host's (the CPU and reference backends): moving data between it and the host
 /// is copying memory, written once here. A device backend implements these as transfers.
 public protocol HostMemoryBackend: Backend {}
@@ -329,12 +371,25 @@ extension HostMemoryBackend {
         return (sum, counted)
     }
 
-    public func copyToHost(_ destination: UnsafeMutablePointer<Float>, from source: ConstFloatPointer, count: Int) {
-        destination.update(from: source, count: count)
+    public var sharesHostMemory: Bool { true }
+
+    public func allocate(bytes: Int) throws(TensorError) -> UnsafeMutableRawPointer {
+        precondition(bytes >= 0, "an allocation must not be negative")
+        var raw: UnsafeMutableRawPointer?
+        guard posix_memalign(&raw, 64, max(1, bytes)) == 0, let raw else { throw .outOfMemory(bytes: bytes) }
+        memset(raw, 0, max(1, bytes))
+        return raw
     }
 
-    public func copyFromHost(_ destination: UnsafeMutablePointer<Int32>, from source: UnsafePointer<Int32>, count: Int)
-    {
-        destination.update(from: source, count: count)
+    public func deallocate(_ memory: UnsafeMutableRawPointer) { free(memory) }
+
+    public func zero(_ memory: UnsafeMutableRawPointer, bytes: Int) { memset(memory, 0, bytes) }
+
+    public func copyToHost(_ destination: UnsafeMutableRawPointer, from source: UnsafeRawPointer, bytes: Int) {
+        destination.copyMemory(from: source, byteCount: bytes)
+    }
+
+    public func copyFromHost(_ destination: UnsafeMutableRawPointer, from source: UnsafeRawPointer, bytes: Int) {
+        destination.copyMemory(from: source, byteCount: bytes)
     }
 }

@@ -49,7 +49,7 @@ public final class Evaluator {
         }
         self.batches = min(batches, loader.batchesPerEpoch)
         activations = try Activations(
-            config: model.config, batchSize: batchSize, sequenceLength: sequenceLength, forTraining: false)
+            model: model, batchSize: batchSize, sequenceLength: sequenceLength, forTraining: false)
         inputs = [Int32](repeating: 0, count: batchSize * sequenceLength)
         targets = inputs
     }

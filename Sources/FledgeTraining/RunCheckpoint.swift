@@ -165,8 +165,8 @@ public enum RunCheckpoint {
 
     /// AdamW moments as two flat F32 tensors, with the step count in the metadata.
     static func saveOptimizer(_ optimizer: AdamW, to url: URL) throws {
-        try optimizer.firstMoment.withUnsafeBufferPointer { m in
-            try optimizer.secondMoment.withUnsafeBufferPointer { v in
+        try optimizer.firstMoment.withHostReadAccess { m in
+            try optimizer.secondMoment.withHostReadAccess { v in
                 try SafetensorsWriter.write(
                     [
                         SafetensorsWriter.Tensor(name: "exp_avg", shape: [m.count], bytes: UnsafeRawBufferPointer(m)),
@@ -181,10 +181,10 @@ public enum RunCheckpoint {
     static func loadOptimizer(_ optimizer: AdamW, from url: URL) throws {
         let file = try SafetensorsFile(url: url)
         let count = optimizer.firstMoment.count
-        try optimizer.firstMoment.withUnsafeMutableBufferPointer {
+        try optimizer.firstMoment.withHostAccess {
             try file.copyFloats("exp_avg", expectedShape: [count], into: $0)
         }
-        try optimizer.secondMoment.withUnsafeMutableBufferPointer {
+        try optimizer.secondMoment.withHostAccess {
             try file.copyFloats("exp_avg_sq", expectedShape: [count], into: $0)
         }
         guard let step = file.metadata["step"].flatMap(Int.init) else {

@@ -140,7 +140,7 @@ public final class Trainer {
         evaluator = try Evaluator(
             model: model, stream: try dataset.stream("validation"), batchSize: config.batchSize, sequenceLength: T,
             batches: config.evaluationBatches, split: "validation", communicator: communicator)
-        activations = try Activations(config: model.config, batchSize: config.batchSize, sequenceLength: T)
+        activations = try Activations(model: model, batchSize: config.batchSize, sequenceLength: T)
         inputs = [Int32](repeating: 0, count: config.batchSize * T)
         targets = inputs
         agreed.elapsed = start.elapsedSeconds
@@ -181,7 +181,7 @@ public final class Trainer {
             ("the threads per rank (--threads)", "\((model.backend as? CPUBackend)?.threadCount ?? 0)"),
         ])
         for storage in [model.parameters, optimizer.firstMoment, optimizer.secondMoment] {
-            try storage.withUnsafeMutableBufferPointer { (values) throws(DistributedError) in
+            try storage.withHostAccess { (values) throws(DistributedError) in
                 try communicator.broadcast(
                     UnsafeMutableRawBufferPointer(values), from: 0, what: "copy of rank 0's weights")
             }
@@ -313,7 +313,8 @@ public final class Trainer {
         let ranks = communicator.size
         if ranks > 1 {
             let started = Date()
-            try model.gradients.withUnsafeMutableBufferPointer { (gradients) throws(DistributedError) in
+            // The communicator works on host memory: in place on the CPU, staged through the host on a device.
+            try model.gradients.withHostAccess { (gradients) throws(DistributedError) in
                 try communicator.allReduceSum(gradients, what: "all-reduce of the gradients")
             }
             (control[0], control[1]) = (Double(total), shouldStop() ? 1 : 0)
@@ -324,9 +325,8 @@ public final class Trainer {
             agreed = (control[1] > 0, control[2])
         }
         if accumulation * ranks > 1 {
-            model.gradients.withUnsafeMutableBufferPointer {
-                model.backend.scale($0.baseAddress!, count: $0.count, by: 1 / Float(accumulation * ranks))
-            }
+            model.backend.scale(
+                model.gradients.address, count: model.gradients.count, by: 1 / Float(accumulation * ranks))
         }
         let norm = config.clipNorm > 0 ? model.clipGradients(maxNorm: config.clipNorm) : model.gradientNorm()
         let position = loader.position

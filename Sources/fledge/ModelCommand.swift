@@ -130,9 +130,9 @@ extension ModelCommand {
                 }
                 func logits(_ ids: [Int32]) throws -> [Float] {
                     let acts = try Activations(
-                        config: model.config, batchSize: 1, sequenceLength: ids.count, forTraining: false)
+                        model: model, batchSize: 1, sequenceLength: ids.count, forTraining: false)
                     try model.forward(tokens: ids, targets: nil, activations: acts, training: false)
-                    return acts.withLogits({ Array($0) }, vocabularySize: v)
+                    return acts.copyLogitsToHost()
                 }
                 let all = try logits(tokens)
                 var sequence = tokens

@@ -31,7 +31,7 @@ enum Fixtures {
         let model = try GPT(config: config, backend: CPUBackend(threadCount: threads), seed: seed)
         // Larger weights than the GPT-2 initialisation, so that distributions are peaked enough to be
         // interesting yet varied.
-        model.parameters.withUnsafeMutableBufferPointer { p in
+        model.parameters.withHostAccess { p in
             for i in p.indices { p[i] *= 6 }
         }
         return model

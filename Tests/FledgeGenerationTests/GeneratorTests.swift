@@ -21,14 +21,13 @@ import Testing
         var sequence = prompt
         for next in result.tokens {
             let acts = try Activations(
-                config: model.config, batchSize: 1, sequenceLength: sequence.count, forTraining: false)
+                model: model, batchSize: 1, sequenceLength: sequence.count, forTraining: false)
             try model.forward(tokens: sequence, targets: nil, activations: acts, training: false)
             let v = model.config.vocabularySize
-            let argmax = acts.withLogits(
-                { logits in
-                    Sampler.argmax(
-                        UnsafeBufferPointer(rebasing: logits[((sequence.count - 1) * v)..<(sequence.count * v)]))
-                }, vocabularySize: v)
+            let logits = acts.copyLogitsToHost()
+            let argmax = logits[((sequence.count - 1) * v)..<(sequence.count * v)].withUnsafeBufferPointer {
+                Sampler.argmax($0)
+            }
             #expect(argmax == next)
             sequence.append(next)
         }

@@ -49,9 +49,9 @@ struct ImportExportTests {
         let (_, model, tokenizer) = try RunCheckpoint.loadForInference(run, backend: CPUBackend(threadCount: 1))
         let text = "ROMEO: But soft, what light through yonder window breaks? It is the east, and Juliet is the sun."
         #expect(tokenizer.encode(bytes: Array(text.utf8), allowSpecial: false) == tokens)
-        let acts = try Activations(config: model.config, batchSize: 1, sequenceLength: tokens.count, forTraining: false)
+        let acts = try Activations(model: model, batchSize: 1, sequenceLength: tokens.count, forTraining: false)
         try model.forward(tokens: tokens, targets: nil, activations: acts, training: false)
-        let logits = acts.withLogits({ Array($0) }, vocabularySize: model.config.vocabularySize)
+        let logits = acts.copyLogitsToHost()
         let scale = reference.map(abs).max()!
         let worst = zip(logits, reference).map { abs($0 - $1) }.max()!
         #expect(worst / scale < 1e-4, "\(variant): max relative difference \(worst / scale)")

@@ -146,19 +146,20 @@ struct ConfigTests {
         // attention output and of q, k, v; of the MLP's hidden layer before and after GELU.
         let scratch = 3 * bt * width + bt * width + 3 * bt * width + 4 * bt * width + 4 * bt * width
         let training = layers * perLayer + once + scratch
-        #expect(try Activations(config: c, batchSize: b, sequenceLength: t).count == training)
+        let model = try GPT(config: c, backend: ReferenceBackend())
+        #expect(try Activations(model: model, batchSize: b, sequenceLength: t).count == training)
         #expect(Activations.estimatedBytes(config: c, batchSize: b, sequenceLength: t) == 4 * training)
         // Inference keeps no layer's activations for a backward: one layer's buffers are reused, no scratch.
         #expect(
-            try Activations(config: c, batchSize: b, sequenceLength: t, forTraining: false).count == perLayer + once)
+            try Activations(model: model, batchSize: b, sequenceLength: t, forTraining: false).count == perLayer + once)
         // With a KV cache of K positions, the probabilities (B, NH, T, K) instead of the log-sum-exps.
         let k = 96
         #expect(
-            try Activations(config: c, batchSize: b, sequenceLength: t, keyCapacity: k, forTraining: false).count
+            try Activations(model: model, batchSize: b, sequenceLength: t, keyCapacity: k, forTraining: false).count
                 == perLayer - logSumExps + b * 4 * t * k + once)
         // Linear in T: doubling the sequence doubles the arena (the logits and every saved tensor are per position).
         #expect(
-            try Activations(config: c, batchSize: b, sequenceLength: 2 * t).count == 2 * training)
+            try Activations(model: model, batchSize: b, sequenceLength: 2 * t).count == 2 * training)
     }
 
     @Test func weightDecayAppliesToMatricesOnly() {
@@ -322,12 +323,12 @@ struct CheckpointTests {
     @Test func outOfRangeTokensAreRejectedBeforeAnyKernelRuns() throws {
         let fixture = try Fixture("gpt2")
         let model = try fixture.model(backend: ReferenceBackend())
-        let acts = try Activations(config: model.config, batchSize: 1, sequenceLength: 4)
+        let acts = try Activations(model: model, batchSize: 1, sequenceLength: 4)
         let text = errorText { try model.forward(tokens: [1, 2, 67, 3], targets: nil, activations: acts) }
         #expect(text.contains("token id 67 at position 2"))
         let target = errorText { try model.forward(tokens: [1, 2, 3, 4], targets: [1, -5, 2, 3], activations: acts) }
         #expect(target.contains("target id -5"))
-        #expect(throws: ModelError.self) { try Activations(config: model.config, batchSize: 1, sequenceLength: 17) }
+        #expect(throws: ModelError.self) { try Activations(model: model, batchSize: 1, sequenceLength: 17) }
     }
 
     /// Activations, a KV cache or a slot cache planned for another model are refused by name before any kernel
@@ -337,18 +338,20 @@ struct CheckpointTests {
         let model = try fixture.model(backend: ReferenceBackend())
         var wider = model.config
         wider.width *= 2
-        let other = try Activations(config: wider, batchSize: 1, sequenceLength: 4)
+        let other = try Activations(
+            model: GPT(config: wider, backend: ReferenceBackend()), batchSize: 1, sequenceLength: 4)
         let text = errorText { try model.forward(tokens: [1, 2, 3, 4], targets: [2, 3, 4, 5], activations: other) }
         #expect(text.contains("these activations were planned for another model (width \(wider.width)"))
         #expect(text.contains("this model has width \(model.config.width)"))
         var otherNorm = model.config
         otherNorm.norm = otherNorm.norm == .layerNorm ? .rmsNorm : .layerNorm
-        let sameSizes = try Activations(config: otherNorm, batchSize: 1, sequenceLength: 4)
+        let sameSizes = try Activations(
+            model: GPT(config: otherNorm, backend: ReferenceBackend()), batchSize: 1, sequenceLength: 4)
         #expect(
             errorText { try model.forward(tokens: [1, 2, 3, 4], targets: nil, activations: sameSizes) }
                 .contains("this model has width"))
         // backward on a plan of another model, and caches made for another model.
-        let own = try Activations(config: model.config, batchSize: 1, sequenceLength: 4)
+        let own = try Activations(model: model, batchSize: 1, sequenceLength: 4)
         try model.forward(tokens: [1, 2, 3, 4], targets: [2, 3, 4, 5], activations: own)
         #expect(errorText { try model.backward(activations: other) }.contains("planned for another model"))
         var deeper = try Fixture("llama").model(backend: ReferenceBackend())

@@ -18,7 +18,7 @@ struct DecodingTests {
         let model = try Fixture("gpt2").model(backend: Self.backend)
         let cache = try KVCache(model: model, batchSize: 1, chunkSize: 4)
         _ = try model.decodeAllLogits(tokens: [1, 2, 3], count: 3, cache: cache)
-        let acts = try Activations(config: model.config, batchSize: 1, sequenceLength: 4, forTraining: false)
+        let acts = try Activations(model: model, batchSize: 1, sequenceLength: 4, forTraining: false)
         try model.forward(tokens: [1, 2, 3, 4], targets: [2, 3, 4, 5], activations: acts, training: false)
         #expect(model.gradients.count == 0)
         _ = try AdamW(model: model)
@@ -34,9 +34,9 @@ struct DecodingTests {
         let length = model.config.contextLength
         let tokens = randomTokens(length, vocabulary: v, seed: 5)
         // Full forward over the whole sequence.
-        let acts = try Activations(config: model.config, batchSize: 1, sequenceLength: length, forTraining: false)
+        let acts = try Activations(model: model, batchSize: 1, sequenceLength: length, forTraining: false)
         try model.forward(tokens: tokens, targets: nil, activations: acts, training: false)
-        let full = acts.withLogits({ Array($0) }, vocabularySize: v)
+        let full = acts.copyLogitsToHost()
         // A 5-token prompt in one chunk, then one token at a time.
         let cache = try KVCache(model: model, batchSize: 1, chunkSize: 4)
         var decoded = try model.decodeAllLogits(tokens: Array(tokens[0..<5]), count: 5, cache: cache)
@@ -58,9 +58,9 @@ struct DecodingTests {
         let seqs = (0..<3).map { randomTokens(context, vocabulary: v, seed: 40 + UInt64($0)) }
         func full(_ tokens: [Int32]) throws -> [Float] {
             let acts = try Activations(
-                config: model.config, batchSize: 1, sequenceLength: tokens.count, forTraining: false)
+                model: model, batchSize: 1, sequenceLength: tokens.count, forTraining: false)
             try model.forward(tokens: tokens, targets: nil, activations: acts, training: false)
-            return acts.withLogits({ Array($0) }, vocabularySize: v)
+            return acts.copyLogitsToHost()
         }
         let cache = try SlotCache(model: model, slots: 2, chunkSize: 3)
         var out = [Float](repeating: 0, count: 2 * v)
@@ -147,9 +147,9 @@ struct DecodingTests {
         #expect(cache.lengths == fed)
         for seq in 0..<3 {
             let acts = try Activations(
-                config: model.config, batchSize: 1, sequenceLength: fed[seq], forTraining: false)
+                model: model, batchSize: 1, sequenceLength: fed[seq], forTraining: false)
             try model.forward(tokens: Array(seqs[seq][0..<fed[seq]]), targets: nil, activations: acts, training: false)
-            let reference = acts.withLogits({ Array($0) }, vocabularySize: v)
+            let reference = acts.copyLogitsToHost()
             for record in records where record.seq == seq {
                 let expected = reference[(record.position * v)..<((record.position + 1) * v)]
                 let agreement = Agreement(record.logits[...], expected)
@@ -182,28 +182,28 @@ struct DecodingTests {
         let (b, t, v) = (3, 9, model.config.vocabularySize)
         let tokens = randomTokens(b * t, vocabulary: v, seed: 6)
         let targets = randomTokens(b * t, vocabulary: v, seed: 7)
-        let batch = try Activations(config: model.config, batchSize: b, sequenceLength: t)
+        let batch = try Activations(model: model, batchSize: b, sequenceLength: t)
         let batchLoss = try #require(try model.forward(tokens: tokens, targets: targets, activations: batch))
-        let batchLogits = batch.withLogits({ Array($0) }, vocabularySize: v)
+        let batchLogits = batch.copyLogitsToHost()
         model.zeroGradients()
         try model.backward(activations: batch)
         let batchGradients = model.gradients.array
 
-        let single = try Activations(config: model.config, batchSize: 1, sequenceLength: t)
+        let single = try Activations(model: model, batchSize: 1, sequenceLength: t)
         var rowLosses: Float = 0
         model.zeroGradients()
         for row in 0..<b {
             let rowTokens = Array(tokens[row * t..<(row + 1) * t])
             let rowTargets = Array(targets[row * t..<(row + 1) * t])
             rowLosses += try #require(try model.forward(tokens: rowTokens, targets: rowTargets, activations: single))
-            let logits = single.withLogits({ Array($0) }, vocabularySize: v)
+            let logits = single.copyLogitsToHost()
             let agreement = Agreement(batchLogits[row * t * v..<(row + 1) * t * v], logits[...])
             #expect(agreement.relative < 1e-5, "\(variant) row \(row) logits: \(agreement)")
             try model.backward(activations: single)
         }
         // Every row has t counted targets, so the batch mean is the mean of the row means.
         #expect(abs(batchLoss - rowLosses / Float(b)) < 1e-5)
-        model.gradients.withUnsafeMutableBufferPointer { g in for i in g.indices { g[i] /= Float(b) } }
+        model.gradients.withHostAccess { g in for i in g.indices { g[i] /= Float(b) } }
         let agreement = Agreement(model.gradients.array[...], batchGradients[...])
         #expect(agreement.relative < 1e-5, "\(variant) gradients batch vs rows: \(agreement)")
 

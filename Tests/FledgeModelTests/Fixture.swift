@@ -48,7 +48,7 @@ struct Fixture {
     }
 
     func loadWeights(into model: GPT, prefix: String = "") throws {
-        try model.parameters.withUnsafeMutableBufferPointer { all in
+        try model.parameters.withHostAccess { all in
             for entry in model.layout.entries {
                 try file.copyFloats(
                     prefix + entry.name, expectedShape: entry.shape,

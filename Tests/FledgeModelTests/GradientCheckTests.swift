@@ -16,7 +16,7 @@ struct GradientCheckTests {
         config.dropout = 0.2
         let model = try GPT(config: config, backend: ReferenceBackend())
         try fixture.loadWeights(into: model)
-        let acts = try Activations(config: config, batchSize: fixture.batchSize, sequenceLength: fixture.sequenceLength)
+        let acts = try Activations(model: model, batchSize: fixture.batchSize, sequenceLength: fixture.sequenceLength)
         func loss() throws -> Double {
             Double(
                 try #require(
@@ -31,12 +31,12 @@ struct GradientCheckTests {
         var rng = RandomSource(seed: 3)
         var skipped = 0
         func centralDifference(_ i: Int, _ h: Float) throws -> Float {
-            let original = model.parameters.withUnsafeBufferPointer { $0[i] }
-            model.parameters.withUnsafeMutableBufferPointer { $0[i] = original + h }
+            let original = model.parameters.withHostReadAccess { $0[i] }
+            model.parameters.withHostAccess { $0[i] = original + h }
             let plus = try loss()
-            model.parameters.withUnsafeMutableBufferPointer { $0[i] = original - h }
+            model.parameters.withHostAccess { $0[i] = original - h }
             let minus = try loss()
-            model.parameters.withUnsafeMutableBufferPointer { $0[i] = original }
+            model.parameters.withHostAccess { $0[i] = original }
             return Float((plus - minus) / Double(2 * h))
         }
         for entry in model.layout.entries {
@@ -61,7 +61,7 @@ struct GradientCheckTests {
         let fixture = try Fixture("gpt2")
         let model = try fixture.model(backend: CPUBackend(threadCount: 2))
         let acts = try Activations(
-            config: model.config, batchSize: fixture.batchSize, sequenceLength: fixture.sequenceLength)
+            model: model, batchSize: fixture.batchSize, sequenceLength: fixture.sequenceLength)
         let ignored = [Int32](repeating: GPT.ignoreIndex, count: fixture.tokens.count)
         let loss = try model.forward(tokens: fixture.tokens, targets: ignored, activations: acts)
         #expect(loss == 0)
@@ -75,7 +75,7 @@ struct GradientCheckTests {
         let fixture = try Fixture("llama")
         let model = try fixture.model(backend: CPUBackend(threadCount: 2))
         let acts = try Activations(
-            config: model.config, batchSize: fixture.batchSize, sequenceLength: fixture.sequenceLength)
+            model: model, batchSize: fixture.batchSize, sequenceLength: fixture.sequenceLength)
         func gradients(_ targets: [Int32]) throws -> [Float] {
             try model.forward(tokens: fixture.tokens, targets: targets, activations: acts)
             model.zeroGradients()

@@ -39,10 +39,12 @@ enum TrainingFixtures {
         return try PreparedDataset(output)
     }
 
-    static func model(dropout: Float = 0.1, seed: UInt64 = 3) throws -> GPT {
+    static func model(dropout: Float = 0.1, seed: UInt64 = 3, backend: any Backend = CPUBackend(threadCount: 2)) throws
+        -> GPT
+    {
         let config = ModelConfig(
             vocabularySize: 300, contextLength: 32, layers: 2, width: 32, heads: 2, dropout: dropout)
-        return try GPT(config: config, backend: CPUBackend(threadCount: 2), seed: seed)
+        return try GPT(config: config, backend: backend, seed: seed)
     }
 
     /// Trains a fresh fixture model with `config` on `dataset` into `run`.
@@ -160,6 +162,47 @@ struct TrainingLoopTests {
         #expect(reloaded.parameters.array == model.parameters.array)
     }
 
+    /// A whole run (dropout, gradient accumulation, evaluations, samples, checkpoints, a stop and a resume) on a
+    /// backend whose memory the host cannot address gives the CPU backend's losses and weights bit for bit: the
+    /// trainer, evaluator, sampler and checkpoints reach the model's memory only through backend calls.
+    @Test func aRunOnMemoryTheHostCannotAddressGivesTheCPUBackendsNumbers() throws {
+        let folder = TrainingFixtures.scratch()
+        let dataset = try TrainingFixtures.dataset(in: folder)
+        let config = TrainingFixtures.trainingConfig(steps: 8)
+        let cpu = try TrainingFixtures.model()
+        let runA = folder.appendingPathComponent("cpu")
+        _ = try Trainer(
+            model: cpu, optimizer: try AdamW(model: cpu, config: config.optimizer), config: config, dataset: dataset,
+            run: runA
+        ).train()
+        let opaque = OpaqueMemoryBackend(inner: CPUBackend(threadCount: 2))
+        let first = try TrainingFixtures.model(backend: opaque)
+        let runB = folder.appendingPathComponent("opaque")
+        let trainer = try Trainer(
+            model: first, optimizer: try AdamW(model: first, config: config.optimizer), config: config,
+            dataset: dataset, run: runB)
+        trainer.shouldStop = { trainer.state.step >= 4 }
+        #expect(try trainer.train().state.step == 4)
+        let (model, optimizer, state, savedConfig) = try RunCheckpoint.load(
+            runB.appendingPathComponent("latest"), backend: opaque)
+        #expect(opaque.isOpaque(model.parameters.address) && opaque.isOpaque(optimizer.firstMoment.address))
+        _ = try Trainer(
+            model: model, optimizer: optimizer, config: savedConfig, dataset: dataset, run: runB, state: state
+        ).train()
+        let (a, b) = (try losses(runA), try losses(runB))
+        #expect(a.count == 8 && a.map(\.bitPattern) == b.map(\.bitPattern), "losses: \(a) vs \(b)")
+        #expect(cpu.parameters.array.map(\.bitPattern) == model.parameters.array.map(\.bitPattern))
+        func texts(_ run: URL, _ kind: String) throws -> [String] {
+            try MetricsLog.read(run.appendingPathComponent("metrics.jsonl")).filter { $0.kind == kind }.map {
+                "\($0.step) \($0.text ?? "") \($0.validationLoss.map { String($0.bitPattern) } ?? "")"
+            }
+        }
+        let samples = try texts(runA, "sample")
+        let opaqueSamples = try texts(runB, "sample")
+        #expect(!samples.isEmpty && samples == opaqueSamples, "the samples differ")
+        #expect(try texts(runA, "eval") == texts(runB, "eval"), "the evaluations differ")
+    }
+
     @Test func schedulesHaveTheirShapes() {
         var schedule = LearningRateSchedule()
         schedule.peak = 1
@@ -216,7 +259,7 @@ struct TrainingLoopTests {
         loader.next(inputs: &inputs, targets: &targets)
         let counted = targets.indices.filter { targets[$0] != GPT.ignoreIndex }
         #expect(counted.count > 4 && counted.count < T - 4)  // both question and answer positions in the window
-        let acts = try Activations(config: model.config, batchSize: 1, sequenceLength: T)
+        let acts = try Activations(model: model, batchSize: 1, sequenceLength: T)
         model.zeroGradients()
         try model.forward(tokens: inputs, targets: targets, activations: acts, training: false)
         try model.backward(activations: acts)
@@ -247,7 +290,7 @@ struct TrainingLoopTests {
         for policy in NonFinitePolicy.allCases {
             config.onNonFinite = policy
             let model = try TrainingFixtures.model()
-            model.parameters.withUnsafeMutableBufferPointer { $0[0] = .nan }  // poison the token embedding
+            model.parameters.withHostAccess { $0[0] = .nan }  // poison the token embedding
             let trainer = try Trainer(
                 model: model, optimizer: try AdamW(model: model), config: config, dataset: dataset,
                 run: folder.appendingPathComponent(policy.rawValue))
@@ -271,7 +314,7 @@ struct TrainingLoopTests {
         config.onNonFinite = .skip
         config.maxSteps = 100
         let model = try TrainingFixtures.model()
-        model.parameters.withUnsafeMutableBufferPointer { $0[0] = .nan }
+        model.parameters.withHostAccess { $0[0] = .nan }
         let trainer = try Trainer(
             model: model, optimizer: try AdamW(model: model), config: config, dataset: dataset,
             run: folder.appendingPathComponent("diverged"))
