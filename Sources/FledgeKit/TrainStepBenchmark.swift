@@ -148,26 +148,24 @@ public enum TrainStepBenchmark {
     {
         var best = 0.0
         for (inFeatures, outFeatures) in [(width, hidden), (hidden, width), (width, vocabulary)] {
-            let input = try Storage<Float>(count: rows * inFeatures)
-            let weight = try Storage<Float>(count: outFeatures * inFeatures)
-            let output = try Storage<Float>(count: rows * outFeatures)
+            // In the backend's memory, like the model's own buffers: filled from the host, then multiplied there.
+            let input = try BackendBuffer<Float>(backend: backend, count: rows * inFeatures)
+            let weight = try BackendBuffer<Float>(backend: backend, count: outFeatures * inFeatures)
+            let output = try BackendBuffer<Float>(backend: backend, count: rows * outFeatures)
             var rng = RandomSource(seed: 5)
-            input.withUnsafeMutableBufferPointer { rng.fillUniform($0, low: -0.5, high: 0.5) }
-            weight.withUnsafeMutableBufferPointer { rng.fillUniform($0, low: -0.5, high: 0.5) }
+            for buffer in [input, weight] {
+                var values = [Float](repeating: 0, count: buffer.count)
+                values.withUnsafeMutableBufferPointer { rng.fillUniform($0, low: -0.5, high: 0.5) }
+                values.withUnsafeBufferPointer { buffer.copyFromHost($0) }
+            }
             var fastest = Double.infinity
-            input.withUnsafeBufferPointer { x in
-                weight.withUnsafeBufferPointer { w in
-                    output.withUnsafeMutableBufferPointer { y in
-                        for run in 0..<9 {
-                            let start = DispatchTime.now().uptimeNanoseconds
-                            backend.linear(
-                                output: y.baseAddress!, input: x.baseAddress!, weight: w.baseAddress!, bias: nil,
-                                rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
-                            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                            if run > 0 { fastest = min(fastest, seconds) }
-                        }
-                    }
-                }
+            for run in 0..<9 {
+                let start = DispatchTime.now().uptimeNanoseconds
+                backend.linear(
+                    output: output.address, input: input.address, weight: weight.address, bias: nil, rows: rows,
+                    inFeatures: inFeatures, outFeatures: outFeatures)
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                if run > 0 { fastest = min(fastest, seconds) }
             }
             best = max(best, 2 * Double(rows) * Double(inFeatures) * Double(outFeatures) / fastest / 1e9)
         }
