@@ -4,6 +4,8 @@
 // cancelled one leaves it at once. A new request's prompt rides along in the same passes (up to the cache's
 // chunk size of prompt tokens a pass), so the weights are read once for the decoding rows and the prompts.
 // Each sequence samples, stops and streams exactly as the Generator does (its own seed, penalties, constraints, stop strings held back, no split characters).
+// With a stream interval, a sequence's text after its first goes out in fewer, larger events (at most that
+// long after it was decoded).
 // Limits (slots, queue) are fixed at creation; beyond them `submit` refuses at once.
 
 import FledgeModel
@@ -89,6 +91,9 @@ public final class ContinuousBatcher: @unchecked Sendable {
     public let endOfSequence: Int32?
     public let slotCount: Int
     public let queueLimit: Int
+    /// Nanoseconds a sequence's new text may wait to go out with the next tokens' (its first text goes at once):
+    /// fewer, larger stream events when many sequences decode at once.
+    private let streamInterval: UInt64
     private let cache: SlotCache
     private let sampler: Sampler
     private let condition = NSCondition()
@@ -119,6 +124,9 @@ public final class ContinuousBatcher: @unchecked Sendable {
         var generated: [Int32] = []
         var next: Int32 = 0
         var pending: [TokenLogprob] = []
+        /// Text ready to stream but held for `streamInterval`, and when the row last streamed (0: never).
+        var unsent = ""
+        var lastSent: UInt64 = 0
         /// Prompt tokens in the cache so far; the row decodes once the whole prompt is in.
         var prefilled = 0
         var decoding: Bool { prefilled == request.prompt.count }
@@ -143,7 +151,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
     /// prompt tokens (a longer prompt takes several passes, beside the decoding rows).
     public init(
         model: GPT, tokenizer: any Tokenizer, endOfSequence: Int32?, slots: Int, queueLimit: Int,
-        capacity: Int? = nil, chunkSize: Int = 64
+        capacity: Int? = nil, chunkSize: Int = 64, streamInterval: Double = 0
     ) throws {
         guard tokenizer.vocabularySize <= model.config.vocabularySize else {
             throw GenerationError(
@@ -154,6 +162,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
             throw GenerationError("a queue of \(queueLimit) requests", hint: "use 0 to 1,000,000.")
         }
         self.model = model
+        self.streamInterval = UInt64(max(0, streamInterval) * 1e9)
         self.tokenizer = tokenizer
         self.endOfSequence = endOfSequence
         self.slotCount = slots
@@ -352,9 +361,15 @@ public final class ContinuousBatcher: @unchecked Sendable {
         let text: String
         let stopped: Bool
         do { (text, stopped) = try row.stream.append(next) } catch { return finish(slot, row, .noAllowedToken) }
-        if !text.isEmpty {
-            row.ticket.continuation.yield(.text(text, logprobs: row.pending))
-            row.pending.removeAll()
+        row.unsent += text
+        if !row.unsent.isEmpty {
+            let now = DispatchTime.now().uptimeNanoseconds
+            if row.lastSent == 0 || now - row.lastSent >= streamInterval {
+                row.ticket.continuation.yield(.text(row.unsent, logprobs: row.pending))
+                row.pending.removeAll()
+                row.unsent = ""
+                row.lastSent = now
+            }
         }
         if stopped { return finish(slot, row, .stopString) }
         if row.generated.count >= options.maxTokens { return finish(slot, row, .length) }
@@ -368,7 +383,8 @@ public final class ContinuousBatcher: @unchecked Sendable {
 
     /// Flushes the row's held-back text and ends its stream.
     private func end(_ row: Row, _ reason: FinishReason) {
-        let rest = row.stream.finish()
+        let rest = row.unsent + row.stream.finish()
+        row.unsent = ""
         if !rest.isEmpty || !row.pending.isEmpty {
             row.ticket.continuation.yield(.text(rest, logprobs: row.pending))
             row.pending.removeAll()

@@ -24,7 +24,10 @@ public final class ModelService: @unchecked Sendable {
     public let usesTemplate: Bool
 
     /// Loads the run or checkpoint at `path` and starts an engine of `slots` sequences and `queue` waiting ones.
-    public init(path: String, id: String? = nil, slots: Int, queue: Int, threads: Int) throws {
+    public init(
+        path: String, id: String? = nil, slots: Int, queue: Int, threads: Int,
+        streamInterval: Double = Double(ServeConfig().streamIntervalMilliseconds) / 1000
+    ) throws {
         let loaded = try RunCheckpoint.loadForInference(path, backend: CPUBackend(threadCount: threads))
         format = try RunCheckpoint.loadFormat(loaded.folder) ?? SequenceFormat()
         tokenizer = loaded.tokenizer
@@ -36,7 +39,7 @@ public final class ModelService: @unchecked Sendable {
         self.id = id ?? (["final", "latest", "best"].contains(folder) ? run : folder)
         batcher = try ContinuousBatcher(
             model: loaded.model, tokenizer: loaded.tokenizer, endOfSequence: generator.endOfSequence, slots: slots,
-            queueLimit: queue)
+            queueLimit: queue, streamInterval: streamInterval)
         batcher.start()
     }
 

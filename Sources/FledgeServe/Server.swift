@@ -40,6 +40,11 @@ public struct ServeConfig: Sendable {
     public var corsOrigin: String?
     public var modelName: String?
     public var threads = ProcessInfo.processInfo.activeProcessorCount
+    /// Milliseconds a stream's new text may wait to go out with the next tokens' (a stream's first text goes at
+    /// once). Fewer, larger events cost the server less per token: about 20% more tokens/s at 1 and 16 clients
+    /// on config (b), measured with 25. A client that disconnects is noticed at the next write, so at most this
+    /// much later. 0 sends every token's text as soon as it is decoded.
+    public var streamIntervalMilliseconds = 25
 
     public init() {}
 }
@@ -49,7 +54,8 @@ public enum Server {
     /// Serves `path` until SIGTERM/SIGINT; `onReady` is called with the bound port.
     public static func run(path: String, config: ServeConfig, onReady: @escaping @Sendable (Int) -> Void) async throws {
         let service = try ModelService(
-            path: path, id: config.modelName, slots: config.slots, queue: config.queue, threads: config.threads)
+            path: path, id: config.modelName, slots: config.slots, queue: config.queue, threads: config.threads,
+            streamInterval: Double(config.streamIntervalMilliseconds) / 1000)
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         if let origin = config.corsOrigin {

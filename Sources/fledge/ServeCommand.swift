@@ -27,6 +27,10 @@ struct ServeCommand: ParsableCommand {
         String?
     @Option(help: "Allow browser pages from this origin (CORS; * for any). Off by default.") var cors: String?
     @Option(help: "The model id clients use (default: the run's folder name).") var modelName: String?
+    @Option(
+        help:
+            "Milliseconds a stream's new text may wait to go out with the next tokens' (fewer, larger events; 0: every token at once)."
+    ) var streamInterval = serveDefaults.streamIntervalMilliseconds
     @OptionGroup var threading: ThreadOptions
 
     func validate() throws {
@@ -35,6 +39,7 @@ struct ServeCommand: ParsableCommand {
         try checkRange("--queue", queue, 0...100_000)
         try checkRange("--max-body", maxBody, 1024...(1 << 30))
         try checkRange("--idle-timeout", idleTimeout, 1...3600)
+        try checkRange("--stream-interval", streamInterval, 0...1000)
     }
 
     func run() throws {
@@ -43,6 +48,7 @@ struct ServeCommand: ParsableCommand {
         (config.maxBodyBytes, config.idleTimeoutSeconds, config.corsOrigin, config.modelName) =
             (maxBody, idleTimeout, cors, modelName)
         config.threads = threading.count
+        config.streamIntervalMilliseconds = streamInterval
         do {
             if let apiKeyFile {
                 let text = String(decoding: try UserFile.read(apiKeyFile, "--api-key-file", limit: 4096), as: UTF8.self)

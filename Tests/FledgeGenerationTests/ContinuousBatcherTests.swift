@@ -41,6 +41,44 @@ struct ContinuousBatcherTests {
         return o
     }
 
+    /// With a stream interval, a sequence's first text goes out at once and later text is gathered into fewer
+    /// events; the text, the stop, the log-probabilities (one per token) and the reason are what the engine without
+    /// an interval streams.
+    @Test func aStreamIntervalGathersTextIntoFewerEventsAndChangesNothingElse() async throws {
+        let generator = try Fixtures.generator(context: 96)
+        func run(interval: Double, stops: [String]) async throws -> (
+            events: Int, text: String, logprobs: Int, reason: FinishReason?
+        ) {
+            let batcher = try ContinuousBatcher(
+                model: generator.model, tokenizer: generator.tokenizer, endOfSequence: generator.endOfSequence,
+                slots: 2, queueLimit: 2, streamInterval: interval)
+            defer { batcher.shutdown() }
+            var request = BatchRequest(prompt: generator.encode("ROMEO:"), options: options(40, stops: stops))
+            request.topLogprobs = 1
+            let ticket = try batcher.submit(request)
+            batcher.start()
+            var (events, text, logprobs, reason) = (0, "", 0, FinishReason?.none)
+            for await event in ticket.events {
+                switch event {
+                case .started: break
+                case .text(let t, let lp):
+                    if events == 0 { #expect(!t.isEmpty, "the first text goes out at once") }
+                    (events, text, logprobs) = (events + 1, text + t, logprobs + lp.count)
+                case .finished(let r, _): reason = r
+                }
+            }
+            return (events, text, logprobs, reason)
+        }
+        for stops in [[], ["e"]] {
+            let each = try await run(interval: 0, stops: stops)
+            let gathered = try await run(interval: 60, stops: stops)  // a minute: everything after the first waits
+            #expect(gathered.text == each.text && gathered.logprobs == each.logprobs && gathered.reason == each.reason)
+            #expect(
+                gathered.events <= 2 && (stops.isEmpty ? each.events > 2 : true),
+                "\(gathered.events) vs \(each.events) events")
+        }
+    }
+
     @Test func sequencesJoiningAtAnyTimeMatchTheGeneratorAlone() async throws {
         let generator = try Fixtures.generator(context: 96)
         // Four prompt tokens a pass: longer prompts are split over passes and ride along with decoding rows.
