@@ -200,23 +200,25 @@ struct SmallRowsLinear: ParallelRangeJob {
 
     func run(_ block: Range<Int>) {
         var j = block.lowerBound
+        let groups = rows / 4 + rows % 4  // blocks of 4 rows and single rows, each a pass over three weight rows
         while j + 3 <= block.upperBound {
-            // The next three weight rows are read from memory while these are multiplied by every input row.
-            if j + 6 <= block.upperBound {
-                let next = UnsafeRawPointer(weight + (j + 3) * inFeatures)
-                var offset = 0
-                while offset < 3 * inFeatures * 4 {
-                    fledge_prefetch(next + offset)
-                    offset += 64
-                }
-            }
-            var m = 0
+            // The next three weight rows are read from memory while these are multiplied by every input row: their
+            // cache lines are prefetched a few per loop iteration, spread over all the passes, so the loads overlap
+            // the arithmetic. (All at once, most of them were dropped and the loads came after it.)
+            var ahead = Prefetch(
+                next: UnsafeRawPointer(weight + (j + 3) * inFeatures),
+                lines: j + 6 <= block.upperBound ? (3 * inFeatures * 4 + 63) / 64 : 0)
+            var (m, group) = (0, 0)
             while m + 4 <= rows {
-                block4x3(m, j)
+                group += 1
+                ahead.pass(to: ahead.lines * group / groups, iterations: inFeatures / 8)
+                block4x3(m, j, &ahead)
                 m += 4
             }
             while m < rows {
-                block1x3(m, j)
+                group += 1
+                ahead.pass(to: ahead.lines * group / groups, iterations: inFeatures / 8)
+                block1x3(m, j, &ahead)
                 m += 1
             }
             j += 3
@@ -229,6 +231,38 @@ struct SmallRowsLinear: ParallelRangeJob {
 
     @inline(__always)
     private func load(_ p: ConstFloatPointer) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+
+    /// The cache lines of the next weight rows, and how many of them should be prefetched by the end of this pass.
+    struct Prefetch {
+        let next: UnsafeRawPointer
+        let lines: Int
+        private(set) var done = 0
+        private(set) var target = 0
+        private var perIteration = 1
+
+        init(next: UnsafeRawPointer, lines: Int) {
+            (self.next, self.lines) = (next, lines)
+        }
+
+        /// Starts a pass of `iterations` loop iterations that should bring the prefetched lines to `target`: the
+        /// first iterations issue a line or two each (one division here, none in the loop).
+        @inline(__always)
+        mutating func pass(to target: Int, iterations: Int) {
+            self.target = target
+            perIteration = max(1, (target - done + iterations - 1) / max(1, iterations))
+        }
+
+        /// Issues this iteration's lines.
+        @inline(__always)
+        mutating func step() {
+            var n = perIteration
+            while n > 0 && done < target {
+                fledge_prefetch(next + done * 64)
+                done += 1
+                n -= 1
+            }
+        }
+    }
 
     /// Σ x[t]·w[t] over the last k mod 8 entries.
     @inline(__always)
@@ -248,7 +282,7 @@ struct SmallRowsLinear: ParallelRangeJob {
     }
 
     @inline(__always)
-    private func block4x3(_ m: Int, _ j: Int) {
+    private func block4x3(_ m: Int, _ j: Int, _ ahead: inout Prefetch) {
         let k = inFeatures
         let (x0, x1, x2, x3) = (input + m * k, input + (m + 1) * k, input + (m + 2) * k, input + (m + 3) * k)
         let (w0, w1, w2) = (weight + j * k, weight + (j + 1) * k, weight + (j + 2) * k)
@@ -258,6 +292,7 @@ struct SmallRowsLinear: ParallelRangeJob {
         let full = k & ~7
         var i = 0
         while i < full {
+            if ahead.done < ahead.target { ahead.step() }
             let v0 = load(w0 + i), v1 = load(w1 + i), v2 = load(w2 + i)
             var x = load(x0 + i)
             a00.addProduct(x, v0)
@@ -292,7 +327,7 @@ struct SmallRowsLinear: ParallelRangeJob {
     }
 
     @inline(__always)
-    private func block1x3(_ m: Int, _ j: Int) {
+    private func block1x3(_ m: Int, _ j: Int, _ ahead: inout Prefetch) {
         let k = inFeatures
         let x0 = input + m * k
         let (w0, w1, w2) = (weight + j * k, weight + (j + 1) * k, weight + (j + 2) * k)
@@ -300,6 +335,7 @@ struct SmallRowsLinear: ParallelRangeJob {
         let full = k & ~7
         var i = 0
         while i < full {
+            if ahead.done < ahead.target { ahead.step() }
             let x = load(x0 + i)
             a0.addProduct(x, load(w0 + i))
             a1.addProduct(x, load(w1 + i))
