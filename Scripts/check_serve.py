@@ -50,6 +50,9 @@ def is_error_object(payload, param=None):
     return ok and (param is None or e["param"] == param)
 
 
+LEFTOVER = {}  # socket -> (chunked bytes, decoded bytes) received beyond the events sse() returned
+
+
 def sse(server, body, read_chunks=None, headers=None):
     """Streams a request over a raw socket; returns the data payloads (and the socket, open, when read_chunks)."""
     s = socket.create_connection(("127.0.0.1", server.port), timeout=30)
@@ -87,6 +90,8 @@ def sse(server, body, read_chunks=None, headers=None):
             event, raw = raw.split(b"\n\n", 1)
             events.append(event)
         if read_chunks is not None and len(events) >= read_chunks:
+            # The caller reads the rest from the socket: hand back what was received beyond these events too.
+            LEFTOVER[s] = buffer, raw
             return head, events, s
         if events and events[-1] == b"data: [DONE]":
             break
@@ -118,6 +123,14 @@ def main():
         "--output", P("qa-data"))
     run(fledge, "train", "--data", P("base-data"), "--run", P("base"), "--steps", 60, *tiny)
     run(fledge, "train", "--data", P("qa-data"), "--run", P("qa"), "--steps", 60, *tiny)
+    # A model slow enough (untrained, 12M parameters, one thread) that a stream is surely running when SIGTERM comes.
+    slow = dict(fledge_format_version=1, architecture="gpt", vocab_size=512, context_length=128, n_layer=8,
+                n_embd=384, n_head=6, n_kv_head=6, mlp_width=1536, norm="layernorm", norm_placement="pre",
+                positions="learned", activation="gelu", parallel_block=False, tie_embeddings=True, bias=True,
+                dropout=0.0, norm_eps=1e-5, rope_theta=10000.0)
+    json.dump(slow, open(P("slow.json"), "w"))
+    run(fledge, "model", "init", "--config", P("slow.json"), "--output", P("slow"))
+    shutil.copy(P("tok.json"), P("slow", "tokenizer.json"))
 
     server = Server(fledge, P("qa"), "--slots", 4, "--queue", 8, "--max-body", 65536, "--idle-timeout", 2)
     client = openai.OpenAI(base_url=server.base + "/v1", api_key="unused", max_retries=0)
@@ -272,17 +285,22 @@ def main():
               refused and all(r[1] == "1" and r[2] for r in refused) and any(x[0] == 200 for x in statuses),
               sorted(x[0] for x in statuses))
         # SIGTERM while a stream runs: it ends with a final chunk and [DONE], and the server exits 0.
-        head, first, sock = sse(busy, {"prompt": "ROMEO:", "max_tokens": 120, "ignore_eos": True, "stream": True},
+    finally:
+        busy.stop()
+    slow = Server(fledge, P("slow"), "--slots", 1, "--threads", 1)
+    try:
+        head, first, sock = sse(slow, {"prompt": "ROMEO:", "max_tokens": 120, "ignore_eos": True, "stream": True},
                                 read_chunks=2)
-        busy.proc.send_signal(signal.SIGTERM)
-        rest = b""
+        slow.proc.send_signal(signal.SIGTERM)
+        buffered, decoded = LEFTOVER.pop(sock)  # what arrived with the first two events (a fast model may be done)
+        rest = decoded + b"\n" + buffered
         while True:
             data = sock.recv(65536)
             if not data:
                 break
             rest += data
         sock.close()
-        code = busy.proc.wait(timeout=20)
+        code = slow.proc.wait(timeout=20)
         events = [e for e in re.findall(rb"data: [^\r\n]+", rest)]
         finals = [json.loads(e[6:]) for e in events if e != b"data: [DONE]"]
         reason = finals[-1]["choices"][0]["finish_reason"] if finals and finals[-1]["choices"] else None
@@ -291,7 +309,7 @@ def main():
               f"{len(events)} more events, finish_reason {reason}")
         check("SIGTERM: exit status 0", code == 0, code)
     finally:
-        busy.stop()
+        slow.stop()
 
     # A base model (no Q&A template) chats through the plain rendering; an API key is enforced.
     keyfile = P("key.txt")
