@@ -25,7 +25,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "Scripts"))
-from serve_client import Server, run  # noqa: E402  (shared with check_serve.py)
+from serve_client import Server, init_model, run  # noqa: E402  (shared with check_serve.py)
 
 
 def start(fledge, model, slots, threads):
@@ -172,13 +172,7 @@ def main():
     text = open(os.path.join(ROOT, "data/shakespeare/shakespeare.txt"), encoding="utf-8").read()[:2_000_000]
     open(P("s.txt"), "w").write(text)
     run(fledge, "tokenizer", "train", "--input", P("s.txt"), "--vocab-size", 8192, "--output", P("tok.json"))
-    config = dict(fledge_format_version=1, architecture="gpt", vocab_size=8192, context_length=256, n_layer=8,
-                  n_embd=256, n_head=8, n_kv_head=8, mlp_width=1024, norm="layernorm", norm_placement="pre",
-                  positions="learned", activation="gelu", parallel_block=False, tie_embeddings=True, bias=True,
-                  dropout=0.0, norm_eps=1e-5, rope_theta=10000.0)
-    json.dump(config, open(P("b.json"), "w"))
-    run(fledge, "model", "init", "--config", P("b.json"), "--output", P("model-b"))
-    os.replace(P("tok.json"), P("model-b", "tokenizer.json"))
+    init_model(fledge, P("model-b"), P("tok.json"), vocab=8192, context=256, layers=8, width=256, heads=8)
     batched = start(fledge, P("model-b"), 16, args.threads)
     peer = start(fledge, P("model-b"), 1, args.threads)
     levels = [("batched (16 slots)", batched, 1), ("batched (16 slots)", batched, 4),

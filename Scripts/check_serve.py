@@ -30,7 +30,7 @@ import time
 import openai
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_client import Server, run  # noqa: E402  (shared with bench_serve.py)
+from serve_client import Server, init_model, run  # noqa: E402  (shared with bench_serve.py)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 failures = []
@@ -124,13 +124,7 @@ def main():
     run(fledge, "train", "--data", P("base-data"), "--run", P("base"), "--steps", 60, *tiny)
     run(fledge, "train", "--data", P("qa-data"), "--run", P("qa"), "--steps", 60, *tiny)
     # A model slow enough (untrained, 12M parameters, one thread) that a stream is surely running when SIGTERM comes.
-    slow = dict(fledge_format_version=1, architecture="gpt", vocab_size=512, context_length=128, n_layer=8,
-                n_embd=384, n_head=6, n_kv_head=6, mlp_width=1536, norm="layernorm", norm_placement="pre",
-                positions="learned", activation="gelu", parallel_block=False, tie_embeddings=True, bias=True,
-                dropout=0.0, norm_eps=1e-5, rope_theta=10000.0)
-    json.dump(slow, open(P("slow.json"), "w"))
-    run(fledge, "model", "init", "--config", P("slow.json"), "--output", P("slow"))
-    shutil.copy(P("tok.json"), P("slow", "tokenizer.json"))
+    init_model(fledge, P("slow"), P("tok.json"), vocab=512, context=128, layers=8, width=384, heads=6)
 
     server = Server(fledge, P("qa"), "--slots", 4, "--queue", 8, "--max-body", 65536, "--idle-timeout", 2)
     client = openai.OpenAI(base_url=server.base + "/v1", api_key="unused", max_retries=0)

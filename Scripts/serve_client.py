@@ -1,8 +1,10 @@
-"""What Scripts/check_serve.py and Scripts/bench_serve.py share: running a fledge command, and a `fledge serve`
-process on a free port with plain HTTP requests to it (standard library only)."""
+"""What Scripts/check_serve.py and Scripts/bench_serve.py share: running a fledge command, an untrained model of a
+given shape, and a `fledge serve` process on a free port with plain HTTP requests to it (standard library only)."""
 import http.client
 import json
+import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -14,6 +16,20 @@ def run(*args):
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, args))} failed:\n{p.stdout}\n{p.stderr}")
     return p.stdout
+
+
+def init_model(fledge, output, tokenizer, vocab, context, layers, width, heads):
+    """`fledge model init` of a GPT-2-style model (learned positions, LayerNorm, GELU, MLP 4·width, tied head)
+    into `output`, with the tokenizer file copied beside it."""
+    config = dict(fledge_format_version=1, architecture="gpt", vocab_size=vocab, context_length=context,
+                  n_layer=layers, n_embd=width, n_head=heads, n_kv_head=heads, mlp_width=4 * width, norm="layernorm",
+                  norm_placement="pre", positions="learned", activation="gelu", parallel_block=False,
+                  tie_embeddings=True, bias=True, dropout=0.0, norm_eps=1e-5, rope_theta=10000.0)
+    path = output.rstrip("/") + ".json"
+    with open(path, "w") as f:
+        json.dump(config, f)
+    run(fledge, "model", "init", "--config", path, "--output", output)
+    shutil.copy(tokenizer, os.path.join(output, "tokenizer.json"))
 
 
 class Server:
