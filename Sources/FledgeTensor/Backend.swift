@@ -374,11 +374,7 @@ extension HostMemoryBackend {
     public var sharesHostMemory: Bool { true }
 
     public func allocate(bytes: Int) throws(TensorError) -> UnsafeMutableRawPointer {
-        precondition(bytes >= 0, "an allocation must not be negative")
-        var raw: UnsafeMutableRawPointer?
-        guard posix_memalign(&raw, 64, max(1, bytes)) == 0, let raw else { throw .outOfMemory(bytes: bytes) }
-        memset(raw, 0, max(1, bytes))
-        return raw
+        try allocateAlignedZeroed(bytes: bytes)
     }
 
     public func deallocate(_ memory: UnsafeMutableRawPointer) { free(memory) }

@@ -4,6 +4,16 @@
 
 import Foundation
 
+/// `bytes` zeroed bytes of host memory (at least one), 64-byte aligned; release them with `free`. Throws when
+/// they cannot be had. Host storage and the host-memory backends' allocations both come from here.
+public func allocateAlignedZeroed(bytes: Int) throws(TensorError) -> UnsafeMutableRawPointer {
+    precondition(bytes >= 0, "an allocation must not be negative")
+    var raw: UnsafeMutableRawPointer?
+    guard posix_memalign(&raw, 64, max(1, bytes)) == 0, let raw else { throw .outOfMemory(bytes: max(1, bytes)) }
+    memset(raw, 0, max(1, bytes))
+    return raw
+}
+
 /// A fixed-size, zero-initialised, 64-byte aligned buffer of `Element`s, freed when the last reference goes.
 public final class Storage<Element: BitwiseCopyable>: @unchecked Sendable {
     /// Number of elements.
@@ -14,13 +24,8 @@ public final class Storage<Element: BitwiseCopyable>: @unchecked Sendable {
     public init(count: Int) throws(TensorError) {
         precondition(count >= 0, "Storage count must not be negative")
         self.count = count
-        let bytes = max(1, count * MemoryLayout<Element>.stride)
-        var raw: UnsafeMutableRawPointer?
-        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
-            throw .outOfMemory(bytes: bytes)
-        }
-        memset(raw, 0, bytes)
-        base = raw.bindMemory(to: Element.self, capacity: max(1, count))
+        base = try allocateAlignedZeroed(bytes: count * MemoryLayout<Element>.stride)
+            .bindMemory(to: Element.self, capacity: max(1, count))
     }
 
     /// Copies `values` into new storage.

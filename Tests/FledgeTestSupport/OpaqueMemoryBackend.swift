@@ -60,9 +60,7 @@ public final class OpaqueMemoryBackend: Backend, @unchecked Sendable {
 
     public func allocate(bytes: Int) throws(TensorError) -> UnsafeMutableRawPointer {
         let size = max(1, bytes)
-        var raw: UnsafeMutableRawPointer?
-        guard posix_memalign(&raw, 64, size) == 0, let raw else { throw .outOfMemory(bytes: bytes) }
-        memset(raw, 0, size)
+        let raw = try allocateAlignedZeroed(bytes: size)  // the hidden host memory behind the handle
         lock.lock()
         defer { lock.unlock() }
         let rounded = (size + 63) / 64 * 64
