@@ -211,6 +211,48 @@ struct CPUBackendTests {
         expectClose(results[1], results[3], tolerance: 2e-5, "decode attention probabilities")
     }
 
+    // A batch of rows (all heads of a row on one thread, positions outer) and each row alone (its heads split
+    // over the threads, one head at a time) must give the same bits: a server's sequence decodes as it would
+    // alone. Head sizes off the SIMD width, grouped heads, and key counts that are not multiples of four.
+    @Test(arguments: [(8, 8, 32), (6, 2, 20), (4, 1, 64), (5, 5, 24)])
+    func decodeAttentionOfABatchEqualsEachRowAlone(heads: Int, kvHeads: Int, headSize: Int) {
+        let (capacity, keys) = (40, [1, 2, 3, 4, 5, 7, 9, 17, 33, 40])
+        let (qWidth, kvWidth) = (heads * headSize, kvHeads * headSize)
+        let rows = keys.enumerated().map { DecodeRow(cacheRow: $0.offset, keys: $0.element) }
+        let q = Buffer(rows.count * qWidth, seed: 43, low: -2, high: 2)
+        let k = Buffer(rows.count * capacity * kvWidth, seed: 44, low: -2, high: 2)
+        let v = Buffer(rows.count * capacity * kvWidth, seed: 45, low: -2, high: 2)
+        var shape = AttentionShape(
+            batchSize: rows.count, queryLength: 1, keyOffset: 0, heads: heads, kvHeads: kvHeads, headSize: headSize,
+            queryRowStride: qWidth, queryBatchStride: qWidth, kvRowStride: kvWidth, kvBatchStride: capacity * kvWidth,
+            outputRowStride: qWidth, probabilityRowStride: capacity)
+        let batch = Buffer(zeros: rows.count * qWidth)
+        let batchProbs = Buffer(zeros: rows.count * heads * capacity)
+        rows.withUnsafeBufferPointer { rows in
+            fast.decodeAttention(
+                output: batch.pointer, probabilities: batchProbs.pointer, query: q.pointer, key: k.pointer,
+                value: v.pointer, rows: rows, shape: shape)
+        }
+        shape.batchSize = 1
+        for (r, row) in rows.enumerated() {
+            let out = Buffer(zeros: qWidth)
+            let probs = Buffer(zeros: heads * capacity)
+            [row].withUnsafeBufferPointer { one in
+                fast.decodeAttention(
+                    output: out.pointer, probabilities: probs.pointer, query: q.pointer + r * qWidth, key: k.pointer,
+                    value: v.pointer, rows: one, shape: shape)
+            }
+            #expect(out.array == Array(batch.array[r * qWidth..<(r + 1) * qWidth]), "output of row \(r)")
+            for h in 0..<heads {
+                let p = h * capacity
+                #expect(
+                    Array(probs.array[p..<p + row.keys])
+                        == Array(batchProbs.array[r * heads * capacity + p..<r * heads * capacity + p + row.keys]),
+                    "probabilities of row \(r), head \(h)")
+            }
+        }
+    }
+
     @Test(arguments: ActivationFunction.allCases)
     func activationsMatchReference(function: ActivationFunction) {
         for count in [1, 15, 16, 17, 100, 20_001] {
