@@ -44,7 +44,12 @@ let package = Package(
         .target(name: "CFledgeMPI", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "FledgeFiles", swiftSettings: checkedSettings),
         .target(name: "FledgeDistributed", dependencies: ["CFledgeMPI"], swiftSettings: checkedSettings),
-        .target(name: "FledgeTensor", dependencies: ["COpenBLAS"], swiftSettings: kernelSettings),
+        // MKL's "is this an Intel CPU?" answered by Fledge (so MKL uses the kernels the CPU's instructions allow on
+        // AMD too); exported from every executable that links it, which is how MKL finds it.
+        .target(
+            name: "CFledgeMKL",
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic-symbol=mkl_serv_intel_cpu_true"])]),
+        .target(name: "FledgeTensor", dependencies: ["COpenBLAS", "CFledgeMKL"], swiftSettings: kernelSettings),
         .target(name: "FledgeTokenizer", dependencies: ["FledgeFiles"], swiftSettings: checkedSettings),
         .target(name: "FledgeModel", dependencies: ["FledgeTensor", "FledgeFiles"], swiftSettings: checkedSettings),
         .target(

@@ -17,6 +17,24 @@ head -c 300000 data/shakespeare/shakespeare.txt > "$tmp/text.txt"
 $fledge tokenizer train --input "$tmp/text.txt" --vocab-size 512 --output "$tmp/tok.json" > /dev/null
 $fledge data prepare "$tmp/text.txt" --split-on blank-line --tokenizer "$tmp/tok.json" --output "$tmp/data" \
     > /dev/null
+# MKL's code path (when MKL is the BLAS): the kernels this CPU's instructions allow by default, and MKL's own
+# vendor rule with FLEDGE_MKL_VENDOR_CHECK=1 (its generic kernels on a CPU that is not Intel's).
+blas_line() { "$@" bench train --configs a --steps 1 --warmup 0 --threads 1 2>&1 | head -1; }
+default_blas=$(blas_line $fledge)
+if [[ $default_blas == *"BLAS mkl"* ]]; then
+    [[ $default_blas == *AVX* ]] || fail "MKL did not choose an AVX path: $default_blas"
+    vendor_blas=$(FLEDGE_MKL_VENDOR_CHECK=1 blas_line $fledge)
+    if grep -q GenuineIntel /proc/cpuinfo; then
+        [[ $vendor_blas == *AVX* ]] || fail "with MKL's own rule on an Intel CPU: $vendor_blas"
+    else
+        [[ $vendor_blas == *"Intel(R) Architecture processors"* ]] || fail "FLEDGE_MKL_VENDOR_CHECK=1 ignored: $vendor_blas"
+    fi
+    path_of() { local p=${1#*; }; echo "${p%), fp32}"; }
+    ok "MKL code path: $(path_of "$default_blas"); with FLEDGE_MKL_VENDOR_CHECK=1: $(path_of "$vendor_blas")"
+else
+    ok "MKL is not the BLAS (${default_blas#*BLAS }): code path check skipped"
+fi
+
 tiny=(--layers 2 --width 64 --heads 4 --context 64 --batch-size 8 --eval-every 1000 --eval-batches 2
     --sample-tokens 0 --threads 2)
 

@@ -3,8 +3,11 @@
 // time: FLEDGE_BLAS = auto (default: MKL when installed, else the linked one) | mkl | openblas | blis |
 // system | a path to a CBLAS shared library. Each library is made single-threaded before its first call:
 // Fledge splits GEMMs over its own ThreadPool, so one owner schedules the cores and GEMMs may run inside
-// parallel regions (attention). Measured choice and numbers: README, "Choosing the BLAS".
+// parallel regions (attention). MKL is let use the kernels the CPU's instructions allow on any vendor's CPU
+// (CFledgeMKL; FLEDGE_MKL_VENDOR_CHECK=1 restores its Intel-only rule). Measured choice and numbers: README,
+// "Choosing the BLAS".
 
+import CFledgeMKL
 import COpenBLAS
 import Foundation
 
@@ -20,6 +23,9 @@ public enum BLAS {
         let name: String
         let path: String
         let sgemm: Sgemm
+        /// MKL's version and the processors its code path is for (MKL_Get_Version), e.g. "2020.0.4, Intel(R)
+        /// Advanced Vector Extensions 2 (Intel(R) AVX2) enabled processors"; nil for other libraries.
+        var mklCodePath: String? = nil
     }
 
     /// Library files tried for each FLEDGE_BLAS name (Debian paths first).
@@ -33,8 +39,18 @@ public enum BLAS {
 
     static let library: Library = load(ProcessInfo.processInfo.environment["FLEDGE_BLAS"] ?? "auto")
 
-    /// A description of the library in use, e.g. "mkl (/usr/lib/x86_64-linux-gnu/libmkl_rt.so)".
-    public static var libraryName: String { "\(library.name) (\(library.path))" }
+    /// A description of the library in use, e.g. "mkl (libmkl_rt.so; 2020.0.4, Intel(R) Advanced Vector
+    /// Extensions 2 (Intel(R) AVX2) enabled processors)" or "openblas (/usr/lib/.../libblas.so.3)".
+    public static var libraryName: String {
+        "\(library.name) (\(library.path)\(library.mklCodePath.map { "; \($0)" } ?? ""))"
+    }
+
+    /// For MKL: its version and the processors of the code path it chose (see `Library.mklCodePath`).
+    public static var mklCodePath: String? { library.mklCodePath }
+
+    /// Whether MKL is let choose its kernels by the CPU's instructions on any vendor's CPU (the default), or only
+    /// on Intel's (FLEDGE_MKL_VENDOR_CHECK=1, MKL's own rule).
+    public static var mklAnyVendor: Bool { fledge_mkl_any_vendor() != 0 }
 
     /// C = alpha·op(A)·op(B) + beta·C through the loaded library, on the calling thread.
     @inline(__always)
@@ -51,6 +67,8 @@ public enum BLAS {
         setenv("MKL_THREADING_LAYER", "SEQUENTIAL", 0)
         setenv("OPENBLAS_NUM_THREADS", "1", 0)
         setenv("BLIS_NUM_THREADS", "1", 0)
+        // MKL asks whether the CPU is Intel's when it first chooses a code path.
+        fledge_mkl_set_any_vendor(ProcessInfo.processInfo.environment["FLEDGE_MKL_VENDOR_CHECK"] == "1" ? 0 : 1)
         let names = choice == "auto" ? ["mkl"] : [choice]
         for name in names {
             let files = candidates[name] ?? (name.contains("/") ? [name] : [])
@@ -60,8 +78,9 @@ public enum BLAS {
                 }
                 setSingleThreaded(handle)
                 return Library(
-                    name: name.contains("/") ? "custom" : name, path: file, sgemm: unsafeBitCast(symbol, to: Sgemm.self)
-                )
+                    name: name.contains("/") ? "custom" : name, path: file,
+                    sgemm: unsafeBitCast(symbol, to: Sgemm.self),
+                    mklCodePath: mklVersion(handle))
             }
             if choice != "auto" && name != "system" {
                 FileHandle.standardError.write(
@@ -79,7 +98,27 @@ public enum BLAS {
         let name =
             resolved.contains("openblas")
             ? "openblas" : resolved.contains("blis") ? "blis" : resolved.contains("mkl") ? "mkl" : "system"
-        return Library(name: name, path: resolved, sgemm: unsafeBitCast(symbol, to: Sgemm.self))
+        return Library(
+            name: name, path: resolved, sgemm: unsafeBitCast(symbol, to: Sgemm.self), mklCodePath: mklVersion(linked))
+    }
+
+    /// MKL's MKLVersion struct (mkl_types.h).
+    private struct MKLVersion {
+        var major: Int32 = 0, minor: Int32 = 0, update: Int32 = 0
+        var productStatus: UnsafePointer<CChar>? = nil, build: UnsafePointer<CChar>? = nil
+        var processor: UnsafePointer<CChar>? = nil, platform: UnsafePointer<CChar>? = nil
+    }
+
+    /// "version, processors of the code path" from MKL_Get_Version, when `handle` is MKL.
+    private static func mklVersion(_ handle: UnsafeMutableRawPointer?) -> String? {
+        typealias GetVersion = @convention(c) (UnsafeMutableRawPointer) -> Void
+        guard let symbol = dlsym(handle, "MKL_Get_Version") else { return nil }
+        var version = MKLVersion()
+        withUnsafeMutablePointer(to: &version) {
+            unsafeBitCast(symbol, to: GetVersion.self)(UnsafeMutableRawPointer($0))
+        }
+        let processor = version.processor.map { String(cString: $0) } ?? "unknown processors"
+        return "\(version.major).\(version.minor).\(version.update), \(processor)"
     }
 
     /// Sets a library's own threading to one thread where it exposes a setter.

@@ -39,7 +39,7 @@ struct BenchCommand: ParsableCommand {
             let names = configs.split(separator: ",").map(String.init)
             let shapes = try names.map(BenchCommand.shape(named:))
             let backend = CPUBackend(threadCount: threading.count)
-            print("fledge bench train: \(threading.count) threads, BLAS \(BLAS.libraryName.prefix(40)), fp32")
+            print("fledge bench train: \(threading.count) threads, BLAS \(BLAS.libraryName), fp32")
             print(
                 "config  params      tokens/step  ms/step(median)  forward  backward  optimizer  tokens/s   GFLOP/s  of GEMM  peak RSS MB  allocs/step"
             )
