@@ -8,7 +8,7 @@ share of the GEMM ceiling (see TrainStepBenchmark), and peak RSS; the last line 
   .venv/bin/python Scripts/bench_train.py --configs d --blas mkl --steps 3 --warmup 1   # the 50m shape
   .venv/bin/python Scripts/bench_train.py --blas mkl,mkl-vendor --pytorch stock,any-vendor
 
---blas mkl-vendor is MKL under its own vendor rule (FLEDGE_MKL_VENDOR_CHECK=1: generic kernels on a CPU that is not
+--blas mkl-vendor is MKL under its own vendor rule (FLEDGE_MKL_VENDOR_CHECK=1: its default code path on a CPU that is not
 Intel's; Fledge's default lets MKL choose by the CPU's instructions). --pytorch any-vendor runs PyTorch with the
 same answer to MKL's vendor question (a one-line shim on LD_PRELOAD; PyTorch bundles MKL and exports the check),
 so the comparison can be made with both sides on the same MKL kernels. Ratios are given against each PyTorch.

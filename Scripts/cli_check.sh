@@ -18,7 +18,7 @@ $fledge tokenizer train --input "$tmp/text.txt" --vocab-size 512 --output "$tmp/
 $fledge data prepare "$tmp/text.txt" --split-on blank-line --tokenizer "$tmp/tok.json" --output "$tmp/data" \
     > /dev/null
 # MKL's code path (when MKL is the BLAS): the kernels this CPU's instructions allow by default, and MKL's own
-# vendor rule with FLEDGE_MKL_VENDOR_CHECK=1 (its generic kernels on a CPU that is not Intel's).
+# vendor rule with FLEDGE_MKL_VENDOR_CHECK=1 (its default code path on a CPU that is not Intel's).
 blas_line() { "$@" bench train --configs a --steps 1 --warmup 0 --threads 1 2>&1 | head -1; }
 default_blas=$(blas_line $fledge)
 if [[ $default_blas == *"BLAS mkl"* ]]; then

@@ -1,6 +1,7 @@
 // MKL chooses its code path in two steps: "is this an Intel CPU?" (its internal mkl_serv_intel_cpu_true), and
 // then, on Intel only, which of its kernels this CPU's instructions allow (AVX2, AVX-512, ...). On any other
-// CPU it uses generic kernels ("Intel(R) Architecture processors" in MKL_Get_Version) whatever the CPU can do.
+// CPU it stays on its default code path ("Intel(R) Architecture processors" in MKL_Get_Version; on AMD the
+// `def_..._zen` kernels) whatever the CPU can do.
 // Its libraries call the check through the dynamic linker, so a definition in the executable, exported to the
 // dynamic symbol table (Package.swift: --export-dynamic-symbol), is the one MKL calls. Fledge answers yes on
 // every CPU unless FLEDGE_MKL_VENDOR_CHECK=1, so MKL picks its kernels by the instructions the CPU reports
