@@ -103,8 +103,10 @@ let package = Package(
             resources: [.copy("Fixtures")],
             swiftSettings: checkedSettings
         ),
+        // The Parquet fixtures are read in place from the repository (ParquetTests), not bundled.
         .testTarget(
-            name: "FledgeDataTests", dependencies: ["FledgeData", "FledgeTestSupport"], swiftSettings: checkedSettings),
+            name: "FledgeDataTests", dependencies: ["FledgeData", "FledgeTestSupport"], exclude: ["Fixtures"],
+            swiftSettings: checkedSettings),
         .testTarget(
             name: "FledgeGenerationTests", dependencies: ["FledgeGeneration", "FledgeTestSupport"],
             swiftSettings: checkedSettings),
