@@ -18,7 +18,8 @@ void fledge_mkl_set_any_vendor(int any) { any_vendor = any; }
 
 int fledge_mkl_any_vendor(void) { return any_vendor; }
 
-int fledge_cpu_is_intel(void) {
+/// 1 when the CPU says "GenuineIntel".
+static int cpu_is_intel(void) {
     unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
     if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return 0;
     char vendor[13];
@@ -29,4 +30,4 @@ int fledge_cpu_is_intel(void) {
     return strcmp(vendor, "GenuineIntel") == 0;
 }
 
-int mkl_serv_intel_cpu_true(void) { return any_vendor || fledge_cpu_is_intel(); }
+int mkl_serv_intel_cpu_true(void) { return any_vendor || cpu_is_intel(); }

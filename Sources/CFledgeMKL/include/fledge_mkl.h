@@ -7,9 +7,6 @@
 void fledge_mkl_set_any_vendor(int any);
 int fledge_mkl_any_vendor(void);
 
-/// 1 when the CPU says "GenuineIntel".
-int fledge_cpu_is_intel(void);
-
 /// MKL's question "is this an Intel CPU?" (see mkl_cpu.c); exported from the executable so that MKL finds it.
 int mkl_serv_intel_cpu_true(void);
 
