@@ -188,8 +188,10 @@ struct LinearColumns: ParallelRangeJob {
 }
 
 /// output = input · weightᵀ + bias for a few rows (1–64) and a range of output features, in blocks of 4 rows ×
-/// 3 features: 12 eight-lane accumulators, 3 weight slices and 1 input slice fill the 16 AVX2 registers. Each
-/// output is computed the same way wherever it falls (a 4×3 block, a 1×3 block or alone): eight lanes over the
+/// 3 features: 12 eight-lane accumulators, 3 weight slices and 1 input slice fill the 16 AVX2 registers. The 1–3
+/// rows left over share one more pass (a 3×3, 2×3 or 1×3 block), not one pass each: a single row's pass does 3
+/// multiply-adds per 4 loads, so 15 rows as 3 blocks and 3 single rows cost more than 16 rows as 4 blocks. Each
+/// output is computed the same way wherever it falls (any of these blocks, or alone): eight lanes over the
 /// full 8-wide slices in order, the k mod 8 rest added to lane 0, then the lanes summed. A row's result
 /// therefore does not depend on the other rows of the batch (a server's sequence decodes exactly as it would
 /// alone).
@@ -200,7 +202,8 @@ struct SmallRowsLinear: ParallelRangeJob {
 
     func run(_ block: Range<Int>) {
         var j = block.lowerBound
-        let groups = rows / 4 + rows % 4  // blocks of 4 rows and single rows, each a pass over three weight rows
+        // Blocks of 4 rows, then one block of the 1–3 rows left: each a pass over three weight rows.
+        let groups = (rows + 3) / 4
         while j + 3 <= block.upperBound {
             // The next three weight rows are read from memory while these are multiplied by every input row: their
             // cache lines are prefetched a few per loop iteration, spread over all the passes, so the loads overlap
@@ -215,11 +218,13 @@ struct SmallRowsLinear: ParallelRangeJob {
                 block4x3(m, j, &ahead)
                 m += 4
             }
-            while m < rows {
-                group += 1
-                ahead.pass(to: ahead.lines * group / groups, iterations: inFeatures / 8)
-                block1x3(m, j, &ahead)
-                m += 1
+            if m < rows {
+                ahead.pass(to: ahead.lines, iterations: inFeatures / 8)
+                switch rows - m {
+                case 3: block3x3(m, j, &ahead)
+                case 2: block2x3(m, j, &ahead)
+                default: block1x3(m, j, &ahead)
+                }
             }
             j += 3
         }
@@ -324,6 +329,71 @@ struct SmallRowsLinear: ParallelRangeJob {
         finish(a30, m + 3, j)
         finish(a31, m + 3, j + 1)
         finish(a32, m + 3, j + 2)
+    }
+
+    @inline(__always)
+    private func block3x3(_ m: Int, _ j: Int, _ ahead: inout Prefetch) {
+        let k = inFeatures
+        let (x0, x1, x2) = (input + m * k, input + (m + 1) * k, input + (m + 2) * k)
+        let (w0, w1, w2) = (weight + j * k, weight + (j + 1) * k, weight + (j + 2) * k)
+        var a00 = V(), a01 = V(), a02 = V(), a10 = V(), a11 = V(), a12 = V(), a20 = V(), a21 = V(), a22 = V()
+        let full = k & ~7
+        var i = 0
+        while i < full {
+            if ahead.done < ahead.target { ahead.step() }
+            let v0 = load(w0 + i), v1 = load(w1 + i), v2 = load(w2 + i)
+            var x = load(x0 + i)
+            a00.addProduct(x, v0)
+            a01.addProduct(x, v1)
+            a02.addProduct(x, v2)
+            x = load(x1 + i)
+            a10.addProduct(x, v0)
+            a11.addProduct(x, v1)
+            a12.addProduct(x, v2)
+            x = load(x2 + i)
+            a20.addProduct(x, v0)
+            a21.addProduct(x, v1)
+            a22.addProduct(x, v2)
+            i += 8
+        }
+        finish(a00, m, j)
+        finish(a01, m, j + 1)
+        finish(a02, m, j + 2)
+        finish(a10, m + 1, j)
+        finish(a11, m + 1, j + 1)
+        finish(a12, m + 1, j + 2)
+        finish(a20, m + 2, j)
+        finish(a21, m + 2, j + 1)
+        finish(a22, m + 2, j + 2)
+    }
+
+    @inline(__always)
+    private func block2x3(_ m: Int, _ j: Int, _ ahead: inout Prefetch) {
+        let k = inFeatures
+        let (x0, x1) = (input + m * k, input + (m + 1) * k)
+        let (w0, w1, w2) = (weight + j * k, weight + (j + 1) * k, weight + (j + 2) * k)
+        var a00 = V(), a01 = V(), a02 = V(), a10 = V(), a11 = V(), a12 = V()
+        let full = k & ~7
+        var i = 0
+        while i < full {
+            if ahead.done < ahead.target { ahead.step() }
+            let v0 = load(w0 + i), v1 = load(w1 + i), v2 = load(w2 + i)
+            var x = load(x0 + i)
+            a00.addProduct(x, v0)
+            a01.addProduct(x, v1)
+            a02.addProduct(x, v2)
+            x = load(x1 + i)
+            a10.addProduct(x, v0)
+            a11.addProduct(x, v1)
+            a12.addProduct(x, v2)
+            i += 8
+        }
+        finish(a00, m, j)
+        finish(a01, m, j + 1)
+        finish(a02, m, j + 2)
+        finish(a10, m + 1, j)
+        finish(a11, m + 1, j + 1)
+        finish(a12, m + 1, j + 2)
     }
 
     @inline(__always)

@@ -58,6 +58,30 @@ struct CPUBackendTests {
         }
     }
 
+    // A server's sequence decodes exactly as it would alone: each row of a few-rows linear (blocks of four rows,
+    // then one block of the rows left) equals that row computed by itself, bit for bit, whatever the batch size.
+    @Test(arguments: [(256, 36), (37, 24), (100, 13)])
+    func linearOfABatchEqualsEachRowAlone(inFeatures: Int, outFeatures: Int) {
+        for rows in [1, 2, 3, 4, 5, 6, 7, 11, 15, 16, 17, 64] {
+            let x = Buffer(rows * inFeatures, seed: 46, low: -2, high: 2)
+            let w = Buffer(outFeatures * inFeatures, seed: 47)
+            let bias = Buffer(outFeatures, seed: 48)
+            let batch = Buffer(zeros: rows * outFeatures)
+            fast.linear(
+                output: batch.pointer, input: x.pointer, weight: w.pointer, bias: bias.pointer, rows: rows,
+                inFeatures: inFeatures, outFeatures: outFeatures)
+            for r in 0..<rows {
+                let one = Buffer(zeros: outFeatures)
+                fast.linear(
+                    output: one.pointer, input: x.pointer + r * inFeatures, weight: w.pointer, bias: bias.pointer,
+                    rows: 1, inFeatures: inFeatures, outFeatures: outFeatures)
+                #expect(
+                    one.array == Array(batch.array[r * outFeatures..<(r + 1) * outFeatures]),
+                    "row \(r) of \(rows), \(inFeatures) → \(outFeatures)")
+            }
+        }
+    }
+
     @Test(arguments: [(2, 3, 8, true), (3, 5, 19, false), (1, 17, 64, true)])
     func embeddingMatchesReference(batch: Int, seq: Int, width: Int, positions: Bool) {
         let vocab = 11
