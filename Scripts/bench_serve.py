@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import socket
 import statistics
 import sys
@@ -168,6 +169,13 @@ def main():
     args = ap.parse_args()
     fledge = os.path.abspath(args.fledge)
     work = tempfile.mkdtemp(prefix="fledge-bench-serve-")
+    try:
+        run_benchmark(args, fledge, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_benchmark(args, fledge, work):
     P = lambda *p: os.path.join(work, *p)
     text = open(os.path.join(ROOT, "data/shakespeare/shakespeare.txt"), encoding="utf-8").read()[:2_000_000]
     open(P("s.txt"), "w").write(text)

@@ -10,8 +10,10 @@ tokenizers loading each tokenizer.json). Prints a table; the last line is JSON.
 With no --train/--held-out it builds them from ../shared/corpora (Shakespeare + both Bibles; Milton held out).
 """
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -50,7 +52,8 @@ def main():
     from tiktoken.load import load_tiktoken_bpe
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-    tmp = tempfile.mkdtemp()
+    tmp = tempfile.mkdtemp(prefix="fledge-bench-tokenizers-")
+    atexit.register(shutil.rmtree, tmp, True)
     train, held_out = (args.train, args.held_out) if args.train else default_files(tmp)
     text = read(train)
     held = read(held_out)

@@ -14,8 +14,10 @@ same answer to MKL's vendor question (a one-line shim on LD_PRELOAD; PyTorch bun
 so the comparison can be made with both sides on the same MKL kernels. Ratios are given against each PyTorch.
 """
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -42,6 +44,7 @@ def run_fledge(blas, configs, args):
 def any_vendor_shim():
     """A shared library whose mkl_serv_intel_cpu_true answers yes, for LD_PRELOAD (what CFledgeMKL does in Fledge)."""
     work = tempfile.mkdtemp(prefix="fledge-mkl-shim-")
+    atexit.register(shutil.rmtree, work, True)
     source, library = os.path.join(work, "shim.c"), os.path.join(work, "libshim.so")
     open(source, "w").write("int mkl_serv_intel_cpu_true(void) { return 1; }\n")
     subprocess.run(["cc", "-shared", "-fPIC", "-o", library, source], check=True)

@@ -152,6 +152,10 @@ def main():
         ws.close()
     finally:
         chrome.terminate()
+        try:
+            chrome.wait(timeout=10)  # it writes to its profile until it exits
+        except subprocess.TimeoutExpired:
+            chrome.kill()
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=10)
         shutil.rmtree(profile, ignore_errors=True)
