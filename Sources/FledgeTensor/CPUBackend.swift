@@ -215,15 +215,15 @@ struct SmallRowsLinear: ParallelRangeJob {
             while m + 4 <= rows {
                 group += 1
                 ahead.pass(to: ahead.lines * group / groups, iterations: inFeatures / 8)
-                block4x3(m, j, &ahead)
+                rowBlock(m, j, FourRows.self, &ahead)
                 m += 4
             }
             if m < rows {
                 ahead.pass(to: ahead.lines, iterations: inFeatures / 8)
                 switch rows - m {
-                case 3: block3x3(m, j, &ahead)
-                case 2: block2x3(m, j, &ahead)
-                default: block1x3(m, j, &ahead)
+                case 3: rowBlock(m, j, ThreeRows.self, &ahead)
+                case 2: rowBlock(m, j, TwoRows.self, &ahead)
+                default: rowBlock(m, j, OneRow.self, &ahead)
                 }
             }
             j += 3
@@ -286,14 +286,17 @@ struct SmallRowsLinear: ParallelRangeJob {
         output[m * outFeatures + j] = lanes.sum() + (bias?[j] ?? 0)
     }
 
+    /// Outputs (m..<m+r, j..<j+3) for r = `Rows.count` (1–4). A type, not a value: each count gets its own
+    /// specialised copy, whose row tests below are constants (as values, the tests stayed in the loop and cost 25%).
     @inline(__always)
-    private func block4x3(_ m: Int, _ j: Int, _ ahead: inout Prefetch) {
+    private func rowBlock<Rows: BlockRows>(_ m: Int, _ j: Int, _: Rows.Type, _ ahead: inout Prefetch) {
+        let rowCount = Rows.count
         let k = inFeatures
         let (x0, x1, x2, x3) = (input + m * k, input + (m + 1) * k, input + (m + 2) * k, input + (m + 3) * k)
         let (w0, w1, w2) = (weight + j * k, weight + (j + 1) * k, weight + (j + 2) * k)
         var a00 = V(), a01 = V(), a02 = V(), a10 = V(), a11 = V(), a12 = V()
         var a20 = V(), a21 = V(), a22 = V(), a30 = V(), a31 = V(), a32 = V()
-        // Full 8-lane slices only, so the loop has no lane test and its 16 vectors stay in registers.
+        // Full 8-lane slices only, so the loop has no lane test and its vectors stay in registers.
         let full = k & ~7
         var i = 0
         while i < full {
@@ -303,118 +306,44 @@ struct SmallRowsLinear: ParallelRangeJob {
             a00.addProduct(x, v0)
             a01.addProduct(x, v1)
             a02.addProduct(x, v2)
-            x = load(x1 + i)
-            a10.addProduct(x, v0)
-            a11.addProduct(x, v1)
-            a12.addProduct(x, v2)
-            x = load(x2 + i)
-            a20.addProduct(x, v0)
-            a21.addProduct(x, v1)
-            a22.addProduct(x, v2)
-            x = load(x3 + i)
-            a30.addProduct(x, v0)
-            a31.addProduct(x, v1)
-            a32.addProduct(x, v2)
+            if rowCount > 1 {
+                x = load(x1 + i)
+                a10.addProduct(x, v0)
+                a11.addProduct(x, v1)
+                a12.addProduct(x, v2)
+            }
+            if rowCount > 2 {
+                x = load(x2 + i)
+                a20.addProduct(x, v0)
+                a21.addProduct(x, v1)
+                a22.addProduct(x, v2)
+            }
+            if rowCount > 3 {
+                x = load(x3 + i)
+                a30.addProduct(x, v0)
+                a31.addProduct(x, v1)
+                a32.addProduct(x, v2)
+            }
             i += 8
         }
         finish(a00, m, j)
         finish(a01, m, j + 1)
         finish(a02, m, j + 2)
-        finish(a10, m + 1, j)
-        finish(a11, m + 1, j + 1)
-        finish(a12, m + 1, j + 2)
-        finish(a20, m + 2, j)
-        finish(a21, m + 2, j + 1)
-        finish(a22, m + 2, j + 2)
-        finish(a30, m + 3, j)
-        finish(a31, m + 3, j + 1)
-        finish(a32, m + 3, j + 2)
-    }
-
-    @inline(__always)
-    private func block3x3(_ m: Int, _ j: Int, _ ahead: inout Prefetch) {
-        let k = inFeatures
-        let (x0, x1, x2) = (input + m * k, input + (m + 1) * k, input + (m + 2) * k)
-        let (w0, w1, w2) = (weight + j * k, weight + (j + 1) * k, weight + (j + 2) * k)
-        var a00 = V(), a01 = V(), a02 = V(), a10 = V(), a11 = V(), a12 = V(), a20 = V(), a21 = V(), a22 = V()
-        let full = k & ~7
-        var i = 0
-        while i < full {
-            if ahead.done < ahead.target { ahead.step() }
-            let v0 = load(w0 + i), v1 = load(w1 + i), v2 = load(w2 + i)
-            var x = load(x0 + i)
-            a00.addProduct(x, v0)
-            a01.addProduct(x, v1)
-            a02.addProduct(x, v2)
-            x = load(x1 + i)
-            a10.addProduct(x, v0)
-            a11.addProduct(x, v1)
-            a12.addProduct(x, v2)
-            x = load(x2 + i)
-            a20.addProduct(x, v0)
-            a21.addProduct(x, v1)
-            a22.addProduct(x, v2)
-            i += 8
+        if rowCount > 1 {
+            finish(a10, m + 1, j)
+            finish(a11, m + 1, j + 1)
+            finish(a12, m + 1, j + 2)
         }
-        finish(a00, m, j)
-        finish(a01, m, j + 1)
-        finish(a02, m, j + 2)
-        finish(a10, m + 1, j)
-        finish(a11, m + 1, j + 1)
-        finish(a12, m + 1, j + 2)
-        finish(a20, m + 2, j)
-        finish(a21, m + 2, j + 1)
-        finish(a22, m + 2, j + 2)
-    }
-
-    @inline(__always)
-    private func block2x3(_ m: Int, _ j: Int, _ ahead: inout Prefetch) {
-        let k = inFeatures
-        let (x0, x1) = (input + m * k, input + (m + 1) * k)
-        let (w0, w1, w2) = (weight + j * k, weight + (j + 1) * k, weight + (j + 2) * k)
-        var a00 = V(), a01 = V(), a02 = V(), a10 = V(), a11 = V(), a12 = V()
-        let full = k & ~7
-        var i = 0
-        while i < full {
-            if ahead.done < ahead.target { ahead.step() }
-            let v0 = load(w0 + i), v1 = load(w1 + i), v2 = load(w2 + i)
-            var x = load(x0 + i)
-            a00.addProduct(x, v0)
-            a01.addProduct(x, v1)
-            a02.addProduct(x, v2)
-            x = load(x1 + i)
-            a10.addProduct(x, v0)
-            a11.addProduct(x, v1)
-            a12.addProduct(x, v2)
-            i += 8
+        if rowCount > 2 {
+            finish(a20, m + 2, j)
+            finish(a21, m + 2, j + 1)
+            finish(a22, m + 2, j + 2)
         }
-        finish(a00, m, j)
-        finish(a01, m, j + 1)
-        finish(a02, m, j + 2)
-        finish(a10, m + 1, j)
-        finish(a11, m + 1, j + 1)
-        finish(a12, m + 1, j + 2)
-    }
-
-    @inline(__always)
-    private func block1x3(_ m: Int, _ j: Int, _ ahead: inout Prefetch) {
-        let k = inFeatures
-        let x0 = input + m * k
-        let (w0, w1, w2) = (weight + j * k, weight + (j + 1) * k, weight + (j + 2) * k)
-        var a0 = V(), a1 = V(), a2 = V()
-        let full = k & ~7
-        var i = 0
-        while i < full {
-            if ahead.done < ahead.target { ahead.step() }
-            let x = load(x0 + i)
-            a0.addProduct(x, load(w0 + i))
-            a1.addProduct(x, load(w1 + i))
-            a2.addProduct(x, load(w2 + i))
-            i += 8
+        if rowCount > 3 {
+            finish(a30, m + 3, j)
+            finish(a31, m + 3, j + 1)
+            finish(a32, m + 3, j + 2)
         }
-        finish(a0, m, j)
-        finish(a1, m, j + 1)
-        finish(a2, m, j + 2)
     }
 
     @inline(__always)
@@ -431,6 +360,13 @@ struct SmallRowsLinear: ParallelRangeJob {
         finish(a, m, j)
     }
 }
+
+/// The number of input rows in one of `SmallRowsLinear`'s blocks, as a type.
+protocol BlockRows { static var count: Int { get } }
+enum OneRow: BlockRows { static var count: Int { 1 } }
+enum TwoRows: BlockRows { static var count: Int { 2 } }
+enum ThreeRows: BlockRows { static var count: Int { 3 } }
+enum FourRows: BlockRows { static var count: Int { 4 } }
 
 /// sums[j] += Σ_r matrix[r, j] for a range of columns j.
 struct ColumnSums: ParallelRangeJob {
