@@ -292,6 +292,8 @@ struct SmallRowsLinear: ParallelRangeJob {
     private func rowBlock<Rows: BlockRows>(_ m: Int, _ j: Int, _: Rows.Type, _ ahead: inout Prefetch) {
         let rowCount = Rows.count
         let k = inFeatures
+        // The pointers of rows past the block's last are formed but never read (clamping them changed the 4-row
+        // copy's register allocation).
         let (x0, x1, x2, x3) = (input + m * k, input + (m + 1) * k, input + (m + 2) * k, input + (m + 3) * k)
         let (w0, w1, w2) = (weight + j * k, weight + (j + 1) * k, weight + (j + 2) * k)
         var a00 = V(), a01 = V(), a02 = V(), a10 = V(), a11 = V(), a12 = V()
