@@ -287,7 +287,7 @@ struct SmallRowsLinear: ParallelRangeJob {
     }
 
     /// Outputs (m..<m+r, j..<j+3) for r = `Rows.count` (1–4). A type, not a value: each count gets its own
-    /// specialised copy, whose row tests below are constants (as values, the tests stayed in the loop and cost 25%).
+    /// specialised copy, whose row tests below are constants (as a value, the tests stayed in the loop: about a quarter slower).
     @inline(__always)
     private func rowBlock<Rows: BlockRows>(_ m: Int, _ j: Int, _: Rows.Type, _ ahead: inout Prefetch) {
         let rowCount = Rows.count
@@ -304,48 +304,32 @@ struct SmallRowsLinear: ParallelRangeJob {
         while i < full {
             if ahead.done < ahead.target { ahead.step() }
             let v0 = load(w0 + i), v1 = load(w1 + i), v2 = load(w2 + i)
-            var x = load(x0 + i)
-            a00.addProduct(x, v0)
-            a01.addProduct(x, v1)
-            a02.addProduct(x, v2)
-            if rowCount > 1 {
-                x = load(x1 + i)
-                a10.addProduct(x, v0)
-                a11.addProduct(x, v1)
-                a12.addProduct(x, v2)
-            }
-            if rowCount > 2 {
-                x = load(x2 + i)
-                a20.addProduct(x, v0)
-                a21.addProduct(x, v1)
-                a22.addProduct(x, v2)
-            }
-            if rowCount > 3 {
-                x = load(x3 + i)
-                a30.addProduct(x, v0)
-                a31.addProduct(x, v1)
-                a32.addProduct(x, v2)
-            }
+            Self.addProducts(load(x0 + i), v0, v1, v2, &a00, &a01, &a02)
+            if rowCount > 1 { Self.addProducts(load(x1 + i), v0, v1, v2, &a10, &a11, &a12) }
+            if rowCount > 2 { Self.addProducts(load(x2 + i), v0, v1, v2, &a20, &a21, &a22) }
+            if rowCount > 3 { Self.addProducts(load(x3 + i), v0, v1, v2, &a30, &a31, &a32) }
             i += 8
         }
-        finish(a00, m, j)
-        finish(a01, m, j + 1)
-        finish(a02, m, j + 2)
-        if rowCount > 1 {
-            finish(a10, m + 1, j)
-            finish(a11, m + 1, j + 1)
-            finish(a12, m + 1, j + 2)
-        }
-        if rowCount > 2 {
-            finish(a20, m + 2, j)
-            finish(a21, m + 2, j + 1)
-            finish(a22, m + 2, j + 2)
-        }
-        if rowCount > 3 {
-            finish(a30, m + 3, j)
-            finish(a31, m + 3, j + 1)
-            finish(a32, m + 3, j + 2)
-        }
+        finish(a00, a01, a02, row: m, j)
+        if rowCount > 1 { finish(a10, a11, a12, row: m + 1, j) }
+        if rowCount > 2 { finish(a20, a21, a22, row: m + 2, j) }
+        if rowCount > 3 { finish(a30, a31, a32, row: m + 3, j) }
+    }
+
+    /// a0, a1, a2 += x · v0, v1, v2: one input slice against the three weight slices.
+    @inline(__always)
+    private static func addProducts(_ x: V, _ v0: V, _ v1: V, _ v2: V, _ a0: inout V, _ a1: inout V, _ a2: inout V) {
+        a0.addProduct(x, v0)
+        a1.addProduct(x, v1)
+        a2.addProduct(x, v2)
+    }
+
+    /// Writes outputs (m, j), (m, j + 1), (m, j + 2).
+    @inline(__always)
+    private func finish(_ a0: V, _ a1: V, _ a2: V, row m: Int, _ j: Int) {
+        finish(a0, m, j)
+        finish(a1, m, j + 1)
+        finish(a2, m, j + 2)
     }
 
     @inline(__always)
