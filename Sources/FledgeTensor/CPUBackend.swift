@@ -15,13 +15,27 @@ public final class CPUBackend: HostMemoryBackend, @unchecked Sendable {
     /// The block and tile sizes of `tiledAttention`, and its per-thread tiles.
     public let attentionTiles: AttentionTiles
     let tileWorkspace: Storage<Float>
+    /// Lanes per slice in the few-rows linear kernel: 8, or 16 where the CPU has AVX-512 (`nativeVectorLanes`).
+    public let vectorLanes: Int
     /// The backend's own scratch (`partials`, `tileWorkspace`) serves one kernel at a time: threads that share a
     /// backend (tests in parallel, a server beside a benchmark) take turns for it. A kernel called while the
     /// pool is busy runs its shares inline on the calling thread, in the same slots as the running region's.
     private let scratchLock = NSLock()
 
+    /// 16 where the CPU has AVX-512 (and the OS saves its registers), else 8. The release build targets the CPU
+    /// it is built on, so 16 lanes are then one register; on AVX2 they would be two, and the kernel's
+    /// accumulators would spill.
+    public static let nativeVectorLanes = fledge_cpu_has_avx512() != 0 ? 16 : 8
+
     /// Creates the backend with `threadCount` threads (default: the core count); BLAS is set to one thread.
-    public init(threadCount: Int = ThreadPool.coreCount, attentionTiles: AttentionTiles = .standard) {
+    /// `vectorLanes` (8 or 16; default `nativeVectorLanes`) sets the few-rows linear kernel's slice width: the
+    /// sums of its outputs are grouped by it, so results differ in the last bits between 8 and 16.
+    public init(
+        threadCount: Int = ThreadPool.coreCount, attentionTiles: AttentionTiles = .standard,
+        vectorLanes: Int = CPUBackend.nativeVectorLanes
+    ) {
+        precondition(vectorLanes == 8 || vectorLanes == 16, "vectorLanes is 8 or 16, not \(vectorLanes)")
+        self.vectorLanes = vectorLanes
         pool = ThreadPool(threadCount: threadCount)
         partials = try! Storage<Double>(count: max(1, threadCount) * 8)
         self.attentionTiles = attentionTiles
@@ -86,10 +100,18 @@ public final class CPUBackend: HostMemoryBackend, @unchecked Sendable {
         if rows <= CPUBackend.smallRowsLimit {
             // Up to 64 rows: each slice of a weight row is loaded once for 4 input rows, with no copy of the
             // weights first (the BLAS packs the whole matrix per call), and the next weights are prefetched.
-            let job = SmallRowsLinear(
-                output: output, input: input, weight: weight, bias: bias, rows: rows, inFeatures: inFeatures,
-                outFeatures: outFeatures)
-            pool.parallelFor(outFeatures, alignment: 12, job)
+            // With AVX-512, 16-lane slices: half the multiply-add instructions.
+            if vectorLanes == 16 {
+                let job = SmallRowsLinear<SIMD16<Float>>(
+                    output: output, input: input, weight: weight, bias: bias, rows: rows, inFeatures: inFeatures,
+                    outFeatures: outFeatures)
+                pool.parallelFor(outFeatures, alignment: 12, job)
+            } else {
+                let job = SmallRowsLinear<SIMD8<Float>>(
+                    output: output, input: input, weight: weight, bias: bias, rows: rows, inFeatures: inFeatures,
+                    outFeatures: outFeatures)
+                pool.parallelFor(outFeatures, alignment: 12, job)
+            }
             return
         }
         if rows < 32 * pool.threadCount && pool.threadCount > 1 && outFeatures >= 64 * pool.threadCount {
@@ -191,35 +213,39 @@ struct LinearColumns: ParallelRangeJob {
 /// 3 features: 12 eight-lane accumulators, 3 weight slices and 1 input slice fill the 16 AVX2 registers. The 1–3
 /// rows left over share one more pass (a 3×3, 2×3 or 1×3 block), not one pass each: a single row's pass does 3
 /// multiply-adds per 4 loads, so 15 rows as 3 blocks and 3 single rows cost more than 16 rows as 4 blocks. Each
-/// output is computed the same way wherever it falls (any of these blocks, or alone): eight lanes over the
-/// full 8-wide slices in order, the k mod 8 rest added to lane 0, then the lanes summed. A row's result
-/// therefore does not depend on the other rows of the batch (a server's sequence decodes exactly as it would
-/// alone).
-struct SmallRowsLinear: ParallelRangeJob {
-    typealias V = SIMD8<Float>
+/// output is computed the same way wherever it falls (any of these blocks, or alone): `V`'s lanes (8, or 16 with
+/// AVX-512) over the full slices in order, the k mod lanes rest added to lane 0, then the lanes summed. A row's
+/// result therefore does not depend on the other rows of the batch (a server's sequence decodes exactly as it
+/// would alone).
+struct SmallRowsLinear<V: SIMD>: ParallelRangeJob where V.Scalar == Float {
     let output: FloatPointer, input: ConstFloatPointer, weight: ConstFloatPointer, bias: ConstFloatPointer?
     let rows: Int, inFeatures: Int, outFeatures: Int
+
+    /// How many groups of three weight rows ahead the prefetch reads: with 16 lanes a group's arithmetic takes
+    /// half the time, too little to cover the next group's loads from memory, so the one after it is fetched.
+    static var groupsAhead: Int { V.scalarCount >= 16 ? 2 : 1 }
 
     func run(_ block: Range<Int>) {
         var j = block.lowerBound
         // Blocks of 4 rows, then one block of the 1–3 rows left: each a pass over three weight rows.
         let groups = (rows + 3) / 4
         while j + 3 <= block.upperBound {
-            // The next three weight rows are read from memory while these are multiplied by every input row: their
-            // cache lines are prefetched a few per loop iteration, spread over all the passes, so the loads overlap
-            // the arithmetic. (All at once, most of them were dropped and the loads came after it.)
+            // The three weight rows `groupsAhead` groups on are read from memory while these are multiplied by
+            // every input row: their cache lines are prefetched a few per loop iteration, spread over all the
+            // passes, so the loads overlap the arithmetic. (All at once, most of them were dropped and the loads
+            // came after it.)
             var ahead = Prefetch(
-                next: UnsafeRawPointer(weight + (j + 3) * inFeatures),
-                lines: j + 6 <= block.upperBound ? (3 * inFeatures * 4 + 63) / 64 : 0)
+                next: UnsafeRawPointer(weight + (j + 3 * Self.groupsAhead) * inFeatures),
+                lines: j + 3 * (Self.groupsAhead + 1) <= block.upperBound ? (3 * inFeatures * 4 + 63) / 64 : 0)
             var (m, group) = (0, 0)
             while m + 4 <= rows {
                 group += 1
-                ahead.pass(to: ahead.lines * group / groups, iterations: inFeatures / 8)
+                ahead.pass(to: ahead.lines * group / groups, iterations: inFeatures / V.scalarCount)
                 rowBlock(m, j, FourRows.self, &ahead)
                 m += 4
             }
             if m < rows {
-                ahead.pass(to: ahead.lines, iterations: inFeatures / 8)
+                ahead.pass(to: ahead.lines, iterations: inFeatures / V.scalarCount)
                 switch rows - m {
                 case 3: rowBlock(m, j, ThreeRows.self, &ahead)
                 case 2: rowBlock(m, j, TwoRows.self, &ahead)
@@ -269,11 +295,11 @@ struct SmallRowsLinear: ParallelRangeJob {
         }
     }
 
-    /// Σ x[t]·w[t] over the last k mod 8 entries.
+    /// Σ x[t]·w[t] over the last k mod (lanes) entries.
     @inline(__always)
     private func rest(_ x: ConstFloatPointer, _ w: ConstFloatPointer) -> Float {
         var sum: Float = 0
-        for t in (inFeatures & ~7)..<inFeatures { sum += x[t] * w[t] }
+        for t in (inFeatures & ~(V.scalarCount - 1))..<inFeatures { sum += x[t] * w[t] }
         return sum
     }
 
@@ -282,7 +308,7 @@ struct SmallRowsLinear: ParallelRangeJob {
     private func finish(_ lanes: V, _ m: Int, _ j: Int) {
         var lanes = lanes
         let k = inFeatures
-        if k & 7 != 0 { lanes[0] += rest(input + m * k, weight + j * k) }
+        if k & (V.scalarCount - 1) != 0 { lanes[0] += rest(input + m * k, weight + j * k) }
         output[m * outFeatures + j] = lanes.sum() + (bias?[j] ?? 0)
     }
 
@@ -298,8 +324,8 @@ struct SmallRowsLinear: ParallelRangeJob {
         let (w0, w1, w2) = (weight + j * k, weight + (j + 1) * k, weight + (j + 2) * k)
         var a00 = V(), a01 = V(), a02 = V(), a10 = V(), a11 = V(), a12 = V()
         var a20 = V(), a21 = V(), a22 = V(), a30 = V(), a31 = V(), a32 = V()
-        // Full 8-lane slices only, so the loop has no lane test and its vectors stay in registers.
-        let full = k & ~7
+        // Full slices only, so the loop has no lane test and its vectors stay in registers.
+        let full = k & ~(V.scalarCount - 1)
         var i = 0
         while i < full {
             if ahead.done < ahead.target { ahead.step() }
@@ -308,7 +334,7 @@ struct SmallRowsLinear: ParallelRangeJob {
             if rowCount > 1 { Self.addProducts(load(x1 + i), v0, v1, v2, &a10, &a11, &a12) }
             if rowCount > 2 { Self.addProducts(load(x2 + i), v0, v1, v2, &a20, &a21, &a22) }
             if rowCount > 3 { Self.addProducts(load(x3 + i), v0, v1, v2, &a30, &a31, &a32) }
-            i += 8
+            i += V.scalarCount
         }
         finish(a00, a01, a02, row: m, j)
         if rowCount > 1 { finish(a10, a11, a12, row: m + 1, j) }
@@ -337,11 +363,11 @@ struct SmallRowsLinear: ParallelRangeJob {
         let k = inFeatures
         let (x, w) = (input + m * k, weight + j * k)
         var a = V()
-        let full = k & ~7
+        let full = k & ~(V.scalarCount - 1)
         var i = 0
         while i < full {
             a.addProduct(load(x + i), load(w + i))
-            i += 8
+            i += V.scalarCount
         }
         finish(a, m, j)
     }

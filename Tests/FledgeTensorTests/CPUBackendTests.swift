@@ -58,10 +58,41 @@ struct CPUBackendTests {
         }
     }
 
+    // The few-rows kernel at 8 and at 16 lanes, against the reference: widths that are and are not multiples of
+    // 8 and 16, output counts that are not multiples of 3, and enough outputs per thread for the prefetch of the
+    // groups ahead.
+    @Test(arguments: [
+        (1, 256, 768), (3, 37, 24), (16, 1024, 40), (15, 100, 13), (5, 8, 31), (64, 24, 7), (17, 256, 300),
+    ])
+    func linearAtEachSliceWidthMatchesReference(rows: Int, inFeatures: Int, outFeatures: Int) {
+        let x = Buffer(rows * inFeatures, seed: 49)
+        let w = Buffer(outFeatures * inFeatures, seed: 50)
+        let bias = Buffer(outFeatures, seed: 51)
+        let expected = Buffer(zeros: rows * outFeatures)
+        reference.linear(
+            output: expected.pointer, input: x.pointer, weight: w.pointer, bias: bias.pointer, rows: rows,
+            inFeatures: inFeatures, outFeatures: outFeatures)
+        for backend in fastAtEachWidth {
+            let out = Buffer(zeros: rows * outFeatures)
+            backend.linear(
+                output: out.pointer, input: x.pointer, weight: w.pointer, bias: bias.pointer, rows: rows,
+                inFeatures: inFeatures, outFeatures: outFeatures)
+            expectClose(
+                out.array, expected.array, "\(backend.vectorLanes) lanes, \(rows)×\(inFeatures) → \(outFeatures)")
+        }
+    }
+
     // A server's sequence decodes exactly as it would alone: each row of a few-rows linear (blocks of four rows,
-    // then one block of the rows left) equals that row computed by itself, bit for bit, whatever the batch size.
+    // then one block of the rows left) equals that row computed by itself, bit for bit, whatever the batch size,
+    // at either slice width.
     @Test(arguments: [(256, 36), (37, 24), (100, 13)])
     func linearOfABatchEqualsEachRowAlone(inFeatures: Int, outFeatures: Int) {
+        for fast in fastAtEachWidth {
+            linearOfABatchEqualsEachRowAlone(fast, inFeatures: inFeatures, outFeatures: outFeatures)
+        }
+    }
+
+    private func linearOfABatchEqualsEachRowAlone(_ fast: CPUBackend, inFeatures: Int, outFeatures: Int) {
         for rows in [1, 2, 3, 4, 5, 6, 7, 11, 15, 16, 17, 64] {
             let x = Buffer(rows * inFeatures, seed: 46, low: -2, high: 2)
             let w = Buffer(outFeatures * inFeatures, seed: 47)
@@ -77,7 +108,7 @@ struct CPUBackendTests {
                     rows: 1, inFeatures: inFeatures, outFeatures: outFeatures)
                 #expect(
                     one.array == Array(batch.array[r * outFeatures..<(r + 1) * outFeatures]),
-                    "row \(r) of \(rows), \(inFeatures) → \(outFeatures)")
+                    "\(fast.vectorLanes) lanes: row \(r) of \(rows), \(inFeatures) → \(outFeatures)")
             }
         }
     }

@@ -50,4 +50,7 @@ func expectClose(
 }
 
 let fast = CPUBackend(threadCount: 2)
+/// The few-rows linear kernel at each slice width, whatever this CPU's own (`fast` uses `nativeVectorLanes`):
+/// 16 lanes run on AVX2 too (two registers per slice, slower), so both are tested on every machine.
+let fastAtEachWidth = [8, 16].map { CPUBackend(threadCount: 2, vectorLanes: $0) }
 let reference = ReferenceBackend()
