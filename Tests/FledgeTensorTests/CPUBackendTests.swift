@@ -68,17 +68,11 @@ struct CPUBackendTests {
         let x = Buffer(rows * inFeatures, seed: 49)
         let w = Buffer(outFeatures * inFeatures, seed: 50)
         let bias = Buffer(outFeatures, seed: 51)
-        let expected = Buffer(zeros: rows * outFeatures)
-        reference.linear(
-            output: expected.pointer, input: x.pointer, weight: w.pointer, bias: bias.pointer, rows: rows,
-            inFeatures: inFeatures, outFeatures: outFeatures)
+        let shape = (rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
+        let expected = linearOutput(reference, x, w, bias, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
         for backend in fastAtEachWidth {
-            let out = Buffer(zeros: rows * outFeatures)
-            backend.linear(
-                output: out.pointer, input: x.pointer, weight: w.pointer, bias: bias.pointer, rows: rows,
-                inFeatures: inFeatures, outFeatures: outFeatures)
-            expectClose(
-                out.array, expected.array, "\(backend.vectorLanes) lanes, \(rows)×\(inFeatures) → \(outFeatures)")
+            let out = linearOutput(backend, x, w, bias, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
+            expectClose(out, expected, "\(backend.vectorLanes) lanes, \(shape)")
         }
     }
 
@@ -97,17 +91,12 @@ struct CPUBackendTests {
             let x = Buffer(rows * inFeatures, seed: 46, low: -2, high: 2)
             let w = Buffer(outFeatures * inFeatures, seed: 47)
             let bias = Buffer(outFeatures, seed: 48)
-            let batch = Buffer(zeros: rows * outFeatures)
-            fast.linear(
-                output: batch.pointer, input: x.pointer, weight: w.pointer, bias: bias.pointer, rows: rows,
-                inFeatures: inFeatures, outFeatures: outFeatures)
+            let batch = linearOutput(fast, x, w, bias, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
             for r in 0..<rows {
-                let one = Buffer(zeros: outFeatures)
-                fast.linear(
-                    output: one.pointer, input: x.pointer + r * inFeatures, weight: w.pointer, bias: bias.pointer,
-                    rows: 1, inFeatures: inFeatures, outFeatures: outFeatures)
+                let one = linearOutput(
+                    fast, x, firstRow: r, w, bias, rows: 1, inFeatures: inFeatures, outFeatures: outFeatures)
                 #expect(
-                    one.array == Array(batch.array[r * outFeatures..<(r + 1) * outFeatures]),
+                    one == Array(batch[r * outFeatures..<(r + 1) * outFeatures]),
                     "\(fast.vectorLanes) lanes: row \(r) of \(rows), \(inFeatures) → \(outFeatures)")
             }
         }

@@ -53,4 +53,16 @@ let fast = CPUBackend(threadCount: 2)
 /// The few-rows linear kernel at each slice width, whatever this CPU's own (`fast` uses `nativeVectorLanes`):
 /// 16 lanes run on AVX2 too (two registers per slice, slower), so both are tested on every machine.
 let fastAtEachWidth = [8, 16].map { CPUBackend(threadCount: 2, vectorLanes: $0) }
+
+/// `backend.linear` of `rows` rows of `x`, from row `firstRow` on, into a new array.
+func linearOutput(
+    _ backend: Backend, _ x: Buffer, firstRow: Int = 0, _ w: Buffer, _ bias: Buffer, rows: Int, inFeatures: Int,
+    outFeatures: Int
+) -> [Float] {
+    let out = Buffer(zeros: rows * outFeatures)
+    backend.linear(
+        output: out.pointer, input: x.pointer + firstRow * inFeatures, weight: w.pointer, bias: bias.pointer,
+        rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
+    return out.array
+}
 let reference = ReferenceBackend()
