@@ -12,9 +12,10 @@
 // ahead of its use. Static inline, so the compiler inlines it into the Swift loop.
 static inline void fledge_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
 
-// 1 when this CPU has AVX-512F and the OS saves its registers (XCR0 bits for the opmask and zmm state), else 0.
-// The kernels built with `-target-cpu native` use 16-lane vectors only where this holds.
-#if defined(__x86_64__)
+// 1 when the build targets AVX-512F (`-target-cpu` reaches this header too) and this CPU has it with the OS
+// saving its registers (XCR0 bits for the opmask and zmm state), else 0. The few-rows linear kernel uses 16-lane
+// vectors only where this holds: a build for an AVX2 CPU would split each into two registers and spill.
+#if defined(__x86_64__) && defined(__AVX512F__)
 #include <cpuid.h>
 static inline int fledge_cpu_has_avx512(void) {
     unsigned a, b, c, d;

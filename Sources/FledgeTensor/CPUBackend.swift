@@ -22,9 +22,9 @@ public final class CPUBackend: HostMemoryBackend, @unchecked Sendable {
     /// pool is busy runs its shares inline on the calling thread, in the same slots as the running region's.
     private let scratchLock = NSLock()
 
-    /// 16 where the CPU has AVX-512 (and the OS saves its registers), else 8. The release build targets the CPU
-    /// it is built on, so 16 lanes are then one register; on AVX2 they would be two, and the kernel's
-    /// accumulators would spill.
+    /// 16 where the build targets AVX-512 and the CPU has it (and the OS saves its registers), else 8. A 16-lane
+    /// vector is then one register; in a build for AVX2 it would be two, and the kernel's accumulators would
+    /// spill.
     public static let nativeVectorLanes = fledge_cpu_has_avx512() != 0 ? 16 : 8
 
     /// Creates the backend with `threadCount` threads (default: the core count); BLAS is set to one thread.
@@ -210,13 +210,13 @@ struct LinearColumns: ParallelRangeJob {
 }
 
 /// output = input · weightᵀ + bias for a few rows (1–64) and a range of output features, in blocks of 4 rows ×
-/// 3 features: 12 eight-lane accumulators, 3 weight slices and 1 input slice fill the 16 AVX2 registers. The 1–3
-/// rows left over share one more pass (a 3×3, 2×3 or 1×3 block), not one pass each: a single row's pass does 3
-/// multiply-adds per 4 loads, so 15 rows as 3 blocks and 3 single rows cost more than 16 rows as 4 blocks. Each
-/// output is computed the same way wherever it falls (any of these blocks, or alone): `V`'s lanes (8, or 16 with
-/// AVX-512) over the full slices in order, the k mod lanes rest added to lane 0, then the lanes summed. A row's
-/// result therefore does not depend on the other rows of the batch (a server's sequence decodes exactly as it
-/// would alone).
+/// 3 features: 12 accumulators, 3 weight slices and 1 input slice fill the 16 AVX2 registers (with AVX-512, 16 of
+/// the 32, each twice as wide). The 1–3 rows left over share one more pass (a 3×3, 2×3 or 1×3 block), not one
+/// pass each: a single row's pass does 3 multiply-adds per 4 loads, so 15 rows as 3 blocks and 3 single rows cost
+/// more than 16 rows as 4 blocks. Each output is computed the same way wherever it falls (any of these blocks, or
+/// alone): `V`'s lanes (8, or 16 with AVX-512) over the full slices in order, the k mod lanes rest added to lane
+/// 0, then the lanes summed. A row's result therefore does not depend on the other rows of the batch (a server's
+/// sequence decodes exactly as it would alone).
 struct SmallRowsLinear<V: SIMD>: ParallelRangeJob where V.Scalar == Float {
     let output: FloatPointer, input: ConstFloatPointer, weight: ConstFloatPointer, bias: ConstFloatPointer?
     let rows: Int, inFeatures: Int, outFeatures: Int
