@@ -211,53 +211,111 @@ struct LinearColumns: ParallelRangeJob {
 
 /// output = input · weightᵀ + bias for a few rows (1–64) and a range of output features, in blocks of 4 rows ×
 /// 3 features: 12 accumulators, 3 weight slices and 1 input slice fill the 16 AVX2 registers (with AVX-512, 16 of
-/// the 32, each twice as wide). The 1–3 rows left over share one more pass (a 3×3, 2×3 or 1×3 block), not one
-/// pass each: a single row's pass does 3 multiply-adds per 4 loads, so 15 rows as 3 blocks and 3 single rows cost
-/// more than 16 rows as 4 blocks. Each output is computed the same way wherever it falls (any of these blocks, or
-/// alone): `V`'s lanes (8, or 16 with AVX-512) over the full slices in order, the k mod lanes rest added to lane
-/// 0, then the lanes summed. A row's result therefore does not depend on the other rows of the batch (a server's
-/// sequence decodes exactly as it would alone).
+/// the 32, each twice as wide; with inputs of 512 and more, 4 rows × 6 features, 24 of the 32). The 1–3 rows left
+/// over share one more pass (a 3×3, 2×3 or 1×3 block), not one pass each: a single row's pass does 3 multiply-adds
+/// per 4 loads, so 15 rows as 3 blocks and 3 single rows cost more than 16 rows as 4 blocks. Each output is
+/// computed the same way wherever it falls (any of these blocks, or alone): `V`'s lanes (8, or 16 with AVX-512)
+/// over the full slices in order, the k mod lanes rest added to lane 0, then the lanes summed. A row's result
+/// therefore does not depend on the other rows of the batch (a server's sequence decodes exactly as it would
+/// alone).
 struct SmallRowsLinear<V: SIMD>: ParallelRangeJob where V.Scalar == Float {
     let output: FloatPointer, input: ConstFloatPointer, weight: ConstFloatPointer, bias: ConstFloatPointer?
     let rows: Int, inFeatures: Int, outFeatures: Int
 
-    /// How many groups of three weight rows ahead the prefetch reads: with 16 lanes a group's arithmetic takes
-    /// half the time, too little to cover the next group's loads from memory, so the one after it is fetched.
+    /// How many groups of weight rows ahead the prefetch reads: with 16 lanes a group's arithmetic takes half the
+    /// time, too little to cover the next group's loads from memory, so the one after it is fetched.
     static var groupsAhead: Int { V.scalarCount >= 16 ? 2 : 1 }
 
     func run(_ block: Range<Int>) {
         var j = block.lowerBound
-        // Blocks of 4 rows, then one block of the 1–3 rows left: each a pass over three weight rows.
-        let groups = (rows + 3) / 4
+        // With 16 lanes and long input rows, groups of six weight rows: each input slice is then loaded once for
+        // six outputs. (16 input rows of 1,024 are 64 KB, more than L1: with three outputs a group they came from
+        // L2 twice as often.) Each output is computed the same way in either group.
+        let six = V.scalarCount >= 16 && inFeatures >= 512 && rows >= 4
+        while six && j + 6 <= block.upperBound {
+            group(j, outputs: 6, end: block.upperBound)
+            j += 6
+        }
         while j + 3 <= block.upperBound {
-            // The three weight rows `groupsAhead` groups on are read from memory while these are multiplied by
-            // every input row: their cache lines are prefetched a few per loop iteration, spread over all the
-            // passes, so the loads overlap the arithmetic. (All at once, most of them were dropped and the loads
-            // came after it.)
-            var ahead = Prefetch(
-                next: UnsafeRawPointer(weight + (j + 3 * Self.groupsAhead) * inFeatures),
-                lines: j + 3 * (Self.groupsAhead + 1) <= block.upperBound ? (3 * inFeatures * 4 + 63) / 64 : 0)
-            var (m, group) = (0, 0)
-            while m + 4 <= rows {
-                group += 1
-                ahead.pass(to: ahead.lines * group / groups, iterations: inFeatures / V.scalarCount)
-                rowBlock(m, j, FourRows.self, &ahead)
-                m += 4
-            }
-            if m < rows {
-                ahead.pass(to: ahead.lines, iterations: inFeatures / V.scalarCount)
-                switch rows - m {
-                case 3: rowBlock(m, j, ThreeRows.self, &ahead)
-                case 2: rowBlock(m, j, TwoRows.self, &ahead)
-                default: rowBlock(m, j, OneRow.self, &ahead)
-                }
-            }
+            group(j, outputs: 3, end: block.upperBound)
             j += 3
         }
         while j < block.upperBound {
             for m in 0..<rows { single(m, j) }
             j += 1
         }
+    }
+
+    /// Outputs j..<j+outputs (3 or 6) for every row: blocks of 4 rows, then one block of the 1–3 rows left, each a
+    /// pass over the group's weight rows.
+    @inline(__always)
+    private func group(_ j: Int, outputs: Int, end: Int) {
+        let groups = (rows + 3) / 4
+        // The weight rows `groupsAhead` groups on are read from memory while these are multiplied by every input
+        // row: their cache lines are prefetched a few per loop iteration, spread over all the passes, so the loads
+        // overlap the arithmetic. (All at once, most of them were dropped and the loads came after it.)
+        var ahead = Prefetch(
+            next: UnsafeRawPointer(weight + (j + outputs * Self.groupsAhead) * inFeatures),
+            lines: j + outputs * (Self.groupsAhead + 1) <= end ? (outputs * inFeatures * 4 + 63) / 64 : 0)
+        var (m, pass) = (0, 0)
+        while m + 4 <= rows {
+            pass += 1
+            ahead.pass(to: ahead.lines * pass / groups, iterations: inFeatures / V.scalarCount)
+            if outputs == 6 { fourRowsSixOutputs(m, j, &ahead) } else { rowBlock(m, j, FourRows.self, &ahead) }
+            m += 4
+        }
+        if m < rows {
+            ahead.pass(to: ahead.lines, iterations: inFeatures / V.scalarCount)
+            leftOverRows(m, j, &ahead)
+            if outputs == 6 { leftOverRows(m, j + 3, &ahead) }
+        }
+    }
+
+    /// Outputs (m..<rows, j..<j+3) for the 1–3 rows after the last block of four.
+    @inline(__always)
+    private func leftOverRows(_ m: Int, _ j: Int, _ ahead: inout Prefetch) {
+        switch rows - m {
+        case 3: rowBlock(m, j, ThreeRows.self, &ahead)
+        case 2: rowBlock(m, j, TwoRows.self, &ahead)
+        default: rowBlock(m, j, OneRow.self, &ahead)
+        }
+    }
+
+    /// Outputs (m..<m+4, j..<j+6): 24 accumulators, which only AVX-512's 32 registers hold.
+    @inline(__always)
+    private func fourRowsSixOutputs(_ m: Int, _ j: Int, _ ahead: inout Prefetch) {
+        let k = inFeatures
+        let (x0, x1, x2, x3) = (input + m * k, input + (m + 1) * k, input + (m + 2) * k, input + (m + 3) * k)
+        let w = weight + j * k
+        var a00 = V(), a01 = V(), a02 = V(), a03 = V(), a04 = V(), a05 = V()
+        var a10 = V(), a11 = V(), a12 = V(), a13 = V(), a14 = V(), a15 = V()
+        var a20 = V(), a21 = V(), a22 = V(), a23 = V(), a24 = V(), a25 = V()
+        var a30 = V(), a31 = V(), a32 = V(), a33 = V(), a34 = V(), a35 = V()
+        let full = k & ~(V.scalarCount - 1)
+        var i = 0
+        while i < full {
+            if ahead.done < ahead.target { ahead.step() }
+            let v0 = load(w + i), v1 = load(w + k + i), v2 = load(w + 2 * k + i)
+            let v3 = load(w + 3 * k + i), v4 = load(w + 4 * k + i), v5 = load(w + 5 * k + i)
+            let (u0, u1, u2, u3) = (load(x0 + i), load(x1 + i), load(x2 + i), load(x3 + i))
+            Self.addProducts(u0, v0, v1, v2, &a00, &a01, &a02)
+            Self.addProducts(u0, v3, v4, v5, &a03, &a04, &a05)
+            Self.addProducts(u1, v0, v1, v2, &a10, &a11, &a12)
+            Self.addProducts(u1, v3, v4, v5, &a13, &a14, &a15)
+            Self.addProducts(u2, v0, v1, v2, &a20, &a21, &a22)
+            Self.addProducts(u2, v3, v4, v5, &a23, &a24, &a25)
+            Self.addProducts(u3, v0, v1, v2, &a30, &a31, &a32)
+            Self.addProducts(u3, v3, v4, v5, &a33, &a34, &a35)
+            i += V.scalarCount
+        }
+        finish(a00, a01, a02, row: m, j)
+        finish(a03, a04, a05, row: m, j + 3)
+        finish(a10, a11, a12, row: m + 1, j)
+        finish(a13, a14, a15, row: m + 1, j + 3)
+        finish(a20, a21, a22, row: m + 2, j)
+        finish(a23, a24, a25, row: m + 2, j + 3)
+        finish(a30, a31, a32, row: m + 3, j)
+        finish(a33, a34, a35, row: m + 3, j + 3)
     }
 
     @inline(__always)

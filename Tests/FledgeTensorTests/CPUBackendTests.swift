@@ -59,10 +59,11 @@ struct CPUBackendTests {
     }
 
     // The few-rows kernel at 8 and at 16 lanes, against the reference: widths that are and are not multiples of
-    // 8 and 16, output counts that are not multiples of 3, and enough outputs per thread for the prefetch of the
-    // groups ahead.
+    // 8 and 16, output counts that are not multiples of 3, enough outputs per thread for the prefetch of the
+    // groups ahead, and inputs of 512 and more (groups of six outputs at 16 lanes).
     @Test(arguments: [
         (1, 256, 768), (3, 37, 24), (16, 1024, 40), (15, 100, 13), (5, 8, 31), (64, 24, 7), (17, 256, 300),
+        (7, 600, 30), (13, 512, 150),
     ])
     func linearAtEachSliceWidthMatchesReference(rows: Int, inFeatures: Int, outFeatures: Int) {
         let x = Buffer(rows * inFeatures, seed: 49)
@@ -79,7 +80,7 @@ struct CPUBackendTests {
     // A server's sequence decodes exactly as it would alone: each row of a few-rows linear (blocks of four rows,
     // then one block of the rows left) equals that row computed by itself, bit for bit, whatever the batch size,
     // at either slice width.
-    @Test(arguments: [(256, 36), (37, 24), (100, 13)])
+    @Test(arguments: [(256, 36), (37, 24), (100, 13), (600, 30)])
     func linearOfABatchEqualsEachRowAlone(inFeatures: Int, outFeatures: Int) {
         for fast in fastAtEachWidth {
             linearOfABatchEqualsEachRowAlone(fast, inFeatures: inFeatures, outFeatures: outFeatures)
