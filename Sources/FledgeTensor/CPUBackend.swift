@@ -15,7 +15,8 @@ public final class CPUBackend: HostMemoryBackend, @unchecked Sendable {
     /// The block and tile sizes of `tiledAttention`, and its per-thread tiles.
     public let attentionTiles: AttentionTiles
     let tileWorkspace: Storage<Float>
-    /// Lanes per slice in the few-rows linear kernel: 8, or 16 where the CPU has AVX-512 (`nativeVectorLanes`).
+    /// Lanes per slice in the few-rows linear kernel: 8, or 16 where the build and the CPU have AVX-512
+    /// (`nativeVectorLanes`).
     public let vectorLanes: Int
     /// The backend's own scratch (`partials`, `tileWorkspace`) serves one kernel at a time: threads that share a
     /// backend (tests in parallel, a server beside a benchmark) take turns for it. A kernel called while the
@@ -102,15 +103,9 @@ public final class CPUBackend: HostMemoryBackend, @unchecked Sendable {
             // weights first (the BLAS packs the whole matrix per call), and the next weights are prefetched.
             // With AVX-512, 16-lane slices: half the multiply-add instructions.
             if vectorLanes == 16 {
-                let job = SmallRowsLinear<SIMD16<Float>>(
-                    output: output, input: input, weight: weight, bias: bias, rows: rows, inFeatures: inFeatures,
-                    outFeatures: outFeatures)
-                pool.parallelFor(outFeatures, alignment: 12, job)
+                smallRowsLinear(SIMD16<Float>.self, output, input, weight, bias, rows, inFeatures, outFeatures)
             } else {
-                let job = SmallRowsLinear<SIMD8<Float>>(
-                    output: output, input: input, weight: weight, bias: bias, rows: rows, inFeatures: inFeatures,
-                    outFeatures: outFeatures)
-                pool.parallelFor(outFeatures, alignment: 12, job)
+                smallRowsLinear(SIMD8<Float>.self, output, input, weight, bias, rows, inFeatures, outFeatures)
             }
             return
         }
@@ -124,6 +119,17 @@ public final class CPUBackend: HostMemoryBackend, @unchecked Sendable {
         let job = LinearRows(
             output: output, input: input, weight: weight, bias: bias, inFeatures: inFeatures, outFeatures: outFeatures)
         pool.parallelFor(rows, alignment: 8, job)
+    }
+
+    /// `linear` by `SmallRowsLinear` on `V`-wide slices, the output features split across the threads.
+    private func smallRowsLinear<V: SIMD>(
+        _: V.Type, _ output: FloatPointer, _ input: ConstFloatPointer, _ weight: ConstFloatPointer,
+        _ bias: ConstFloatPointer?, _ rows: Int, _ inFeatures: Int, _ outFeatures: Int
+    ) where V.Scalar == Float {
+        let job = SmallRowsLinear<V>(
+            output: output, input: input, weight: weight, bias: bias, rows: rows, inFeatures: inFeatures,
+            outFeatures: outFeatures)
+        pool.parallelFor(outFeatures, alignment: 12, job)
     }
 
     public func linearBackward(
@@ -250,7 +256,7 @@ struct SmallRowsLinear<V: SIMD>: ParallelRangeJob where V.Scalar == Float {
     /// pass over the group's weight rows.
     @inline(__always)
     private func group(_ j: Int, outputs: Int, end: Int) {
-        let groups = (rows + 3) / 4
+        let passes = (rows + 3) / 4
         // The weight rows `groupsAhead` groups on are read from memory while these are multiplied by every input
         // row: their cache lines are prefetched a few per loop iteration, spread over all the passes, so the loads
         // overlap the arithmetic. (All at once, most of them were dropped and the loads came after it.)
@@ -260,7 +266,7 @@ struct SmallRowsLinear<V: SIMD>: ParallelRangeJob where V.Scalar == Float {
         var (m, pass) = (0, 0)
         while m + 4 <= rows {
             pass += 1
-            ahead.pass(to: ahead.lines * pass / groups, iterations: inFeatures / V.scalarCount)
+            ahead.pass(to: ahead.lines * pass / passes, iterations: inFeatures / V.scalarCount)
             if outputs == 6 { fourRowsSixOutputs(m, j, &ahead) } else { rowBlock(m, j, FourRows.self, &ahead) }
             m += 4
         }
